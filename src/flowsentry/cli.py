@@ -1,0 +1,172 @@
+"""`flowsentry <stage>`: load params.yaml once, call the stage, print a summary.
+
+dvc.yaml calls these commands; the Prefect flows call the same stage functions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from flowsentry import logs
+from flowsentry.config import Config, load_config
+from flowsentry.errors import FlowsentryError
+
+app = typer.Typer(
+    help=(
+        "flowsentry: detect anomalous jobs in scientific workflows (Flow-Bench traces) "
+        "with language models.\n\nPipeline stages, in order: ingest -> validate -> prepare. "
+        "`dvc repro` runs them all with params.yaml."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="The params file to read.", show_default=True)
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a param for this run, e.g. --set split.method=by_run (YAML value).",
+    ),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def _config(params: Path, overrides: list[str] | None) -> Config:
+    parsed: dict[str, Any] = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FlowsentryError(f"--set {item}: expected KEY=VALUE, e.g. split.method=by_run")
+        parsed[key.strip()] = yaml.safe_load(value)
+    return load_config(params, parsed)
+
+
+def _run(verbose: bool, fn, *args, **kwargs) -> Any:
+    logs.setup(verbose)
+    try:
+        return fn(*args, **kwargs)
+    except FlowsentryError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+
+
+@app.command()
+def ingest(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    flowbench_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FLOWBENCH_DIR",
+            help="Folder in the Flow-Bench data/ layout (<workflow>.zip + adjacency_list_dags/). "
+            "Unset: download from ingest.source_url.",
+        ),
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Read Flow-Bench traces into one jobs table (Parquet) per workflow."""
+    from flowsentry.stages import ingest as stage
+
+    def work():
+        summary = stage.run(_config(params, set_), flowbench_dir, progress=sys.stderr.isatty())
+        for name, t in summary["tables"].items():
+            console.print(f"{name}: {t['runs']} runs, {t['jobs']} jobs, {t['anomalous']} anomalous")
+
+    _run(verbose, work)
+
+
+@app.command()
+def validate(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Check jobs tables against the GX expectation suite; quarantine bad rows; Data Docs."""
+    from flowsentry.stages import validate as stage
+
+    def work():
+        cfg = _config(params, set_)
+        report = stage.run(cfg)
+        for name, t in report["tables"].items():
+            console.print(
+                f"{name}: {t['clean']} clean, {t['quarantined']} quarantined, "
+                f"{t['expectations'] - t['expectations_failed']}/{t['expectations']} expectations met"
+            )
+        console.print(f"Data Docs: {cfg.paths.reports / 'data_docs' / 'index.html'}")
+
+    _run(verbose, work)
+
+
+@app.command()
+def prepare(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Turn validated jobs into sentences and train/val/test splits."""
+    from flowsentry.stages import prepare as stage
+
+    def work():
+        summary = stage.run(_config(params, set_))
+        console.print(json.dumps(summary["splits"]))
+
+    _run(verbose, work)
+
+
+@app.command("write-suite")
+def write_suite(
+    params: ParamsOption = Path("params.yaml"),
+    verbose: VerboseOption = False,
+) -> None:
+    """Regenerate the committed GX expectation suite from the schema."""
+    from flowsentry.validation.suite import write_suite as write
+
+    def work():
+        cfg = _config(params, None)
+        write(cfg.paths.gx_suite)
+        console.print(f"wrote {cfg.paths.gx_suite}")
+
+    _run(verbose, work)
+
+
+@app.command()
+def sentence(
+    job: Annotated[str, typer.Argument(help="A job record as JSON, e.g. '{\"wms_delay\": 6}'.")],
+    template: Annotated[str, typer.Option(help="paper or compact")] = "paper",
+    feature_set: Annotated[str, typer.Option(help="paper or extended")] = "paper",
+    k: Annotated[int | None, typer.Option(help="Only the first k features (online).")] = None,
+) -> None:
+    """Print the sentence a job record becomes."""
+    from flowsentry.text.sentences import features_of
+    from flowsentry.text.sentences import sentence as make
+
+    def work():
+        try:
+            record = json.loads(job)
+        except json.JSONDecodeError as exc:
+            raise FlowsentryError(f"job: not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise FlowsentryError("job: expected a JSON object of field -> value")
+        try:
+            typer.echo(make(record, template, features_of(feature_set), k))
+        except ValueError as exc:
+            raise FlowsentryError(str(exc)) from None
+
+    _run(False, work)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,143 @@
+"""params.yaml -> one typed, validated, immutable config object, read once.
+
+Every stage receives the `Config` (or the section it needs); nothing else reads
+params.yaml. Errors name the key and the reason, e.g.
+`params.yaml: split.method: Input should be 'random', 'by_run' or 'file'`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flowsentry.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+_WORKFLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BaseParams(_Section):
+    seed: int = Field(42, description="Seed for every random choice (splits, training).")
+
+
+class Paths(_Section):
+    """Artifact locations; dvc.yaml references these same keys."""
+
+    raw: Path = Path("data/raw")
+    jobs: Path = Path("data/jobs")
+    validated: Path = Path("data/validated")
+    quarantine: Path = Path("data/quarantine")
+    prepared: Path = Path("data/prepared")
+    reports: Path = Path("reports")
+    gx_suite: Path = Path("gx/expectations/flowbench_jobs.json")
+
+
+class TextSource(_Section):
+    """A CSV in the paper's public text format (`text,label`)."""
+
+    path: Path
+    workflow: str
+
+
+class IngestParams(_Section):
+    workflows: tuple[str, ...] = ("1000genome",)
+    source_url: str = "https://github.com/PoSeiDon-Workflows/FlowBench/raw/main/data"
+    verify_checksums: bool = True
+    text_sources: tuple[TextSource, ...] = ()
+
+    @field_validator("workflows")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one workflow")
+        for name in value:
+            if not _WORKFLOW_NAME.match(name):
+                raise ValueError(f"'{name}' is not a workflow name (letters, digits, _ . -)")
+        if len(set(value)) != len(value):
+            raise ValueError("a workflow is listed twice")
+        return value
+
+
+class ValidateParams(_Section):
+    max_quarantine_fraction: float = Field(
+        0.05, ge=0.0, le=1.0, description="Stop if more than this share of jobs is quarantined."
+    )
+
+
+class TextParams(_Section):
+    template: Literal["paper", "compact"] = "paper"
+    feature_set: Literal["paper", "extended"] = "paper"
+    tokenizer: str = "minilm"
+
+
+class SplitParams(_Section):
+    method: Literal["random", "by_run", "file"] = "random"
+    train: float = Field(0.8, gt=0.0, lt=1.0)
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.1, gt=0.0, lt=1.0)
+    manifest: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitParams:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+        if self.method == "file" and self.manifest is None:
+            raise ValueError("method 'file' needs split.manifest (a CSV run,job,split)")
+        return self
+
+
+class Config(_Section):
+    base: BaseParams = BaseParams()
+    paths: Paths = Paths()
+    ingest: IngestParams = IngestParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    text: TextParams = TextParams()
+    split: SplitParams = SplitParams()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def load_config(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Config:
+    """Read params.yaml once into a `Config`; `overrides` maps dotted keys to values."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "params") -> Config:
+    """Validate a params mapping; errors name the dotted key."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {key}: {first['msg']}{more}") from None
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: '{key}' is not a section")
+    node[leaf] = value

@@ -1,0 +1,209 @@
+"""Read Flow-Bench traces in their native upstream layout into the jobs table.
+
+Layout (the upstream `data/` folder):
+    <root>/<workflow>.zip                      one CSV per DAG run (or an unzipped folder)
+    <root>/adjacency_list_dags/<workflow>.json {job_id: [child_job_id, ...]}
+
+Run id = the CSV's file name without `.csv`; job id = the CSV's first column.
+Values are parsed strictly: a cell that is not a number where a number belongs is an
+error naming the file, column, job and value. Empty cells stay missing (NaN).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from flowsentry.data import schema
+from flowsentry.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DAG_FOLDER = "adjacency_list_dags"
+_MISSING = {"", "nan", "NaN", "NA", "null", "NULL"}
+_ID_SUFFIX = re.compile(r"_ID\d+$")
+
+
+@dataclass(frozen=True)
+class WorkflowSource:
+    """Where one workflow's traces and DAG lie."""
+
+    workflow: str
+    traces: Path  # a .zip or a folder of CSVs
+    dag: Path | None  # adjacency list; None when the source has no DAG file
+
+
+def locate(root: str | Path, workflow: str) -> WorkflowSource:
+    """Find `<workflow>.zip` (or folder) and its DAG under a Flow-Bench `data/` folder."""
+    root = Path(root)
+    candidates = [root / f"{workflow}.zip", root / workflow]
+    traces = next((p for p in candidates if p.exists()), None)
+    if traces is None:
+        raise DataError(root, f"no traces for workflow '{workflow}' (expected {workflow}.zip)")
+    dag = root / DAG_FOLDER / f"{workflow}.json"
+    return WorkflowSource(workflow, traces, dag if dag.exists() else None)
+
+
+def load_dag(path: str | Path) -> dict[str, list[str]]:
+    """Read an adjacency-list DAG: {job_id: [child_job_id, ...]}."""
+    path = Path(path)
+    try:
+        dag = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"unreadable DAG file: {exc}") from None
+    if not isinstance(dag, dict) or not all(isinstance(v, list) for v in dag.values()):
+        raise DataError(path, "a DAG file must map each job id to a list of child job ids")
+    unknown = {child for children in dag.values() for child in children} - dag.keys()
+    if unknown:
+        raise DataError(path, f"children that are not jobs of the DAG: {sorted(unknown)[:5]}")
+    return dag
+
+
+def iter_run_files(traces: Path) -> Iterator[tuple[str, str, IO[bytes]]]:
+    """Yield (run id, origin for messages, binary stream) for each CSV of a workflow."""
+    if traces.is_dir():
+        for path in sorted(traces.glob("*.csv")):
+            with path.open("rb") as stream:
+                yield path.stem, str(path), stream
+        return
+    try:
+        archive = zipfile.ZipFile(traces)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(traces, f"not a readable zip archive (truncated or corrupt?): {exc}") from None
+    with archive:
+        members = sorted(
+            m for m in archive.namelist()
+            if m.endswith(".csv") and not m.startswith("__MACOSX/") and not m.endswith("/")
+        )
+        for member in members:
+            origin = f"{traces}:{member}"
+            try:
+                payload = archive.read(member)
+            except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
+                raise DataError(origin, f"cannot be read from the archive: {exc}") from None
+            yield Path(member).stem, origin, io.BytesIO(payload)
+
+
+def read_run(stream: IO[bytes], origin: str, run: str) -> pd.DataFrame:
+    """Read one DAG run's CSV as text, checking its structure (columns, job ids)."""
+    try:
+        raw = pd.read_csv(stream, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(origin, f"unreadable CSV: {exc}".splitlines()[0]) from None
+    if raw.shape[1] == 0 or raw.empty:
+        raise DataError(origin, "no jobs in this run (empty CSV)")
+    first = raw.columns[0]
+    if first != "" and not first.startswith("Unnamed"):
+        raise DataError(origin, "the first column must be the unnamed job-id column", field=first)
+    raw = raw.rename(columns={first: "job"})
+    missing = [c for c in schema.RAW_COLUMNS if c not in raw.columns]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(origin, f"required column missing{more}", field=missing[0])
+    extra = [c for c in raw.columns if c != "job" and c not in schema.RAW_COLUMNS]
+    if extra:
+        log.warning("%s: ignoring columns not in the Flow-Bench schema: %s", origin, extra)
+    raw["job"] = raw["job"].str.strip()
+    if (raw["job"] == "").any():
+        line = int(np.flatnonzero(raw["job"] == "")[0]) + 2  # the header is line 1
+        raise DataError(origin, f"empty job id on line {line}", field="job")
+    raw = raw[["job", *schema.RAW_COLUMNS]]
+    raw.insert(0, "run", run)
+    raw.insert(0, "_origin", origin)
+    return raw
+
+
+def to_jobs_table(raw: pd.DataFrame, workflow: str) -> pd.DataFrame:
+    """Type the text columns of runs read by `read_run` into the canonical jobs table.
+
+    Strict: a non-numeric cell where a number belongs raises `DataError` naming the
+    file, column, job and value. Empty cells stay missing.
+    """
+    origin, jobs = raw["_origin"], raw["job"]
+    out: dict[str, pd.Series] = {
+        "workflow": pd.Series(workflow, index=raw.index, dtype="string"),
+        "run": raw["run"].astype("string"),
+        "job": jobs.astype("string"),
+    }
+    for name in schema.STRINGS:
+        out[name] = raw[name].mask(raw[name].isin(_MISSING)).astype("string")
+    for name in schema.INTEGERS:
+        values = _numeric(raw[name], origin, jobs, name)
+        fractional = values.notna() & (values != np.floor(values))
+        if fractional.any():
+            _fail(origin, name, jobs, raw[name], fractional, "is not a whole number")
+        out[name] = values.astype("Int64")
+    for name in schema.FLOATS:
+        out[name] = _numeric(raw[name], origin, jobs, name)
+    out["task"] = derive_task(out["kickstart_transformations"], out["job"])
+    anomaly = raw["anomaly_type"].str.strip()
+    # Flow-Bench writes `None` for a normal job; an empty cell stays missing.
+    anomaly = anomaly.mask(anomaly == "").str.lower().astype("string")
+    out["anomaly_type"] = anomaly
+    out["label"] = (anomaly != schema.NORMAL).astype("Int64").where(anomaly.notna())
+    frame = pd.DataFrame(out)
+    return frame[list(schema.JOBS_COLUMNS)].astype(schema.JOBS_COLUMNS)
+
+
+def derive_task(transformations: pd.Series, jobs: pd.Series) -> pd.Series:
+    """The job's kind: its kickstart transformation, else its job id, without `_IDnnn`."""
+    source = transformations.fillna(jobs).astype("string")
+    return source.str.replace(_ID_SUFFIX, "", regex=True).astype("string")
+
+
+def read_workflow(source: WorkflowSource, progress: bool = True) -> pd.DataFrame:
+    """Read every run of one workflow into its jobs table."""
+    frames: list[pd.DataFrame] = []
+    seen: dict[str, str] = {}
+    files = iter_run_files(source.traces)
+    bar = tqdm(files, desc=f"ingest {source.workflow}", unit="run", disable=not progress)
+    for run, origin, stream in bar:
+        if run in seen:
+            raise DataError(origin, f"run '{run}' appears twice (also in {seen[run]})")
+        seen[run] = origin
+        frames.append(read_run(stream, origin, run))
+    if not frames:
+        raise DataError(source.traces, "no run CSV files found")
+    table = to_jobs_table(pd.concat(frames, ignore_index=True), source.workflow)
+    log.info(
+        "%s: %d runs, %d jobs, %d anomalous",
+        source.workflow, len(frames), len(table), int(table["label"].sum()),
+    )
+    return table
+
+
+def _numeric(values: pd.Series, origin: pd.Series, jobs: pd.Series, name: str) -> pd.Series:
+    text = values.str.strip()
+    missing = text.isin(_MISSING)
+    parsed = pd.to_numeric(text.mask(missing), errors="coerce")
+    bad = parsed.isna() & ~missing
+    if bad.any():
+        _fail(origin, name, jobs, values, bad, "is not a number")
+    infinite = np.isinf(parsed.to_numpy(dtype="float64", na_value=np.nan))
+    if infinite.any():
+        _fail(origin, name, jobs, values, pd.Series(infinite, index=values.index), "is infinite")
+    return parsed.astype("float64")
+
+
+def _fail(
+    origin: pd.Series, name: str, jobs: pd.Series, values: pd.Series, mask: pd.Series, why: str
+):
+    first = int(np.flatnonzero(mask.to_numpy())[0])
+    count = int(mask.sum())
+    more = f" ({count} rows in all)" if count > 1 else ""
+    raise DataError(
+        origin.iloc[first],
+        f"value '{values.iloc[first]}' for job '{jobs.iloc[first]}' {why}{more}",
+        field=name,
+    )

@@ -1,0 +1,87 @@
+"""Train / val / test assignment. Same params, same split, always.
+
+- `random`: the paper's protocol, jobs shuffled with a seed and cut 80/10/10.
+- `by_run`: whole DAG runs are assigned, so no run is in two splits.
+- `file`: a CSV manifest `run,job,split` (reproduce a published split).
+
+Assignment never depends on the order rows arrive in: jobs are sorted by
+(workflow, run, job) before shuffling.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flowsentry.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+_KEYS = ["workflow", "run", "job"]
+
+
+def _cut(n: int, ratios: tuple[float, float, float]) -> np.ndarray:
+    """Split labels for n shuffled items: first train, then val, then test."""
+    n_train = round(n * ratios[0])
+    n_val = round(n * ratios[1])
+    labels = np.array(["test"] * n, dtype=object)
+    labels[:n_train] = "train"
+    labels[n_train : n_train + n_val] = "val"
+    return labels
+
+
+def assign_splits(
+    jobs: pd.DataFrame,
+    method: str,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+    manifest: str | Path | None = None,
+) -> pd.Series:
+    """A `split` label per row of `jobs` (index aligned); NA where a manifest omits a job."""
+    order = jobs.sort_values(_KEYS, kind="stable").index
+    rng = np.random.default_rng(seed)
+    if method == "random":
+        shuffled = rng.permutation(order.to_numpy())
+        return pd.Series(_cut(len(shuffled), ratios), index=shuffled).reindex(jobs.index)
+    if method == "by_run":
+        runs = jobs[["workflow", "run"]].drop_duplicates().sort_values(["workflow", "run"])
+        runs = runs.iloc[rng.permutation(len(runs))].assign(split=_cut(len(runs), ratios))
+        merged = jobs[["workflow", "run"]].merge(runs, on=["workflow", "run"], how="left")
+        return pd.Series(merged["split"].to_numpy(), index=jobs.index)
+    if method == "file":
+        if manifest is None:
+            raise ValueError("method 'file' needs a manifest path")
+        return _from_manifest(jobs, Path(manifest))
+    raise ValueError(f"unknown split method '{method}' (know random, by_run, file)")
+
+
+def _from_manifest(jobs: pd.DataFrame, path: Path) -> pd.Series:
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(path, f"unreadable split manifest: {exc}") from None
+    for column in ("run", "job", "split"):
+        if column not in table.columns:
+            raise DataError(path, "required column missing", field=column)
+    bad = ~table["split"].isin(SPLITS)
+    if bad.any():
+        value = table.loc[bad, "split"].iloc[0]
+        raise DataError(path, f"split '{value}' is not one of {list(SPLITS)}", field="split")
+    duplicated = table.duplicated(["run", "job"])
+    if duplicated.any():
+        row = table[duplicated].iloc[0]
+        raise DataError(path, f"job '{row['job']}' of run '{row['run']}' listed twice")
+    keys = jobs[["run", "job"]].astype(str)
+    merged = keys.merge(table[["run", "job", "split"]], on=["run", "job"], how="left")
+    split = pd.Series(merged["split"].to_numpy(), index=jobs.index)
+    unassigned = int(split.isna().sum())
+    if unassigned:
+        log.warning("%s: %d jobs are not in the manifest and are left out", path, unassigned)
+    unknown = len(table) - (len(jobs) - unassigned)
+    if unknown > 0:
+        log.warning("%s: %d manifest rows name jobs not in the data", path, unknown)
+    return split

@@ -1,0 +1,99 @@
+"""Ingest: Flow-Bench traces (FLOWBENCH_DIR or a verified download) -> jobs tables.
+
+Every source is parsed before anything is written; raw copies and tables are then
+written atomically. A broken file stops the stage and leaves what was already
+ingested as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flowsentry.config import Config
+from flowsentry.data import download, flowbench
+from flowsentry.data.flowbench import DAG_FOLDER
+from flowsentry.data.textsource import read_text_source
+from flowsentry.errors import DataError, SourceUnavailable
+from flowsentry.io import write_json, write_parquet
+from flowsentry.stages.tables import table_refs
+
+log = logging.getLogger(__name__)
+
+
+def _sources(cfg: Config, flowbench_dir: Path | None, progress: bool) -> list[flowbench.WorkflowSource]:
+    checksums = download.known_checksums() if cfg.ingest.verify_checksums else {}
+    if flowbench_dir is not None:
+        if not flowbench_dir.is_dir():
+            raise SourceUnavailable(f"FLOWBENCH_DIR={flowbench_dir} is not a folder")
+        sources = [flowbench.locate(flowbench_dir, wf) for wf in cfg.ingest.workflows]
+        for source in sources:  # verify before parsing: a corrupt copy is named early
+            if source.traces.is_file():
+                rel = source.traces.name
+                if rel in checksums and download.sha256_of(source.traces) != checksums[rel]:
+                    log.warning("%s differs from the upstream release (sha256)", source.traces)
+        return sources
+    sources = []
+    for wf in cfg.ingest.workflows:
+        try:
+            zip_path = download.fetch(cfg.ingest.source_url, f"{wf}.zip",
+                                      cfg.paths.raw / f"{wf}.zip", checksums, progress=progress)
+            dag_rel = f"{DAG_FOLDER}/{wf}.json"
+            dag_path = download.fetch(cfg.ingest.source_url, dag_rel, cfg.paths.raw / dag_rel,
+                                      checksums, progress=progress)
+        except SourceUnavailable as exc:
+            raise SourceUnavailable(
+                f"no Flow-Bench traces: FLOWBENCH_DIR is not set and {exc}; "
+                "set FLOWBENCH_DIR to a folder in the Flow-Bench data/ layout"
+            ) from None
+        sources.append(flowbench.WorkflowSource(wf, zip_path, dag_path))
+    return sources
+
+
+def run(cfg: Config, flowbench_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Read every configured source into `paths.jobs/<table>.parquet`; returns a summary."""
+    root = Path(flowbench_dir).expanduser().resolve() if flowbench_dir else None
+    sources = _sources(cfg, root, progress)
+    parsed: dict[str, pd.DataFrame] = {}
+    for source in sources:
+        table = flowbench.read_workflow(source, progress=progress)
+        if source.dag is None:
+            raise DataError(source.traces.parent / DAG_FOLDER,
+                            f"no DAG file for workflow '{source.workflow}'")
+        flowbench.load_dag(source.dag)  # a broken DAG file stops here, before writing
+        parsed[source.workflow] = table
+    refs = table_refs(cfg)
+    for ref, text_source in zip(refs[len(sources):], cfg.ingest.text_sources, strict=True):
+        parsed[ref.name] = read_text_source(text_source.path, text_source.workflow)
+
+    # Everything parsed: now write (raw copies first, then the tables).
+    if root is not None:
+        for source in sources:
+            target = cfg.paths.raw / (source.traces.name if source.traces.is_file() else source.workflow)
+            download.copy_verified(source.traces, target, source.traces.name, None)
+            download.copy_verified(source.dag, cfg.paths.raw / DAG_FOLDER / source.dag.name,
+                                   f"{DAG_FOLDER}/{source.dag.name}", None)
+    summary: dict[str, Any] = {"source": str(root) if root else cfg.ingest.source_url, "tables": {}}
+    for name, table in parsed.items():
+        write_parquet(table, cfg.paths.jobs / f"{name}.parquet")
+        summary["tables"][name] = {
+            "runs": int(table["run"].nunique()),
+            "jobs": len(table),
+            "anomalous": int(table["label"].sum()),
+            "anomaly_types": {str(k): int(v) for k, v in table["anomaly_type"].value_counts().items()},
+            "tasks": int(table["task"].nunique()),
+        }
+    _remove_stale(cfg.paths.jobs, set(parsed))
+    write_json(summary, cfg.paths.reports / "ingest.json")
+    return summary
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    """Drop tables of sources no longer configured (they are re-derivable from raw)."""
+    for path in folder.glob("*.parquet"):
+        if path.stem not in keep:
+            log.info("removing %s: its source is no longer in params.yaml", path)
+            path.unlink()

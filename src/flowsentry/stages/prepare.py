@@ -1,0 +1,71 @@
+"""Prepare: validated jobs -> sentences + train/val/test splits + token report."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from flowsentry.config import Config
+from flowsentry.data.splits import SPLITS, assign_splits
+from flowsentry.io import write_csv, write_json, write_parquet
+from flowsentry.stages.tables import table_refs
+from flowsentry.stages.validate import read_table
+from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sentences
+
+log = logging.getLogger(__name__)
+
+
+def token_report(jobs: pd.DataFrame, tokenizer_name: str) -> dict[str, Any]:
+    """Mean and max tokens per job for every template x feature set."""
+    from flowsentry.models.pretrained import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_name)
+    report: dict[str, Any] = {"tokenizer": tokenizer_name}
+    for template in TEMPLATES:
+        for feature_set in FEATURE_SETS:
+            texts = sentences(jobs, template, features_of(feature_set))
+            lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+            report[f"{template}/{feature_set}"] = {
+                "mean": round(sum(lengths) / max(len(lengths), 1), 2),
+                "max": max(lengths, default=0),
+            }
+    return report
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Write `paths.prepared/{train,val,test}.parquet` and `split.csv`; returns a summary."""
+    jobs = pd.concat(
+        [read_table(cfg.paths.validated / f"{ref.name}.parquet") for ref in table_refs(cfg)],
+        ignore_index=True,
+    )
+    split = assign_splits(
+        jobs,
+        cfg.split.method,
+        (cfg.split.train, cfg.split.val, cfg.split.test),
+        cfg.base.seed,
+        cfg.split.manifest,
+    )
+    jobs = jobs.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    jobs["sentence"] = sentences(jobs, cfg.text.template, features_of(cfg.text.feature_set))
+    summary: dict[str, Any] = {
+        "template": cfg.text.template,
+        "feature_set": cfg.text.feature_set,
+        "split_method": cfg.split.method,
+        "splits": {},
+    }
+    for name in SPLITS:
+        part = jobs[jobs["split"] == name].drop(columns="split").reset_index(drop=True)
+        write_parquet(part, cfg.paths.prepared / f"{name}.parquet")
+        summary["splits"][name] = {
+            "jobs": len(part),
+            "anomalous": int(part["label"].sum()),
+            "anomalous_fraction": round(float(part["label"].mean()), 4) if len(part) else 0.0,
+        }
+    write_csv(jobs[["workflow", "run", "job", "split"]], cfg.paths.prepared / "split.csv")
+    train = jobs[jobs["split"] == "train"]
+    summary["tokens_per_job"] = token_report(train, cfg.text.tokenizer)
+    write_json(summary, cfg.paths.reports / "prepare.json")
+    log.info("prepared %s", {k: v["jobs"] for k, v in summary["splits"].items()})
+    return summary

@@ -1,0 +1,93 @@
+"""Validate: jobs tables -> GX expectation suite -> clean tables + quarantine + Data Docs."""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flowsentry.config import Config
+from flowsentry.data.flowbench import load_dag
+from flowsentry.errors import DataError, ValidationFailed
+from flowsentry.io import atomic_path, write_json, write_parquet
+from flowsentry.stages.tables import table_refs
+from flowsentry.validation.runner import Outcome, validate_table
+from flowsentry.validation.suite import dag_expectation, read_suite
+
+log = logging.getLogger(__name__)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise DataError(path, "not found: run `flowsentry ingest` first") from None
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(path, f"unreadable Parquet file: {exc}") from None
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Validate every jobs table; write clean rows, quarantine and reports. Returns the report."""
+    base_spec = read_suite(cfg.paths.gx_suite)
+    docs_root = cfg.paths.reports / "data_docs"
+    outcomes: dict[str, Outcome] = {}
+    for ref in table_refs(cfg):
+        path = cfg.paths.jobs / f"{ref.name}.parquet"
+        table = read_table(path)
+        spec = {**base_spec, "expectations": list(base_spec["expectations"])}
+        if ref.dag is not None:
+            spec["expectations"].append(dag_expectation(list(load_dag(ref.dag)), str(ref.dag)))
+        outcomes[ref.name] = validate_table(table, spec, str(path), docs_dir=docs_root / ref.name)
+
+    report: dict[str, Any] = {"suite": str(cfg.paths.gx_suite), "success": True, "tables": {}}
+    for name, outcome in outcomes.items():
+        total = len(outcome.clean) + len(outcome.quarantine)
+        fraction = len(outcome.quarantine) / total if total else 0.0
+        reasons = (
+            outcome.quarantine["reason"].str.split("; ").explode().value_counts().to_dict()
+            if len(outcome.quarantine) else {}
+        )
+        report["tables"][name] = {
+            "jobs": total,
+            "clean": len(outcome.clean),
+            "quarantined": len(outcome.quarantine),
+            "quarantined_fraction": round(fraction, 6),
+            "quarantine_reasons": {str(k): int(v) for k, v in reasons.items()},
+            "expectations": len(outcome.checks),
+            "expectations_failed": sum(not c["success"] for c in outcome.checks),
+            "checks": outcome.checks,
+        }
+        report["success"] &= outcome.success
+        if fraction > cfg.validate_.max_quarantine_fraction:
+            raise ValidationFailed(
+                f"{cfg.paths.jobs / (name + '.parquet')}: {fraction:.1%} of jobs break row-level "
+                f"expectations (limit validate.max_quarantine_fraction="
+                f"{cfg.validate_.max_quarantine_fraction}); top reason: {next(iter(reasons), '?')}"
+            )
+
+    for name, outcome in outcomes.items():
+        write_parquet(outcome.clean, cfg.paths.validated / f"{name}.parquet")
+        write_parquet(outcome.quarantine, cfg.paths.quarantine / f"{name}.parquet")
+    _write_docs_index(docs_root, report)
+    write_json(report, cfg.paths.reports / "validation.json")
+    return report
+
+
+def _write_docs_index(root: Path, report: dict[str, Any]) -> None:
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(name)}/index.html'>{html.escape(name)}</a></td>"
+        f"<td>{t['jobs']}</td><td>{t['quarantined']}</td>"
+        f"<td>{t['expectations'] - t['expectations_failed']}/{t['expectations']}</td></tr>"
+        for name, t in report["tables"].items()
+    )
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>flowsentry validation</title>"
+        "<h1>flowsentry: validation of parsed traces</h1>"
+        "<table border='1' cellpadding='4'><tr><th>table</th><th>jobs</th>"
+        f"<th>quarantined</th><th>expectations met</th></tr>{rows}</table>"
+    )
+    with atomic_path(root / "index.html", ".html") as tmp:
+        tmp.write_text(page)

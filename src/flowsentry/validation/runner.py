@@ -1,0 +1,136 @@
+"""Run the expectation suite on a jobs table with GX Core; split clean rows from quarantine."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flowsentry.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What validation found in one jobs table."""
+
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame  # the failing rows plus a `reason` column
+    checks: list[dict[str, Any]] = field(default_factory=list)  # one per expectation
+    success: bool = True
+
+
+def validate_table(
+    table: pd.DataFrame,
+    spec: dict[str, Any],
+    origin: str,
+    docs_dir: str | Path | None = None,
+) -> Outcome:
+    """Validate `table` against the suite `spec` (GX JSON form).
+
+    Raises `ValidationFailed` naming `origin` and the expectation when a table-level
+    expectation fails. Rows failing a row-level expectation are quarantined with the
+    reason(s). When `docs_dir` is given, Data Docs (HTML) are rendered there.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    table = table.reset_index(drop=True)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    if docs_dir is not None:
+        context.add_data_docs_site(
+            site_name="flowsentry",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(Path(docs_dir).resolve()),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+    suite = context.suites.add(
+        gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"], meta=spec.get("meta"))
+    )
+    asset_name = Path(origin).stem or "jobs"
+    batch = (
+        context.data_sources.add_pandas(asset_name)
+        .add_dataframe_asset(asset_name)
+        .add_batch_definition_whole_dataframe("all")
+    )
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch, suite=suite, name=f"{asset_name}-jobs")
+    )
+    actions = [UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{asset_name}-checkpoint",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={"result_format": "COMPLETE"},
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": table})
+    (result,) = run.run_results.values()
+
+    reasons: dict[int, list[str]] = {}
+    checks: list[dict[str, Any]] = []
+    table_failures: list[str] = []
+    for item in result.results:
+        config = item.expectation_config
+        meta = config.meta or {}
+        level, reason = meta.get("level", "row"), meta.get("reason", config.type)
+        unexpected = item.result.get("unexpected_index_list") or []
+        indices = [_as_index(i) for i in unexpected]
+        checks.append(
+            {
+                "expectation": config.type,
+                "column": config.kwargs.get("column")
+                or config.kwargs.get("column_A")
+                or config.kwargs.get("column_list"),
+                "level": level,
+                "success": bool(item.success),
+                "unexpected_count": int(item.result.get("unexpected_count") or 0),
+                "reason": reason,
+            }
+        )
+        if item.success:
+            continue
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            table_failures.append(f"{config.type} on {config.kwargs.get('column')}: could not run")
+        elif level == "table":
+            observed = item.result.get("observed_value")
+            suffix = f" (observed {observed})" if observed is not None else ""
+            table_failures.append(f"{config.type}: {reason}{suffix}")
+        else:
+            for index in indices:
+                reasons.setdefault(index, []).append(reason)
+    if table_failures:
+        raise ValidationFailed(f"{origin}: failed expectation {table_failures[0]}"
+                               + (f" (and {len(table_failures) - 1} more)" if len(table_failures) > 1 else ""))
+
+    bad = sorted(reasons)
+    quarantine = table.loc[bad].copy()
+    quarantine["reason"] = ["; ".join(dict.fromkeys(reasons[i])) for i in bad]
+    clean = table.drop(index=bad).reset_index(drop=True)
+    if bad:
+        log.warning("%s: %d of %d jobs quarantined", origin, len(bad), len(table))
+    return Outcome(clean=clean, quarantine=quarantine.reset_index(drop=True), checks=checks,
+                   success=not bad)
+
+
+def _as_index(entry: Any) -> int:
+    # GX returns plain index values for pandas (or dicts when index columns are named).
+    if isinstance(entry, dict):
+        entry = entry.get("index", next(iter(entry.values())))
+    return int(entry)
