@@ -101,9 +101,10 @@ def validate(
         cfg = _config(params, set_)
         report = stage.run(cfg)
         for name, t in report["tables"].items():
+            met = t["expectations"] - t["expectations_failed"]
             console.print(
                 f"{name}: {t['clean']} clean, {t['quarantined']} quarantined, "
-                f"{t['expectations'] - t['expectations_failed']}/{t['expectations']} expectations met"
+                f"{met}/{t['expectations']} expectations met"
             )
         console.print(f"Data Docs: {cfg.paths.reports / 'data_docs' / 'index.html'}")
 

@@ -106,7 +106,9 @@ class Config(_Section):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-def load_config(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None
+) -> Config:
     """Read params.yaml once into a `Config`; `overrides` maps dotted keys to values."""
     path = Path(path)
     if not path.exists():
@@ -130,7 +132,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "params") -> Config:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {key}: {first['msg']}{more}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {key}: {message}{more}") from None
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:

@@ -63,7 +63,10 @@ def fetch(
             with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(
-                    total=total, unit="B", unit_scale=True, desc=f"download {relative}",
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"download {relative}",
                     disable=not progress,
                 ) as bar:
                     while block := response.read(_CHUNK):

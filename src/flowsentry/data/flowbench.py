@@ -80,10 +80,13 @@ def iter_run_files(traces: Path) -> Iterator[tuple[str, str, IO[bytes]]]:
     try:
         archive = zipfile.ZipFile(traces)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(traces, f"not a readable zip archive (truncated or corrupt?): {exc}") from None
+        raise DataError(
+            traces, f"not a readable zip archive (truncated or corrupt?): {exc}"
+        ) from None
     with archive:
         members = sorted(
-            m for m in archive.namelist()
+            m
+            for m in archive.namelist()
             if m.endswith(".csv") and not m.startswith("__MACOSX/") and not m.endswith("/")
         )
         for member in members:
@@ -178,7 +181,10 @@ def read_workflow(source: WorkflowSource, progress: bool = True) -> pd.DataFrame
     table = to_jobs_table(pd.concat(frames, ignore_index=True), source.workflow)
     log.info(
         "%s: %d runs, %d jobs, %d anomalous",
-        source.workflow, len(frames), len(table), int(table["label"].sum()),
+        source.workflow,
+        len(frames),
+        len(table),
+        int(table["label"].sum()),
     )
     return table
 

@@ -24,7 +24,9 @@ from flowsentry.stages.tables import table_refs
 log = logging.getLogger(__name__)
 
 
-def _sources(cfg: Config, flowbench_dir: Path | None, progress: bool) -> list[flowbench.WorkflowSource]:
+def _sources(
+    cfg: Config, flowbench_dir: Path | None, progress: bool
+) -> list[flowbench.WorkflowSource]:
     checksums = download.known_checksums() if cfg.ingest.verify_checksums else {}
     if flowbench_dir is not None:
         if not flowbench_dir.is_dir():
@@ -39,11 +41,21 @@ def _sources(cfg: Config, flowbench_dir: Path | None, progress: bool) -> list[fl
     sources = []
     for wf in cfg.ingest.workflows:
         try:
-            zip_path = download.fetch(cfg.ingest.source_url, f"{wf}.zip",
-                                      cfg.paths.raw / f"{wf}.zip", checksums, progress=progress)
+            zip_path = download.fetch(
+                cfg.ingest.source_url,
+                f"{wf}.zip",
+                cfg.paths.raw / f"{wf}.zip",
+                checksums,
+                progress=progress,
+            )
             dag_rel = f"{DAG_FOLDER}/{wf}.json"
-            dag_path = download.fetch(cfg.ingest.source_url, dag_rel, cfg.paths.raw / dag_rel,
-                                      checksums, progress=progress)
+            dag_path = download.fetch(
+                cfg.ingest.source_url,
+                dag_rel,
+                cfg.paths.raw / dag_rel,
+                checksums,
+                progress=progress,
+            )
         except SourceUnavailable as exc:
             raise SourceUnavailable(
                 f"no Flow-Bench traces: FLOWBENCH_DIR is not set and {exc}; "
@@ -53,7 +65,9 @@ def _sources(cfg: Config, flowbench_dir: Path | None, progress: bool) -> list[fl
     return sources
 
 
-def run(cfg: Config, flowbench_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run(
+    cfg: Config, flowbench_dir: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Read every configured source into `paths.jobs/<table>.parquet`; returns a summary."""
     root = Path(flowbench_dir).expanduser().resolve() if flowbench_dir else None
     sources = _sources(cfg, root, progress)
@@ -61,21 +75,28 @@ def run(cfg: Config, flowbench_dir: str | Path | None = None, progress: bool = T
     for source in sources:
         table = flowbench.read_workflow(source, progress=progress)
         if source.dag is None:
-            raise DataError(source.traces.parent / DAG_FOLDER,
-                            f"no DAG file for workflow '{source.workflow}'")
+            raise DataError(
+                source.traces.parent / DAG_FOLDER, f"no DAG file for workflow '{source.workflow}'"
+            )
         flowbench.load_dag(source.dag)  # a broken DAG file stops here, before writing
         parsed[source.workflow] = table
     refs = table_refs(cfg)
-    for ref, text_source in zip(refs[len(sources):], cfg.ingest.text_sources, strict=True):
+    for ref, text_source in zip(refs[len(sources) :], cfg.ingest.text_sources, strict=True):
         parsed[ref.name] = read_text_source(text_source.path, text_source.workflow)
 
     # Everything parsed: now write (raw copies first, then the tables).
     if root is not None:
         for source in sources:
-            target = cfg.paths.raw / (source.traces.name if source.traces.is_file() else source.workflow)
+            target = cfg.paths.raw / (
+                source.traces.name if source.traces.is_file() else source.workflow
+            )
             download.copy_verified(source.traces, target, source.traces.name, None)
-            download.copy_verified(source.dag, cfg.paths.raw / DAG_FOLDER / source.dag.name,
-                                   f"{DAG_FOLDER}/{source.dag.name}", None)
+            download.copy_verified(
+                source.dag,
+                cfg.paths.raw / DAG_FOLDER / source.dag.name,
+                f"{DAG_FOLDER}/{source.dag.name}",
+                None,
+            )
     summary: dict[str, Any] = {"source": str(root) if root else cfg.ingest.source_url, "tables": {}}
     for name, table in parsed.items():
         write_parquet(table, cfg.paths.jobs / f"{name}.parquet")
@@ -83,7 +104,9 @@ def run(cfg: Config, flowbench_dir: str | Path | None = None, progress: bool = T
             "runs": int(table["run"].nunique()),
             "jobs": len(table),
             "anomalous": int(table["label"].sum()),
-            "anomaly_types": {str(k): int(v) for k, v in table["anomaly_type"].value_counts().items()},
+            "anomaly_types": {
+                str(k): int(v) for k, v in table["anomaly_type"].value_counts().items()
+            },
             "tasks": int(table["task"].nunique()),
         }
     _remove_stale(cfg.paths.jobs, set(parsed))

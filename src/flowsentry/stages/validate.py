@@ -48,7 +48,8 @@ def run(cfg: Config) -> dict[str, Any]:
         fraction = len(outcome.quarantine) / total if total else 0.0
         reasons = (
             outcome.quarantine["reason"].str.split("; ").explode().value_counts().to_dict()
-            if len(outcome.quarantine) else {}
+            if len(outcome.quarantine)
+            else {}
         )
         report["tables"][name] = {
             "jobs": total,

@@ -71,7 +71,9 @@ def features_of(feature_set: str) -> tuple[str, ...]:
     try:
         return FEATURE_SETS[feature_set]
     except KeyError:
-        raise ValueError(f"unknown feature set '{feature_set}' (know {sorted(FEATURE_SETS)})") from None
+        raise ValueError(
+            f"unknown feature set '{feature_set}' (know {sorted(FEATURE_SETS)})"
+        ) from None
 
 
 def _missing(value: Any) -> bool:

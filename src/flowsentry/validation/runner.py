@@ -40,7 +40,6 @@ def validate_table(
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -60,7 +59,9 @@ def validate_table(
             },
         )
     suite = context.suites.add(
-        gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"], meta=spec.get("meta"))
+        gx.ExpectationSuite(
+            name=spec["name"], expectations=spec["expectations"], meta=spec.get("meta")
+        )
     )
     asset_name = Path(origin).stem or "jobs"
     batch = (
@@ -116,8 +117,10 @@ def validate_table(
             for index in indices:
                 reasons.setdefault(index, []).append(reason)
     if table_failures:
-        raise ValidationFailed(f"{origin}: failed expectation {table_failures[0]}"
-                               + (f" (and {len(table_failures) - 1} more)" if len(table_failures) > 1 else ""))
+        raise ValidationFailed(
+            f"{origin}: failed expectation {table_failures[0]}"
+            + (f" (and {len(table_failures) - 1} more)" if len(table_failures) > 1 else "")
+        )
 
     bad = sorted(reasons)
     quarantine = table.loc[bad].copy()
@@ -125,8 +128,9 @@ def validate_table(
     clean = table.drop(index=bad).reset_index(drop=True)
     if bad:
         log.warning("%s: %d of %d jobs quarantined", origin, len(bad), len(table))
-    return Outcome(clean=clean, quarantine=quarantine.reset_index(drop=True), checks=checks,
-                   success=not bad)
+    return Outcome(
+        clean=clean, quarantine=quarantine.reset_index(drop=True), checks=checks, success=not bad
+    )
 
 
 def _as_index(entry: Any) -> int:

@@ -45,9 +45,7 @@ def suite_spec() -> dict[str, Any]:
             type_list=_GX_TYPES[dtype],
         )
     for column in ("workflow", "run", "job", "task", "anomaly_type", "label"):
-        add(
-            "expect_column_values_to_not_be_null", "row", f"{column} is missing", column=column
-        )
+        add("expect_column_values_to_not_be_null", "row", f"{column} is missing", column=column)
     add(
         "expect_compound_columns_to_be_unique",
         "row",
@@ -61,8 +59,13 @@ def suite_spec() -> dict[str, Any]:
         column="anomaly_type",
         value_set=list(schema.ANOMALY_TYPES),
     )
-    add("expect_column_values_to_be_in_set", "row", "label is not 0 or 1", column="label",
-        value_set=[0, 1])
+    add(
+        "expect_column_values_to_be_in_set",
+        "row",
+        "label is not 0 or 1",
+        column="label",
+        value_set=[0, 1],
+    )
     for column in schema.DELAYS:
         add(
             "expect_column_values_to_be_between",
@@ -74,8 +77,13 @@ def suite_spec() -> dict[str, Any]:
         )
     for column in schema.NON_NEGATIVE:
         if column not in schema.DELAYS:
-            add("expect_column_values_to_be_between", "row", f"{column} is negative",
-                column=column, min_value=0)
+            add(
+                "expect_column_values_to_be_between",
+                "row",
+                f"{column} is negative",
+                column=column,
+                min_value=0,
+            )
     for column in schema.TIMESTAMPS:
         add(
             "expect_column_values_to_be_between",

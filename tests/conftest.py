@@ -1,0 +1,127 @@
+"""Shared fixtures: tiny synthetic Flow-Bench traces in the native upstream layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowsentry.config import config_from_dict
+from flowsentry.data import schema
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+TASKS = ("prepare", "compute", "merge")
+
+
+def make_run(
+    run_index: int, n_jobs: int = 6, seed: int = 0, anomalous_host: bool = False
+) -> pd.DataFrame:
+    """One DAG run as Flow-Bench writes it: the unnamed job-id column, then RAW_COLUMNS."""
+    rng = np.random.default_rng(seed * 1000 + run_index)
+    rows = []
+    t0 = 1_660_000_000.0 + 10_000 * run_index
+    for j in range(n_jobs):
+        task = TASKS[j % len(TASKS)]
+        anomaly = "cpu_2" if anomalous_host and j % 2 == 0 else "None"
+        slow = 3.0 if anomaly != "None" else 1.0
+        runtime = float(round(rng.uniform(50, 100) * slow))
+        ready = t0 + j
+        submit = ready + 5
+        execute_start = submit + 20
+        execute_end = execute_start + runtime
+        row = {col: "" for col in schema.RAW_COLUMNS}
+        row.update(
+            anomaly_type=anomaly,
+            type="compute",
+            kickstart_user="poseidon",
+            kickstart_site="condorpool",
+            kickstart_hostname=f"worker{j % 2}",
+            kickstart_transformations=task,
+            kickstart_executables=f"/bin/{task}",
+            is_clustered="0",
+            kickstart_status="0",
+            kickstart_executables_exitcode="0",
+            ready=ready,
+            submit=submit,
+            execute_start=execute_start,
+            execute_end=execute_end,
+            post_script_start=execute_end,
+            post_script_end=execute_end + 5,
+            wms_delay=5.0,
+            queue_delay=20.0,
+            runtime=runtime,
+            post_script_delay=5.0,
+            stage_in_delay="" if j == 0 else 3.0,  # the first job stages nothing: missing
+            stage_out_delay="" if j == 0 else 2.0,
+            stage_in_bytes="" if j == 0 else 1000.0 * (j + 1),
+            stage_out_bytes="" if j == 0 else 500.0,
+            kickstart_executables_cpu_time=round(runtime * 0.9, 1),
+            kickstart_online_bytes_read=1e6,
+            kickstart_online_utime=round(runtime * 0.8, 1),
+        )
+        rows.append({"": f"{task}_ID{j:07d}", **row})
+    return pd.DataFrame(rows)
+
+
+def dag_for(n_jobs: int = 6) -> dict[str, list[str]]:
+    ids = [f"{TASKS[j % len(TASKS)]}_ID{j:07d}" for j in range(n_jobs)]
+    return {job: ids[i + 1 : i + 2] for i, job in enumerate(ids)}
+
+
+@pytest.fixture
+def make_flowbench(tmp_path: Path) -> Callable[..., Path]:
+    """Build `<root>/<workflow>.zip` + `adjacency_list_dags/<workflow>.json`; returns root."""
+
+    def build(
+        workflow: str = "tiny",
+        n_runs: int = 10,
+        n_jobs: int = 6,
+        as_folder: bool = False,
+        edit: Callable[[int, pd.DataFrame], pd.DataFrame] | None = None,
+        root: Path | None = None,
+    ) -> Path:
+        root = root or tmp_path / "flowbench"
+        (root / "adjacency_list_dags").mkdir(parents=True, exist_ok=True)
+        (root / "adjacency_list_dags" / f"{workflow}.json").write_text(json.dumps(dag_for(n_jobs)))
+        runs = {}
+        for r in range(n_runs):
+            frame = make_run(r, n_jobs, anomalous_host=r % 3 == 0)
+            runs[f"{workflow}-run{r:04d}"] = edit(r, frame) if edit else frame
+        if as_folder:
+            folder = root / workflow
+            folder.mkdir(exist_ok=True)
+            for run, frame in runs.items():
+                frame.to_csv(folder / f"{run}.csv", index=False)
+        else:
+            with zipfile.ZipFile(root / f"{workflow}.zip", "w") as archive:
+                for run, frame in runs.items():
+                    archive.writestr(f"{run}.csv", frame.to_csv(index=False))
+        return root
+
+    return build
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A config whose artifact paths all lie under a temporary project folder."""
+    monkeypatch.chdir(tmp_path)
+    suite = Path(__file__).resolve().parents[1] / "gx" / "expectations" / "flowbench_jobs.json"
+
+    def cfg(**sections):
+        raw = {
+            "ingest": {"workflows": ["tiny"]},
+            "paths": {"gx_suite": str(suite)},
+            **sections,
+        }
+        raw["paths"] = {"gx_suite": str(suite), **sections.get("paths", {})}
+        return config_from_dict(raw)
+
+    return cfg

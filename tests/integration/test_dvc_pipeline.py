@@ -1,0 +1,54 @@
+"""`dvc repro` on a fresh copy of the repository, on the real traces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_dvc_repro_runs_the_pipeline_and_then_does_nothing(flowbench_dir, tmp_path):
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    clone = tmp_path / "clone"
+    for name in filter(None, tracked):
+        source = ROOT / name
+        if source.is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "FLOWBENCH_DIR": str(flowbench_dir),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    _run(["git", "init", "-q"], clone, env)
+    _run(["git", "add", "-A"], clone, env)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"], clone, env)
+
+    first = _run(["dvc", "repro"], clone, env)
+    assert "Running stage 'prepare'" in first.stdout
+    ingest = json.loads((clone / "reports" / "ingest.json").read_text())
+    assert ingest["tables"]["1000genome"]["jobs"] == 47_950
+    assert (clone / "reports" / "data_docs" / "index.html").exists()
+    assert (clone / "data" / "prepared" / "test.parquet").exists()
+
+    second = _run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in second.stdout
+    assert "up to date" in second.stdout

@@ -1,0 +1,52 @@
+"""params.yaml -> typed config, with errors that name the key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from flowsentry.config import Config, load_config
+from flowsentry.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repository_params_load_into_typed_config():
+    cfg = load_config(ROOT / "params.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.ingest.workflows == ("1000genome",)
+    assert cfg.split.method == "random" and cfg.base.seed == 42
+    assert cfg.paths.jobs == Path("data/jobs")
+
+
+def test_config_is_immutable():
+    cfg = load_config(ROOT / "params.yaml")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type
+        cfg.base.seed = 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"split.method": "alphabetical"}, "split.method"),
+        ({"split.train": 0.9}, "train + val + test must be 1.0"),
+        ({"ingest.workflows": []}, "ingest.workflows"),
+        ({"text.template": "haiku"}, "text.template"),
+        ({"base.sed": 3}, "base.sed"),
+    ],
+)
+def test_bad_params_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(ROOT / "params.yaml", override)
+
+
+def test_file_split_needs_a_manifest():
+    with pytest.raises(ConfigError, match="split.manifest"):
+        load_config(ROOT / "params.yaml", {"split.method": "file"})
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "params.yaml")

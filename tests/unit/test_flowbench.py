@@ -1,0 +1,100 @@
+"""Reading the native Flow-Bench layout into the jobs table."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pandas as pd
+import pytest
+
+from flowsentry.data import schema
+from flowsentry.data.flowbench import load_dag, locate, read_workflow
+from flowsentry.errors import DataError
+
+
+def test_reads_zip_into_canonical_jobs_table(make_flowbench):
+    root = make_flowbench(n_runs=4, n_jobs=6)
+    table = read_workflow(locate(root, "tiny"), progress=False)
+
+    assert list(table.columns) == list(schema.JOBS_COLUMNS)
+    assert {c: str(t) for c, t in table.dtypes.items()} == {
+        c: str(pd.Series(dtype=d).dtype) for c, d in schema.JOBS_COLUMNS.items()
+    }
+    assert len(table) == 24 and table["run"].nunique() == 4
+    assert sorted(table["run"].unique())[0] == "tiny-run0000"  # file name without .csv
+    assert table.loc[0, "job"] == "prepare_ID0000000"  # first column
+    assert set(table["task"]) == {"prepare", "compute", "merge"}
+    # `None` is normal; run 0 and 3 have an anomalous host for even jobs.
+    assert set(table["anomaly_type"]) == {"none", "cpu_2"}
+    assert (table["label"] == (table["anomaly_type"] != "none").astype(int)).all()
+    # Missing stays missing: job 0 stages nothing.
+    first = table[table["job"] == "prepare_ID0000000"]
+    assert first["stage_in_bytes"].isna().all() and first["stage_in_delay"].isna().all()
+
+
+def test_unzipped_folder_reads_the_same_as_zip(make_flowbench, tmp_path):
+    zipped = read_workflow(locate(make_flowbench(root=tmp_path / "a"), "tiny"), progress=False)
+    folder = read_workflow(
+        locate(make_flowbench(root=tmp_path / "b", as_folder=True), "tiny"), progress=False
+    )
+    pd.testing.assert_frame_equal(zipped, folder)
+
+
+def test_task_falls_back_to_job_id_without_id_suffix(make_flowbench):
+    def drop_transformation(_, frame):
+        frame["kickstart_transformations"] = ""
+        return frame
+
+    table = read_workflow(locate(make_flowbench(edit=drop_transformation), "tiny"), progress=False)
+    assert set(table["task"]) == {"prepare", "compute", "merge"}
+
+
+def test_truncated_zip_names_the_file(make_flowbench):
+    root = make_flowbench()
+    archive = root / "tiny.zip"
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"tiny\.zip.*(truncated|corrupt|read)"):
+        read_workflow(locate(root, "tiny"), progress=False)
+
+
+def test_missing_column_names_file_and_column(make_flowbench):
+    def drop(run, frame):
+        return frame.drop(columns="runtime") if run == 2 else frame
+
+    root = make_flowbench(edit=drop)
+    with pytest.raises(DataError) as info:
+        read_workflow(locate(root, "tiny"), progress=False)
+    assert "tiny-run0002.csv" in str(info.value) and "'runtime'" in str(info.value)
+    assert info.value.field == "runtime"
+
+
+def test_wrong_type_names_file_column_job_and_value(make_flowbench):
+    def corrupt(run, frame):
+        if run == 1:
+            frame["queue_delay"] = frame["queue_delay"].astype(object)
+            frame.loc[3, "queue_delay"] = "soon"
+        return frame
+
+    with pytest.raises(DataError) as info:
+        read_workflow(locate(make_flowbench(edit=corrupt), "tiny"), progress=False)
+    message = str(info.value)
+    for part in ("tiny-run0001.csv", "queue_delay", "soon", "ID0000003", "not a number"):
+        assert part in message
+
+
+def test_unreadable_csv_is_an_error_naming_it(make_flowbench):
+    root = make_flowbench()
+    with zipfile.ZipFile(root / "tiny.zip", "a") as archive:
+        archive.writestr("tiny-run9999.csv", "")
+    with pytest.raises(DataError, match=r"tiny-run9999\.csv"):
+        read_workflow(locate(root, "tiny"), progress=False)
+
+
+def test_missing_workflow_and_bad_dag_are_clear(make_flowbench, tmp_path):
+    root = make_flowbench()
+    with pytest.raises(DataError, match="no traces for workflow 'other'"):
+        locate(root, "other")
+    bad = tmp_path / "dag.json"
+    bad.write_text('{"a": ["b"]}')
+    with pytest.raises(DataError, match="not jobs of the DAG"):
+        load_dag(bad)

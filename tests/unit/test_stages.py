@@ -1,0 +1,135 @@
+"""The ingest -> validate -> prepare stages on tiny synthetic traces."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flowsentry.cli import app
+from flowsentry.errors import DataError, ValidationFailed
+from flowsentry.stages import ingest, prepare, validate
+
+
+def test_pipeline_on_tiny_traces(make_flowbench, project):
+    cfg = project()
+    root = make_flowbench(n_runs=20, n_jobs=6)
+
+    summary = ingest.run(cfg, root, progress=False)
+    assert summary["tables"]["tiny"] == {
+        "runs": 20,
+        "jobs": 120,
+        "anomalous": 21,
+        "anomaly_types": {"none": 99, "cpu_2": 21},
+        "tasks": 3,
+    }
+    assert (cfg.paths.raw / "tiny.zip").exists()  # a versioned copy of the raw traces
+
+    report = validate.run(cfg)
+    assert report["success"] and report["tables"]["tiny"]["quarantined"] == 0
+    assert (cfg.paths.reports / "data_docs" / "index.html").exists()
+    assert (cfg.paths.reports / "data_docs" / "tiny" / "index.html").exists()
+    assert json.loads((cfg.paths.reports / "validation.json").read_text())["success"]
+
+    prepared = prepare.run(cfg)
+    counts = {name: s["jobs"] for name, s in prepared["splits"].items()}
+    assert counts == {"train": 96, "val": 12, "test": 12}
+    train = pd.read_parquet(cfg.paths.prepared / "train.parquet")
+    assert train["sentence"].str.startswith("wms_delay is 5.0 queue_delay is 20.0").all()
+    assert (
+        prepared["tokens_per_job"]["compact/paper"]["mean"]
+        < prepared["tokens_per_job"]["paper/paper"]["mean"]
+    )
+    manifest = pd.read_csv(cfg.paths.prepared / "split.csv")
+    assert len(manifest) == 120 and set(manifest.columns) == {"workflow", "run", "job", "split"}
+
+
+def test_same_params_same_split(make_flowbench, project):
+    cfg = project(split={"method": "by_run"})
+    ingest.run(cfg, make_flowbench(n_runs=20), progress=False)
+    validate.run(cfg)
+    prepare.run(cfg)
+    first = (cfg.paths.prepared / "split.csv").read_text()
+    prepare.run(cfg)
+    assert (cfg.paths.prepared / "split.csv").read_text() == first
+
+
+def test_failed_ingest_keeps_what_was_already_ingested(make_flowbench, project, tmp_path):
+    cfg = project()
+    root = make_flowbench(n_runs=5)
+    ingest.run(cfg, root, progress=False)
+    table_before = (cfg.paths.jobs / "tiny.parquet").read_bytes()
+    raw_before = (cfg.paths.raw / "tiny.zip").read_bytes()
+
+    with zipfile.ZipFile(root / "tiny.zip", "a") as archive:  # a new, broken run arrives
+        archive.writestr("tiny-run0100.csv", "job,anomaly_type\nx,None\n")
+    with pytest.raises(DataError, match="tiny-run0100.csv"):
+        ingest.run(cfg, root, progress=False)
+    assert (cfg.paths.jobs / "tiny.parquet").read_bytes() == table_before
+    assert (cfg.paths.raw / "tiny.zip").read_bytes() == raw_before
+
+
+def test_bad_rows_are_quarantined_and_counted(make_flowbench, project):
+    def negative_runtime(run, frame):
+        if run == 4:
+            frame.loc[2, "runtime"] = -3.0
+        return frame
+
+    cfg = project()
+    ingest.run(cfg, make_flowbench(n_runs=30, edit=negative_runtime), progress=False)
+    report = validate.run(cfg)
+    table = report["tables"]["tiny"]
+    assert table["quarantined"] == 1 and table["clean"] == 179
+    assert table["quarantine_reasons"] == {"runtime is negative or longer than 2592000 s": 1}
+    quarantine = pd.read_parquet(cfg.paths.quarantine / "tiny.parquet")
+    assert quarantine.loc[0, "run"] == "tiny-run0004" and "runtime" in quarantine.loc[0, "reason"]
+
+
+def test_too_much_quarantine_stops_and_writes_nothing(make_flowbench, project):
+    def unknown_anomaly(run, frame):
+        frame["anomaly_type"] = "gpu_9"
+        return frame
+
+    cfg = project()
+    ingest.run(cfg, make_flowbench(edit=unknown_anomaly), progress=False)
+    with pytest.raises(ValidationFailed, match="unknown anomaly_type"):
+        validate.run(cfg)
+    assert not (cfg.paths.validated / "tiny.parquet").exists()
+
+
+runner = CliRunner()
+
+
+def test_cli_help_lists_the_stages():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for stage in ("ingest", "validate", "prepare"):
+        assert stage in result.output
+
+
+def test_cli_without_data_gives_one_line_naming_flowbench_dir(project, monkeypatch, tmp_path):
+    project()
+    (tmp_path / "params.yaml").write_text(
+        f"ingest:\n  workflows: [tiny]\n  source_url: {(tmp_path / 'offline').as_uri()}\n"
+    )
+    monkeypatch.delenv("FLOWBENCH_DIR", raising=False)
+    result = runner.invoke(app, ["ingest"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "FLOWBENCH_DIR" in lines[0] and "Traceback" not in result.output
+
+
+def test_cli_bad_override_is_one_clear_line(project, tmp_path):
+    project()
+    (tmp_path / "params.yaml").write_text("base:\n  seed: 1\n")
+    result = runner.invoke(app, ["prepare", "--set", "split.method=alphabetical"])
+    assert result.exit_code == 1 and "split.method" in result.output
+
+
+def test_cli_sentence(project):
+    result = runner.invoke(app, ["sentence", '{"wms_delay": 6, "queue_delay": 22}', "--k", "2"])
+    assert result.exit_code == 0
+    assert result.output.strip() == "wms_delay is 6.0 queue_delay is 22.0"

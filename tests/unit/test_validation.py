@@ -1,0 +1,82 @@
+"""The GX expectation suite: table-level stops, row-level quarantine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowsentry.data.flowbench import load_dag, locate, read_workflow
+from flowsentry.errors import ValidationFailed
+from flowsentry.validation.runner import validate_table
+from flowsentry.validation.suite import dag_expectation, suite_spec
+
+COMMITTED = Path(__file__).resolve().parents[2] / "gx" / "expectations" / "flowbench_jobs.json"
+
+
+@pytest.fixture
+def tiny(make_flowbench):
+    root = make_flowbench(n_runs=3, n_jobs=6)
+    source = locate(root, "tiny")
+    table = read_workflow(source, progress=False)
+    spec = suite_spec()
+    spec["expectations"].append(dag_expectation(list(load_dag(source.dag)), str(source.dag)))
+    return table, spec
+
+
+def test_committed_suite_is_the_schema_suite():
+    # The versioned suite in gx/ must match the code; regenerate with `flowsentry write-suite`.
+    assert json.loads(COMMITTED.read_text()) == json.loads(json.dumps(suite_spec()))
+
+
+def test_clean_table_passes_every_expectation(tiny, tmp_path):
+    table, spec = tiny
+    outcome = validate_table(table, spec, "tiny.parquet", docs_dir=tmp_path / "docs")
+    assert outcome.success and len(outcome.clean) == len(table) and outcome.quarantine.empty
+    assert all(check["success"] for check in outcome.checks)
+    assert (tmp_path / "docs" / "index.html").exists()  # Data Docs rendered
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("runtime", -5.0, "runtime is negative"),
+        ("anomaly_type", "net_7", "unknown anomaly_type"),
+        ("job", "ghost_ID0000099", "not in the DAG"),
+        ("execute_end", 1_000_000_000.0, "execute_end is before execute_start"),
+        ("ready", 12.0, "ready is not a plausible epoch time"),
+        ("stage_in_bytes", -1.0, "stage_in_bytes is negative"),
+    ],
+)
+def test_row_level_failure_goes_to_quarantine_with_reason(tiny, column, value, reason):
+    table, spec = tiny
+    table.loc[4, column] = value
+    outcome = validate_table(table, spec, "tiny.parquet")
+    assert not outcome.success
+    assert len(outcome.quarantine) == 1 and len(outcome.clean) == len(table) - 1
+    assert reason in outcome.quarantine.loc[0, "reason"]
+    assert outcome.quarantine.loc[0, "job"] == table.loc[4, "job"]
+
+
+def test_duplicate_job_quarantines_both_copies(tiny):
+    table, spec = tiny
+    table.loc[1, "job"] = table.loc[0, "job"]
+    outcome = validate_table(table, spec, "tiny.parquet")
+    assert len(outcome.quarantine) == 2
+    assert outcome.quarantine["reason"].str.contains("duplicate job").all()
+
+
+def test_missing_column_stops_with_file_and_expectation(tiny):
+    table, spec = tiny
+    with pytest.raises(ValidationFailed) as info:
+        validate_table(table.drop(columns="queue_delay"), spec, "data/jobs/tiny.parquet")
+    assert "data/jobs/tiny.parquet" in str(info.value)
+    assert "expect_column_to_exist" in str(info.value) and "queue_delay" in str(info.value)
+
+
+def test_wrong_dtype_stops(tiny):
+    table, spec = tiny
+    table["runtime"] = table["runtime"].astype(str)
+    with pytest.raises(ValidationFailed, match="runtime is not of type float64"):
+        validate_table(table, spec, "tiny.parquet")
