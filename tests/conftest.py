@@ -125,3 +125,26 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return config_from_dict(raw)
 
     return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random BERT (2 layers, hidden 32) with MiniLM's tokenizer, saved locally."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from flowsentry.models.pretrained import resolve
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve("minilm"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        num_labels=2,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

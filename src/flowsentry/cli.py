@@ -21,7 +21,8 @@ from flowsentry.errors import FlowsentryError
 app = typer.Typer(
     help=(
         "flowsentry: detect anomalous jobs in scientific workflows (Flow-Bench traces) "
-        "with language models.\n\nPipeline stages, in order: ingest -> validate -> prepare. "
+        "with language models.\n\nPipeline stages, in order: ingest -> validate -> prepare -> "
+        "augment -> train -> evaluate. "
         "`dvc repro` runs them all with params.yaml."
     ),
     no_args_is_help=True,
@@ -123,6 +124,64 @@ def prepare(
     def work():
         summary = stage.run(_config(params, set_))
         console.print(json.dumps(summary["splits"]))
+
+    _run(verbose, work)
+
+
+@app.command()
+def augment(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Add prefix / empty / permuted / rebalanced sentences to the training split."""
+    from flowsentry.stages import augment as stage
+
+    def work():
+        summary = stage.run(_config(params, set_))
+        console.print(f"{summary['jobs']} jobs -> {summary['rows']} rows {summary['by_kind']}")
+
+    _run(verbose, work)
+
+
+@app.command()
+def train(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Fine-tune the encoder (mode full, lora or head) on the augmented training set."""
+    from flowsentry.stages import train as stage
+
+    def work():
+        summary = stage.run(_config(params, set_), progress=sys.stderr.isatty())
+        val = summary["val"]
+        console.print(
+            f"trained in {summary['train_seconds']} s "
+            f"({summary['train_samples_per_second']} samples/s): val accuracy "
+            f"{val.get('accuracy', float('nan')):.4f}, F1 {val.get('f1', float('nan')):.4f}"
+        )
+
+    _run(verbose, work)
+
+
+@app.command()
+def evaluate(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score the test split: metrics, baselines, bias, early detection, plots."""
+    from flowsentry.stages import evaluate as stage
+
+    def work():
+        report = stage.run(_config(params, set_), progress=sys.stderr.isatty())
+        rows = {"sft": report["sft"], **report["baselines"]}
+        for name, r in rows.items():
+            console.print(
+                f"{name:40s} acc {r['accuracy']:.4f}  F1 {r['f1']:.4f}  ROC-AUC {r['roc_auc']}"
+            )
+        console.print(f"bias gap (mean) {report['sft']['bias']['mean_gap']}")
 
     _run(verbose, work)
 

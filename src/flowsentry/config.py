@@ -38,6 +38,9 @@ class Paths(_Section):
     prepared: Path = Path("data/prepared")
     reports: Path = Path("reports")
     gx_suite: Path = Path("gx/expectations/flowbench_jobs.json")
+    augmented: Path = Path("data/augmented")
+    model: Path = Path("models/sft")
+    checkpoints: Path = Path("models/checkpoints/sft")
 
 
 class TextSource(_Section):
@@ -74,7 +77,7 @@ class ValidateParams(_Section):
 
 class TextParams(_Section):
     template: Literal["paper", "compact"] = "paper"
-    feature_set: Literal["paper", "extended"] = "paper"
+    feature_set: Literal["paper", "extended", "context"] = "paper"
     tokenizer: str = "minilm"
 
 
@@ -95,6 +98,48 @@ class SplitParams(_Section):
         return self
 
 
+class AugmentParams(_Section):
+    """Training-set augmentation (the paper's debiasing); evaluation never sees it."""
+
+    prefix_fraction: float = Field(0.25, ge=0.0, le=5.0, description="Prefix copies per job.")
+    empty_fraction: float = Field(0.02, ge=0.0, le=1.0, description="Empty/near-empty rows.")
+    permute_fraction: float = Field(0.0, ge=0.0, le=5.0, description="Shuffled-order copies.")
+    rebalance: bool = False
+
+
+class LoraParams(_Section):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = ("query", "value")
+
+
+class TrainParams(_Section):
+    model: str = Field("minilm", description="Alias, Hugging Face id or local path.")
+    mode: Literal["full", "lora", "head"] = "full"
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_fraction: float = Field(0.06, ge=0, lt=1)
+    max_length: int = Field(128, ge=8)
+    max_train_samples: int | None = Field(8000, ge=10)
+    max_val_samples: int | None = Field(1000, ge=10)
+    early_stopping_patience: int = Field(1, ge=0)
+    threshold: float | Literal["auto"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    lora: LoraParams = LoraParams()
+
+
+class EvaluateParams(_Section):
+    online_max_jobs: int | None = Field(1000, ge=10, description="Test jobs for prefix scoring.")
+    baselines: tuple[Literal["gradient_boosting", "random_forest", "isolation_forest"], ...] = (
+        "gradient_boosting",
+        "random_forest",
+        "isolation_forest",
+    )
+
+
 class Config(_Section):
     base: BaseParams = BaseParams()
     paths: Paths = Paths()
@@ -102,6 +147,9 @@ class Config(_Section):
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     text: TextParams = TextParams()
     split: SplitParams = SplitParams()
+    augment: AugmentParams = AugmentParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from flowsentry.config import Config
+from flowsentry.data.context import add_context
 from flowsentry.data.splits import SPLITS, assign_splits
 from flowsentry.io import write_csv, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
@@ -48,6 +49,7 @@ def run(cfg: Config) -> dict[str, Any]:
         cfg.split.manifest,
     )
     jobs = jobs.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    jobs = add_context(jobs)  # per run, from trace features only: see data/context.py
     jobs["sentence"] = sentences(jobs, cfg.text.template, features_of(cfg.text.feature_set))
     summary: dict[str, Any] = {
         "template": cfg.text.template,

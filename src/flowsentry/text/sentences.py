@@ -7,8 +7,10 @@ value as `nan` (the CSV's empty cell; never invented).
 `compact` carries the same values in fewer tokens: short keys, `key=value`, whole
 numbers without `.0`, missing fields left out (the keys keep the rest unambiguous).
 
-Feature sets: `paper` (nine features) and `extended` (the job's task kind first,
-then the nine, then the kickstart I/O counters).
+Feature sets: `paper` (nine features), `extended` (the job's task kind first,
+then the nine, then the kickstart I/O counters) and `context` (the task kind, the
+nine, then the host's slowdown factors in the run from `flowsentry.data.context`).
+Context ratios print as whole percents of the task's median (`184` = 1.84x).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+
+from flowsentry.data.context import CONTEXT_COLUMNS, HOST_CONTEXT
 
 # The paper's nine features, in the order a job produces them (online detection).
 PAPER_FEATURES: tuple[str, ...] = (
@@ -43,6 +47,9 @@ KICKSTART_IO: tuple[str, ...] = (
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "paper": PAPER_FEATURES,
     "extended": ("task", *PAPER_FEATURES, *KICKSTART_IO),
+    # The paper's nine plus the task kind and the host's slowdown in the run
+    # (flowsentry.data.context): what a job means next to its siblings.
+    "context": ("task", *PAPER_FEATURES, *HOST_CONTEXT),
 }
 SHORT_NAMES: dict[str, str] = {
     "task": "task",
@@ -62,7 +69,18 @@ SHORT_NAMES: dict[str, str] = {
     "kickstart_online_write_system_calls": "wcalls",
     "kickstart_online_utime": "utime",
     "kickstart_online_stime": "stime",
+    "host_runtime_mean": "hrun",
+    "host_runtime_median": "hrunm",
+    "host_kickstart_executables_cpu_time_mean": "hcpu",
+    "host_kickstart_executables_cpu_time_median": "hcpum",
+    "host_stage_in_delay_mean": "hin",
+    "host_stage_in_delay_median": "hinm",
+    "host_stage_out_delay_mean": "hout",
+    "host_stage_out_delay_median": "houtm",
 }
+# Ratios print as whole percents (1.84 -> 184): one WordPiece token with a pretrained
+# sense of magnitude, where "1.84" costs three.
+RATIO_FEATURES = frozenset(CONTEXT_COLUMNS)
 TEMPLATES = ("paper", "compact")
 
 
@@ -80,18 +98,20 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _paper_value(value: Any) -> str:
+def _paper_value(value: Any, ratio: bool = False) -> str:
     if _missing(value):
         return "nan"
     if isinstance(value, str):
         return value
-    return str(float(value))
+    return str(round(100 * float(value))) if ratio else str(float(value))
 
 
-def _compact_value(value: Any) -> str:
+def _compact_value(value: Any, ratio: bool = False) -> str:
     if isinstance(value, str):
         return value
     number = float(value)
+    if ratio:
+        return str(round(100 * number))
     if number.is_integer() and abs(number) < 1e16:
         return str(int(number))
     return repr(number)
@@ -110,10 +130,12 @@ def sentence(
     """
     names = features if k is None else features[:k]
     if template == "paper":
-        return " ".join(f"{name} is {_paper_value(job.get(name))}" for name in names)
+        return " ".join(
+            f"{name} is {_paper_value(job.get(name), name in RATIO_FEATURES)}" for name in names
+        )
     if template == "compact":
         return " ".join(
-            f"{SHORT_NAMES.get(name, name)}={_compact_value(job[name])}"
+            f"{SHORT_NAMES.get(name, name)}={_compact_value(job[name], name in RATIO_FEATURES)}"
             for name in names
             if not _missing(job.get(name))
         )

@@ -1,0 +1,93 @@
+"""PNG plots for people (DVC renders its own from the dvclive JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def roc_pr(labels: np.ndarray, curves: Mapping[str, np.ndarray], folder: Path) -> list[Path]:
+    """ROC and precision-recall curves of several detectors on the same jobs."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+    from sklearn.metrics import roc_auc_score as auc
+
+    plt = _pyplot()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(labels, scores):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test split)")
+    ax.legend(loc="lower right", fontsize=8)
+    paths.append(folder / "roc.png")
+    fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        ax.plot(
+            recall, precision, label=f"{name} (AP {average_precision_score(labels, scores):.3f})"
+        )
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test split)")
+    ax.legend(loc="lower left", fontsize=8)
+    paths.append(folder / "precision_recall.png")
+    fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def confusion(matrix: Mapping[str, int], title: str, path: Path) -> Path:
+    plt = _pyplot()
+    values = np.array([[matrix["tn"], matrix["fp"]], [matrix["fn"], matrix["tp"]]])
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    ax.imshow(values, cmap="Blues")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            color="white" if v > values.max() / 2 else "black",
+        )
+    ax.set_xticks([0, 1], ["normal", "anomalous"])
+    ax.set_yticks([0, 1], ["normal", "anomalous"])
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def early_detection(
+    series: Mapping[str, Sequence[float]], feature_names: Sequence[str], path: Path
+) -> Path:
+    """Accuracy against the number of features known (online detection)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ks = list(range(len(feature_names) + 1))
+    for name, values in series.items():
+        ax.plot(ks, values, marker="o", label=name)
+    ax.set_xticks(ks, ["(none)", *feature_names], rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel="accuracy", title="Early detection: accuracy from the first k features")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

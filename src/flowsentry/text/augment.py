@@ -1,0 +1,100 @@
+"""Training-set augmentation for debiasing (the paper's Debiasing section).
+
+A classifier fine-tuned on full sentences leans to one class when it sees little
+(an empty or partial record). Adding such inputs with honest labels pulls it back
+to 0.5/0.5 on uninformative input and teaches it to score partial records:
+
+- prefix: a job's first k features (k < all), labelled as the full job;
+- empty: empty and near-empty sentences, half labelled normal, half anomalous;
+- permute: the job's features in a shuffled order (only where names carry meaning);
+- rebalance: minority-class jobs repeated up to parity.
+
+Every added row says which it is in `augmentation`; originals are `none`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from flowsentry.text.sentences import sentence
+
+KEEP = ["workflow", "run", "job", "task", "anomaly_type", "label"]
+
+
+def _rows(base: pd.DataFrame, texts: list[str], kind: str) -> pd.DataFrame:
+    out = base[[c for c in KEEP if c in base.columns]].copy()
+    out["sentence"] = texts
+    out["augmentation"] = kind
+    return out
+
+
+def augment(
+    train: pd.DataFrame,
+    template: str,
+    features: Sequence[str],
+    seed: int,
+    prefix_fraction: float = 0.0,
+    empty_fraction: float = 0.0,
+    permute_fraction: float = 0.0,
+    rebalance: bool = False,
+) -> pd.DataFrame:
+    """`train` (with a `sentence` column) plus augmented rows; shuffled, seeded."""
+    rng = np.random.default_rng(seed)
+    parts = [_rows(train, train["sentence"].tolist(), "none")]
+    records = train.astype(object).where(train.notna(), None).to_dict("records")
+    n = len(train)
+
+    if prefix_fraction > 0 and len(features) > 1:
+        picks = rng.choice(n, size=round(prefix_fraction * n), replace=prefix_fraction > 1)
+        ks = rng.integers(1, len(features), size=len(picks))  # 1 .. all-1 features
+        texts = [
+            sentence(records[i], template, features, int(k)) for i, k in zip(picks, ks, strict=True)
+        ]
+        parts.append(_rows(train.iloc[picks], texts, "prefix"))
+
+    if empty_fraction > 0:
+        count = max(2, round(empty_fraction * n))
+        count += count % 2
+        ks = rng.integers(0, 2, size=count)  # empty, or a single feature
+        picks = rng.choice(n, size=count)
+        texts = [
+            sentence(records[i], template, features, int(k)) for i, k in zip(picks, ks, strict=True)
+        ]
+        rows = _rows(train.iloc[picks], texts, "empty")
+        rows["label"] = np.tile([0, 1], count // 2)  # balanced: the input says nothing
+        rows["anomaly_type"] = pd.NA
+        parts.append(rows)
+
+    if permute_fraction > 0:
+        picks = rng.choice(n, size=round(permute_fraction * n), replace=permute_fraction > 1)
+        texts = [
+            sentence(records[i], template, [features[j] for j in rng.permutation(len(features))])
+            for i in picks
+        ]
+        parts.append(_rows(train.iloc[picks], texts, "permuted"))
+
+    if rebalance:
+        counts = train["label"].value_counts()
+        if len(counts) == 2 and counts.iloc[0] != counts.iloc[1]:
+            minority = counts.idxmin()
+            pool = np.flatnonzero((train["label"] == minority).to_numpy())
+            picks = rng.choice(pool, size=int(counts.max() - counts.min()))
+            parts.append(
+                _rows(train.iloc[picks], train["sentence"].iloc[picks].tolist(), "rebalanced")
+            )
+
+    out = pd.concat(parts, ignore_index=True)
+    out["label"] = out["label"].astype("int64")
+    return out.iloc[rng.permutation(len(out))].reset_index(drop=True)
+
+
+def uninformative_inputs(template: str, features: Sequence[str]) -> dict[str, str]:
+    """Inputs that carry no evidence either way (the bias probe)."""
+    return {
+        "empty": "",
+        "all_missing": sentence({}, template, features) if template == "paper" else "",
+        "names_only": " ".join(features),
+    }

@@ -1,0 +1,120 @@
+"""Fine-tuning modes, saving with safetensors, loading through the predictor contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowsentry.models import sft
+from flowsentry.models.predictor import Predictor, SentenceClassifier
+from flowsentry.text.sentences import PAPER_FEATURES, sentence
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.5).astype(int)
+    texts = [
+        sentence(
+            {"wms_delay": 5.0, "queue_delay": 20.0, "runtime": 900.0 if y else 100.0},
+            "paper",
+            PAPER_FEATURES[:3],
+        )
+        for y in labels
+    ]
+    return texts, labels
+
+
+def _settings(tiny_encoder, mode, **extra):
+    values = dict(
+        model=str(tiny_encoder),
+        mode=mode,
+        epochs=2,
+        batch_size=16,
+        learning_rate=5e-3,
+        device="cpu",
+        max_length=64,
+        lora=sft.LoraSettings(r=4, alpha=8, target_modules=("query", "value")),
+    )
+    return sft.TrainSettings(**{**values, **extra})
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "head"])
+def test_modes_train_only_their_parameters(tiny_encoder, mode):
+    tokenizer, model = sft.build_model(_settings(tiny_encoder, mode))
+    trainable, total = sft.trainable_parameters(model)
+    if mode == "full":
+        assert trainable == total
+    elif mode == "head":
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        assert names and all(n.startswith("classifier") for n in names)
+    else:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        assert any("lora_" in n for n in names) and trainable < total / 5
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "head"])
+def test_fine_tune_save_load_round_trip(tiny_encoder, tmp_path, mode):
+    texts, labels = _data()
+    model, tokenizer, summary = sft.fine_tune(
+        texts,
+        labels,
+        texts[:16],
+        labels[:16],
+        _settings(tiny_encoder, mode),
+        tmp_path / "ckpt",
+        progress=False,
+    )
+    assert summary["train_jobs"] == 64 and "f1" in summary["val"]
+    assert list((tmp_path / "ckpt").glob("checkpoint-*"))  # checkpoints were kept
+    metadata = {
+        "mode": mode,
+        "base_model": str(tiny_encoder),
+        "template": "paper",
+        "features": list(PAPER_FEATURES[:3]),
+        "threshold": 0.5,
+        "max_length": 64,
+    }
+    in_memory = SentenceClassifier(model, tokenizer, metadata).score_texts(texts[:8])
+
+    sft.save(model, tokenizer, tmp_path / "model", metadata)
+    saved = {p.name for p in (tmp_path / "model").iterdir()}
+    assert any(name.endswith(".safetensors") for name in saved)
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in saved)
+    loaded = SentenceClassifier.load(tmp_path / "model", device="cpu")
+    assert isinstance(loaded, Predictor)
+    np.testing.assert_allclose(loaded.score_texts(texts[:8]), in_memory, atol=1e-5)
+    records = [{"wms_delay": 5.0, "queue_delay": 20.0, "runtime": 900.0}]
+    assert loaded.score(records).shape == (1,)
+    assert loaded.predict(records)[0] in (0, 1)
+
+
+def test_full_mode_learns_an_obvious_signal(tiny_encoder, tmp_path):
+    texts, labels = _data(128)
+    model, tokenizer, summary = sft.fine_tune(
+        texts,
+        labels,
+        texts[:32],
+        labels[:32],
+        _settings(tiny_encoder, "full", epochs=3),
+        tmp_path / "ckpt",
+        progress=False,
+    )
+    assert summary["val"]["roc_auc"] >= 0.95  # separates slow from fast jobs
+
+
+def test_resume_only_from_matching_checkpoints(tiny_encoder, tmp_path):
+    texts, labels = _data(32)
+    settings = _settings(tiny_encoder, "head", epochs=1)
+    args = (texts, labels, texts[:8], labels[:8], settings, tmp_path / "ckpt")
+    _, _, first = sft.fine_tune(*args, data_version="v1", progress=False)
+    assert not first["resumed"]
+    _, _, again = sft.fine_tune(*args, data_version="v1", progress=False)
+    assert again["resumed"]  # same settings and data: continue from the last checkpoint
+    _, _, other = sft.fine_tune(*args, data_version="v2", progress=False)
+    assert not other["resumed"]  # other data: never resume a stale checkpoint
+
+
+def test_best_threshold_maximises_f1():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.35, 0.3, 0.6, 0.7])
+    assert sft.best_threshold(labels, scores) == pytest.approx(0.3)
