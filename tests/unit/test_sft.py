@@ -40,7 +40,7 @@ def _settings(tiny_encoder, mode, **extra):
 
 @pytest.mark.parametrize("mode", ["full", "lora", "head"])
 def test_modes_train_only_their_parameters(tiny_encoder, mode):
-    tokenizer, model = sft.build_model(_settings(tiny_encoder, mode))
+    _tokenizer, model = sft.build_model(_settings(tiny_encoder, mode))
     trainable, total = sft.trainable_parameters(model)
     if mode == "full":
         assert trainable == total
@@ -90,7 +90,7 @@ def test_fine_tune_save_load_round_trip(tiny_encoder, tmp_path, mode):
 
 def test_full_mode_learns_an_obvious_signal(tiny_encoder, tmp_path):
     texts, labels = _data(128)
-    model, tokenizer, summary = sft.fine_tune(
+    _model, _tokenizer, summary = sft.fine_tune(
         texts,
         labels,
         texts[:32],
