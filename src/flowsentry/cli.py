@@ -186,6 +186,108 @@ def evaluate(
     _run(verbose, work)
 
 
+experiment_app = typer.Typer(
+    help="The paper's studies: transfer learning, catastrophic forgetting, debiasing.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+FlowbenchOption = Annotated[
+    Path | None,
+    typer.Option(envvar="FLOWBENCH_DIR", help="Flow-Bench data/ folder (else download)."),
+]
+TrainSamples = Annotated[int, typer.Option(help="Training jobs per fine-tune (CPU budget).")]
+TestSamples = Annotated[int, typer.Option(help="Test jobs scored per evaluation.")]
+
+
+@experiment_app.command("transfer")
+def experiment_transfer(
+    source: Annotated[str, typer.Option(help="Workflow to fine-tune on first.")] = "1000genome",
+    target: Annotated[str, typer.Option(help="Workflow to transfer to.")] = "montage",
+    n_train: TrainSamples = 2000,
+    n_target: Annotated[int, typer.Option(help="Jobs of the short target fine-tune.")] = 500,
+    n_test: TestSamples = 1000,
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    flowbench_dir: FlowbenchOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Fine-tune on SOURCE; test on TARGET zero-shot and after a short fine-tune."""
+    from flowsentry import experiments
+
+    def work():
+        result = experiments.transfer(
+            _config(params, set_),
+            source,
+            target,
+            flowbench_dir,
+            n_train,
+            n_target,
+            n_test,
+            progress=sys.stderr.isatty(),
+        )
+        console.print(
+            json.dumps({k: v for k, v in result.items() if isinstance(v, dict)}, indent=1)
+        )
+
+    _run(verbose, work)
+
+
+@experiment_app.command("forgetting")
+def experiment_forgetting(
+    first: Annotated[str, typer.Option(help="Workflow D1.")] = "1000genome",
+    second: Annotated[str, typer.Option(help="Workflow D2, trained after D1.")] = "montage",
+    n_train: TrainSamples = 2000,
+    n_test: TestSamples = 1000,
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    flowbench_dir: FlowbenchOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train on D1, continue on D2 (full, head, one LoRA adapter per workflow)."""
+    from flowsentry import experiments
+
+    def work():
+        result = experiments.forgetting(
+            _config(params, set_),
+            first,
+            second,
+            flowbench_dir,
+            n_train,
+            n_test,
+            progress=sys.stderr.isatty(),
+        )
+        console.print(json.dumps(result, indent=1))
+
+    _run(verbose, work)
+
+
+@experiment_app.command("debias")
+def experiment_debias(
+    workflow: Annotated[str, typer.Option(help="Workflow to train and test on.")] = "1000genome",
+    n_train: TrainSamples = 2000,
+    n_test: TestSamples = 1000,
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    flowbench_dir: FlowbenchOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The same fine-tune with and without augmentation: bias gap and accuracy."""
+    from flowsentry import experiments
+
+    def work():
+        result = experiments.debias(
+            _config(params, set_),
+            workflow,
+            flowbench_dir,
+            n_train,
+            n_test,
+            progress=sys.stderr.isatty(),
+        )
+        console.print(json.dumps(result, indent=1))
+
+    _run(verbose, work)
+
+
 @app.command("write-suite")
 def write_suite(
     params: ParamsOption = Path("params.yaml"),

@@ -102,7 +102,10 @@ def apply_mode(model: Any, settings: TrainSettings) -> Any:
             raise ValueError(f"no classification head found (looked for {HEAD_MODULES})")
         return model
     if settings.mode == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
+        from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+        if isinstance(model, PeftModel):  # adapters attached already: the active one trains
+            return model
 
         config = LoraConfig(
             task_type=TaskType.SEQ_CLS,

@@ -1,0 +1,312 @@
+"""The paper's studies, each one command: transfer, catastrophic forgetting, debiasing.
+
+Each prepares its workflows with the same stage functions as the pipeline (ingest,
+validate, prepare, under `reports/experiments/<name>/work`), fine-tunes with
+`flowsentry.models.sft`, and writes `reports/experiments/<name>.json`.
+Sample sizes are parameters so a CPU can run them; say what was used when quoting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flowsentry.config import Config
+from flowsentry.evaluation import metrics as m
+from flowsentry.io import write_json
+from flowsentry.models import sft
+from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.stages import ingest, prepare, validate
+from flowsentry.stages.train import settings_from
+from flowsentry.text.augment import augment, uninformative_inputs
+from flowsentry.text.sentences import features_of, sentences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path | None) -> Splits:
+    """Run ingest -> validate -> prepare for one workflow into `work/<workflow>`."""
+    root = work / workflow
+    paths = {
+        name: str(root / name) for name in ("raw", "jobs", "validated", "quarantine", "prepared")
+    }
+    paths.update(reports=str(root / "reports"), gx_suite=str(cfg.paths.gx_suite))
+    sub = cfg.model_copy(
+        update={
+            "paths": cfg.paths.model_copy(update={k: Path(v) for k, v in paths.items()}),
+            "ingest": cfg.ingest.model_copy(update={"workflows": (workflow,), "text_sources": ()}),
+        }
+    )
+    if not (root / "prepared" / "test.parquet").exists():
+        ingest.run(sub, flowbench_dir, progress=False)
+        validate.run(sub)
+        prepare.run(sub)
+    read = lambda name: pd.read_parquet(root / "prepared" / f"{name}.parquet")  # noqa: E731
+    return Splits(read("train"), read("val"), read("test"))
+
+
+class _Lab:
+    """Shared plumbing: sampling, sentences, training, scoring."""
+
+    def __init__(self, cfg: Config, work: Path, n_train: int, n_test: int, progress: bool):
+        self.cfg, self.work, self.progress = cfg, work, progress
+        self.n_train, self.n_test = n_train, n_test
+        self.template = cfg.text.template
+        self.features = features_of(cfg.text.feature_set)
+        self.seed = cfg.base.seed
+
+    def texts(self, frame: pd.DataFrame) -> list[str]:
+        return sentences(frame, self.template, self.features)
+
+    def train(
+        self,
+        splits: Splits,
+        tag: str,
+        mode: str | None = None,
+        n: int | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+        train_frame: pd.DataFrame | None = None,
+    ):
+        settings = settings_from(self.cfg)
+        if mode:
+            settings = sft.TrainSettings(**{**settings.__dict__, "mode": mode})
+        frame = train_frame if train_frame is not None else splits.train
+        train = sft.stratified_sample(frame, n or self.n_train, self.seed)
+        val = sft.stratified_sample(splits.val, 500, self.seed)
+        texts = train["sentence"].tolist() if "sentence" in train else self.texts(train)
+        started = time.perf_counter()
+        model, tokenizer, summary = sft.fine_tune(
+            texts,
+            train["label"].astype(int).to_numpy(),
+            self.texts(val),
+            val["label"].astype(int).to_numpy(),
+            settings,
+            self.work / "checkpoints" / tag,
+            data_version=tag,
+            progress=self.progress,
+            model=model,
+            tokenizer=tokenizer,
+        )
+        summary["seconds"] = round(time.perf_counter() - started, 1)
+        return model, tokenizer, summary
+
+    def score(self, model: Any, tokenizer: Any, splits: Splits) -> dict[str, Any]:
+        test = sft.stratified_sample(splits.test, self.n_test, self.seed)
+        classifier = SentenceClassifier(
+            model,
+            tokenizer,
+            {
+                "template": self.template,
+                "features": self.features,
+                "mode": "full",
+                "max_length": self.cfg.train.max_length,
+            },
+            device=next(model.parameters()).device.type,
+        )
+        scores = classifier.score_texts(self.texts(test))
+        return m.binary_metrics(test["label"].astype(int).to_numpy(), scores, 0.5)
+
+    def bias(self, model: Any, tokenizer: Any) -> dict[str, Any]:
+        classifier = SentenceClassifier(
+            model,
+            tokenizer,
+            {"template": self.template, "features": self.features, "mode": "full"},
+            device=next(model.parameters()).device.type,
+        )
+        inputs = uninformative_inputs(self.template, self.features)
+        return m.bias(dict(zip(inputs, classifier.score_texts(list(inputs.values())), strict=True)))
+
+
+def _short(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in ("accuracy", "f1", "roc_auc")}
+
+
+def transfer(
+    cfg: Config,
+    source: str,
+    target: str,
+    flowbench_dir: str | Path | None,
+    n_train: int = 2000,
+    n_target: int = 500,
+    n_test: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune on `source`; test on `target` zero-shot, then after a short fine-tune on it."""
+    work = cfg.paths.reports / "experiments" / "work"
+    lab = _Lab(cfg, work, n_train, n_test, progress)
+    a, b = prepared(cfg, source, work, flowbench_dir), prepared(cfg, target, work, flowbench_dir)
+    model, tokenizer, first = lab.train(a, f"transfer-{source}")
+    result: dict[str, Any] = {
+        "source": source,
+        "target": target,
+        "n_train": n_train,
+        "n_target": n_target,
+        "n_test": n_test,
+        "template": lab.template,
+        "feature_set": cfg.text.feature_set,
+        "source_model": {
+            "train_seconds": first["seconds"],
+            "on_source": _short(lab.score(model, tokenizer, a)),
+        },
+    }
+    result["zero_shot_on_target"] = _short(lab.score(model, tokenizer, b))
+    scratch_model, scratch_tok, scratch = lab.train(b, f"scratch-{target}", n=n_target)
+    result["scratch_on_target"] = {
+        **_short(lab.score(scratch_model, scratch_tok, b)),
+        "train_seconds": scratch["seconds"],
+    }
+    model, tokenizer, tuned = lab.train(
+        b, f"transfer-{source}-{target}", n=n_target, model=model, tokenizer=tokenizer
+    )
+    result["fine_tuned_on_target"] = {
+        **_short(lab.score(model, tokenizer, b)),
+        "train_seconds": tuned["seconds"],
+    }
+    result["source_after_target"] = _short(lab.score(model, tokenizer, a))
+    write_json(result, cfg.paths.reports / "experiments" / f"transfer_{source}_{target}.json")
+    return result
+
+
+def forgetting(
+    cfg: Config,
+    first: str,
+    second: str,
+    flowbench_dir: str | Path | None,
+    n_train: int = 2000,
+    n_test: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train on `first`, continue on `second` (full / head / per-workflow LoRA adapters)."""
+    import copy
+
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    from flowsentry.models.sft import build_model
+
+    work = cfg.paths.reports / "experiments" / "work"
+    lab = _Lab(cfg, work, n_train, n_test, progress)
+    d1, d2 = prepared(cfg, first, work, flowbench_dir), prepared(cfg, second, work, flowbench_dir)
+    result: dict[str, Any] = {
+        "first": first,
+        "second": second,
+        "n_train": n_train,
+        "n_test": n_test,
+        "paper": {"sft_d1": 0.8155, "sft_d1_d2_full": 0.7065, "sft_d1_d2_head": 0.7305},
+    }
+    base_model, tokenizer, s1 = lab.train(d1, f"forget-{first}", mode="full")
+    result["sft_d1"] = {
+        **_short(lab.score(base_model, tokenizer, d1)),
+        "train_seconds": s1["seconds"],
+    }
+    for mode in ("full", "head"):
+        model, tok, s = lab.train(
+            d2,
+            f"forget-{first}-{second}-{mode}",
+            mode=mode,
+            model=copy.deepcopy(base_model),
+            tokenizer=tokenizer,
+        )
+        result[f"sft_d1_d2_{mode}"] = {
+            "on_first": _short(lab.score(model, tok, d1)),
+            "on_second": _short(lab.score(model, tok, d2)),
+            "train_seconds": s["seconds"],
+            "trainable_parameters": s["trainable_parameters"],
+        }
+
+    # One LoRA adapter per workflow over one shared, frozen pretrained encoder.
+    settings = settings_from(cfg)
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=settings.lora.r,
+        lora_alpha=settings.lora.alpha,
+        lora_dropout=settings.lora.dropout,
+        target_modules=list(settings.lora.target_modules),
+    )
+    tokenizer, base = build_model(sft.TrainSettings(**{**settings.__dict__, "mode": "full"}))
+    shared = get_peft_model(base, lora, adapter_name=first)
+    shared, tokenizer, sa = lab.train(
+        d1, f"forget-lora-{first}", mode="lora", model=shared, tokenizer=tokenizer
+    )
+    before = lab.score(shared, tokenizer, d1)
+    shared.add_adapter(second, lora)
+    shared.set_adapter(second)
+    shared, tokenizer, sb = lab.train(
+        d2, f"forget-lora-{second}", mode="lora", model=shared, tokenizer=tokenizer
+    )
+    on_second = lab.score(shared, tokenizer, d2)
+    shared.set_adapter(first)
+    after = lab.score(shared, tokenizer, d1)
+    result["lora_per_workflow"] = {
+        "on_first_before": _short(before),
+        "on_first_after_second_adapter": _short(after),
+        "on_second": _short(on_second),
+        "train_seconds": {first: sa["seconds"], second: sb["seconds"]},
+        "trainable_parameters": sb["trainable_parameters"],
+        "first_unchanged": bool(np.isclose(before["accuracy"], after["accuracy"])),
+    }
+    write_json(result, cfg.paths.reports / "experiments" / f"forgetting_{first}_{second}.json")
+    return result
+
+
+def debias(
+    cfg: Config,
+    workflow: str,
+    flowbench_dir: str | Path | None,
+    n_train: int = 2000,
+    n_test: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The same fine-tune with and without augmentation: bias gap, accuracy, early detection."""
+    work = cfg.paths.reports / "experiments" / "work"
+    lab = _Lab(cfg, work, n_train, n_test, progress)
+    splits = prepared(cfg, workflow, work, flowbench_dir)
+    test = sft.stratified_sample(splits.test, n_test, cfg.base.seed)
+    result: dict[str, Any] = {
+        "workflow": workflow,
+        "n_train": n_train,
+        "n_test": n_test,
+        "augment": cfg.augment.model_dump(),
+    }
+    plain = splits.train.assign(augmentation="none")
+    augmented = augment(
+        splits.train,
+        lab.template,
+        lab.features,
+        cfg.base.seed,
+        prefix_fraction=max(cfg.augment.prefix_fraction, 0.25),
+        empty_fraction=max(cfg.augment.empty_fraction, 0.02),
+        permute_fraction=cfg.augment.permute_fraction,
+        rebalance=cfg.augment.rebalance,
+    )
+    for name, frame in (("without_augmentation", plain), ("with_augmentation", augmented)):
+        model, tokenizer, s = lab.train(splits, f"debias-{name}", train_frame=frame)
+        classifier = SentenceClassifier(
+            model,
+            tokenizer,
+            {"template": lab.template, "features": lab.features, "mode": "full"},
+            device=next(model.parameters()).device.type,
+        )
+        labels = test["label"].astype(int).to_numpy()
+        prefix = [classifier.score(test, k=k) for k in range(len(lab.features) + 1)]
+        result[name] = {
+            "test": _short(m.binary_metrics(labels, prefix[-1], 0.5)),
+            "bias": lab.bias(model, tokenizer),
+            "online_accuracy_by_k": m.early_detection(labels, prefix, 0.5)["accuracy_by_k"],
+            "train_seconds": s["seconds"],
+        }
+    write_json(result, cfg.paths.reports / "experiments" / f"debias_{workflow}.json")
+    return result

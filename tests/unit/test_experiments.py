@@ -1,0 +1,50 @@
+"""The transfer / forgetting / debias experiments on tiny traces with a tiny encoder."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowsentry import experiments
+
+
+@pytest.fixture
+def two_workflows(make_flowbench, project, tiny_encoder, tmp_path):
+    root = make_flowbench("wfa", n_runs=30)
+    make_flowbench("wfb", n_runs=30, root=root)
+    cfg = project(
+        text={"template": "compact", "feature_set": "context"},
+        train={
+            "model": str(tiny_encoder),
+            "epochs": 1,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "device": "cpu",
+        },
+    )
+    return cfg, root
+
+
+def test_forgetting_keeps_the_first_adapter_intact(two_workflows):
+    cfg, root = two_workflows
+    result = experiments.forgetting(cfg, "wfa", "wfb", root, n_train=100, n_test=30, progress=False)
+    for key in ("sft_d1", "sft_d1_d2_full", "sft_d1_d2_head", "lora_per_workflow"):
+        assert key in result
+    lora = result["lora_per_workflow"]
+    assert lora["first_unchanged"]
+    assert lora["on_first_before"] == lora["on_first_after_second_adapter"]
+    head, full = result["sft_d1_d2_head"], result["sft_d1_d2_full"]
+    assert head["trainable_parameters"] < full["trainable_parameters"]
+    assert (cfg.paths.reports / "experiments" / "forgetting_wfa_wfb.json").exists()
+
+
+def test_transfer_and_debias_report_their_numbers(two_workflows):
+    cfg, root = two_workflows
+    result = experiments.transfer(
+        cfg, "wfa", "wfb", root, n_train=100, n_target=40, n_test=30, progress=False
+    )
+    for key in ("zero_shot_on_target", "scratch_on_target", "fine_tuned_on_target"):
+        assert 0.0 <= result[key]["accuracy"] <= 1.0
+    debiased = experiments.debias(cfg, "wfa", root, n_train=100, n_test=30, progress=False)
+    for name in ("without_augmentation", "with_augmentation"):
+        assert debiased[name]["bias"]["mean_gap"] is not None
+        assert len(debiased[name]["online_accuracy_by_k"]) == 18 + 1  # context: 18 features
