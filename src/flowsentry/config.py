@@ -55,6 +55,9 @@ class IngestParams(_Section):
     source_url: str = "https://github.com/PoSeiDon-Workflows/FlowBench/raw/main/data"
     verify_checksums: bool = True
     text_sources: tuple[TextSource, ...] = ()
+    max_runs: int | None = Field(
+        None, ge=1, description="Read only N runs of each workflow, spread evenly by name."
+    )
 
     @field_validator("workflows")
     @classmethod
@@ -77,7 +80,7 @@ class ValidateParams(_Section):
 
 class TextParams(_Section):
     template: Literal["paper", "compact"] = "paper"
-    feature_set: Literal["paper", "extended", "context"] = "paper"
+    feature_set: Literal["paper", "extended", "context", "relative"] = "paper"
     tokenizer: str = "minilm"
 
 

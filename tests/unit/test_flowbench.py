@@ -98,3 +98,9 @@ def test_missing_workflow_and_bad_dag_are_clear(make_flowbench, tmp_path):
     bad.write_text('{"a": ["b"]}')
     with pytest.raises(DataError, match="not jobs of the DAG"):
         load_dag(bad)
+
+
+def test_max_runs_spreads_over_the_sorted_runs(make_flowbench):
+    root = make_flowbench(n_runs=10)
+    table = read_workflow(locate(root, "tiny"), progress=False, max_runs=3)
+    assert sorted(table["run"].unique()) == ["tiny-run0000", "tiny-run0004", "tiny-run0009"]

@@ -70,10 +70,23 @@ def load_dag(path: str | Path) -> dict[str, list[str]]:
     return dag
 
 
-def iter_run_files(traces: Path) -> Iterator[tuple[str, str, IO[bytes]]]:
-    """Yield (run id, origin for messages, binary stream) for each CSV of a workflow."""
+def _spread(names: list[str], max_runs: int | None) -> list[str]:
+    """`max_runs` names spread evenly over the sorted list (all when None)."""
+    if max_runs is None or len(names) <= max_runs:
+        return names
+    picks = np.unique(np.linspace(0, len(names) - 1, max_runs).round().astype(int))
+    return [names[i] for i in picks]
+
+
+def iter_run_files(
+    traces: Path, max_runs: int | None = None
+) -> Iterator[tuple[str, str, IO[bytes]]]:
+    """Yield (run id, origin for messages, binary stream) for each CSV of a workflow.
+
+    With `max_runs`, only that many runs, spread evenly over the runs sorted by name.
+    """
     if traces.is_dir():
-        for path in sorted(traces.glob("*.csv")):
+        for path in _spread(sorted(traces.glob("*.csv")), max_runs):
             with path.open("rb") as stream:
                 yield path.stem, str(path), stream
         return
@@ -89,6 +102,7 @@ def iter_run_files(traces: Path) -> Iterator[tuple[str, str, IO[bytes]]]:
             for m in archive.namelist()
             if m.endswith(".csv") and not m.startswith("__MACOSX/") and not m.endswith("/")
         )
+        members = _spread(members, max_runs)
         for member in members:
             origin = f"{traces}:{member}"
             try:
@@ -165,11 +179,13 @@ def derive_task(transformations: pd.Series, jobs: pd.Series) -> pd.Series:
     return source.str.replace(_ID_SUFFIX, "", regex=True).astype("string")
 
 
-def read_workflow(source: WorkflowSource, progress: bool = True) -> pd.DataFrame:
-    """Read every run of one workflow into its jobs table."""
+def read_workflow(
+    source: WorkflowSource, progress: bool = True, max_runs: int | None = None
+) -> pd.DataFrame:
+    """Read every run (or `max_runs` spread over them) of one workflow into its jobs table."""
     frames: list[pd.DataFrame] = []
     seen: dict[str, str] = {}
-    files = iter_run_files(source.traces)
+    files = iter_run_files(source.traces, max_runs)
     bar = tqdm(files, desc=f"ingest {source.workflow}", unit="run", disable=not progress)
     for run, origin, stream in bar:
         if run in seen:

@@ -63,6 +63,12 @@ class FeatureDetector:
             self.tasks_ = {t: i for i, t in enumerate(sorted(jobs["task"].dropna().unique()))}
         x = self._matrix(jobs)
         labels = np.asarray(labels).astype(int)
+        if self.kind != "isolation_forest" and len(np.unique(labels)) < 2:
+            from flowsentry.errors import FlowsentryError
+
+            raise FlowsentryError(
+                f"{self.kind}: the training split holds only one class; use more runs"
+            )
         if self.kind == "gradient_boosting":
             self.model_ = HistGradientBoostingClassifier(max_iter=300, random_state=self.seed)
             self.model_.fit(x, labels)

@@ -73,7 +73,7 @@ def run(
     sources = _sources(cfg, root, progress)
     parsed: dict[str, pd.DataFrame] = {}
     for source in sources:
-        table = flowbench.read_workflow(source, progress=progress)
+        table = flowbench.read_workflow(source, progress=progress, max_runs=cfg.ingest.max_runs)
         if source.dag is None:
             raise DataError(
                 source.traces.parent / DAG_FOLDER, f"no DAG file for workflow '{source.workflow}'"

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from flowsentry.data.context import CONTEXT_COLUMNS, HOST_CONTEXT
+from flowsentry.data.context import CONTEXT_COLUMNS, HOST_CONTEXT, TASK_RATIOS
 
 # The paper's nine features, in the order a job produces them (online detection).
 PAPER_FEATURES: tuple[str, ...] = (
@@ -50,6 +50,8 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # The paper's nine plus the task kind and the host's slowdown in the run
     # (flowsentry.data.context): what a job means next to its siblings.
     "context": ("task", *PAPER_FEATURES, *HOST_CONTEXT),
+    # Only relative numbers: the job's own ratios to its task's median, then its host's.
+    "relative": ("task", *TASK_RATIOS, *HOST_CONTEXT),
 }
 SHORT_NAMES: dict[str, str] = {
     "task": "task",
@@ -69,6 +71,10 @@ SHORT_NAMES: dict[str, str] = {
     "kickstart_online_write_system_calls": "wcalls",
     "kickstart_online_utime": "utime",
     "kickstart_online_stime": "stime",
+    "runtime_vs_task": "run%",
+    "kickstart_executables_cpu_time_vs_task": "cpu%",
+    "stage_in_delay_vs_task": "in%",
+    "stage_out_delay_vs_task": "out%",
     "host_runtime_mean": "hrun",
     "host_runtime_median": "hrunm",
     "host_kickstart_executables_cpu_time_mean": "hcpu",

@@ -1,0 +1,43 @@
+"""augment -> train -> evaluate with the real MiniLM on a small real subset of 1000genome."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flowsentry.stages import augment, evaluate, ingest, prepare, train, validate
+
+pytestmark = pytest.mark.integration
+
+
+def test_real_subset_pipeline(flowbench_dir, project):
+    cfg = project(
+        ingest={"workflows": ["1000genome"], "max_runs": 20},
+        text={"template": "compact", "feature_set": "context"},
+        train={
+            "model": "minilm",
+            "epochs": 1,
+            "max_train_samples": 400,
+            "max_val_samples": 100,
+            "learning_rate": 2e-4,
+            "device": "cpu",
+        },
+        evaluate={"online_max_jobs": 60},
+    )
+    summary = ingest.run(cfg, flowbench_dir, progress=False)
+    assert summary["tables"]["1000genome"]["runs"] == 20
+    assert summary["tables"]["1000genome"]["jobs"] == 20 * 137
+    validate.run(cfg)
+    prepare.run(cfg)
+    augment.run(cfg)
+    trained = train.run(cfg, progress=False)
+    assert trained["train_jobs"] == 400 and trained["mode"] == "full"
+
+    report = evaluate.run(cfg, progress=False)
+    assert report["sft"]["jobs"] == 274
+    # Boosting on the host-slowdown context is the reference to beat.
+    assert report["baselines"]["gradient_boosting"]["f1"] > 0.8
+    assert report["sft"]["roc_auc"] > 0.6  # 400 jobs, one epoch: learning, not converged
+    metrics = json.loads((cfg.paths.reports / "evaluate" / "metrics.json").read_text())
+    assert metrics["model"]["workflows"] == ["1000genome"]
