@@ -22,7 +22,7 @@ app = typer.Typer(
     help=(
         "flowsentry: detect anomalous jobs in scientific workflows (Flow-Bench traces) "
         "with language models.\n\nPipeline stages, in order: ingest -> validate -> prepare -> "
-        "augment -> train -> evaluate. "
+        "augment -> train -> evaluate -> gate -> package. "
         "`dvc repro` runs them all with params.yaml."
     ),
     no_args_is_help=True,
@@ -186,6 +186,84 @@ def evaluate(
     _run(verbose, work)
 
 
+@app.command()
+def gate(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Promote the candidate if it passes every floor and beats the champion."""
+    from flowsentry.stages import gate as stage
+
+    def work():
+        result = stage.run(_config(params, set_))
+        for check in result["checks"]:
+            console.print(
+                f"{check['verdict']:4s} {check['check']:20s} value {check['value']} "
+                f"threshold {check['threshold']} {check['note']}"
+            )
+        console.print(f"decision: {result['decision']} {result['promoted_tag'] or ''}")
+
+    _run(verbose, work)
+
+
+@app.command()
+def package(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build a Bento (bentoml build) serving the current champion."""
+    from flowsentry.stages import package as stage
+
+    def work():
+        result = stage.run(_config(params, set_))
+        console.print(f"bento {result['bento']} serving {result['model']}")
+
+    _run(verbose, work)
+
+
+registry_app = typer.Typer(help="The model registry (BentoML model store).", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("list")
+def registry_list(verbose: VerboseOption = False) -> None:
+    """Every stored model, newest first; * marks the champion."""
+    from flowsentry.registry import store
+
+    def work():
+        for row in store.listing():
+            mark = "*" if row["champion"] else " "
+            labels = row["labels"]
+            console.print(
+                f"{mark} {row['tag']}  {row['created']}  {labels.get('kind')}/{labels.get('mode')} "
+                f"workflows={labels.get('workflows')} f1={row['metrics'].get('f1')} "
+                f"data={labels.get('data_version', '')[:8]} commit={labels.get('git_commit')}"
+            )
+
+    _run(verbose, work)
+
+
+@registry_app.command("promote")
+def registry_promote(
+    tag: Annotated[str, typer.Argument(help="Model tag, e.g. flowsentry-detector:abc123.")],
+    verbose: VerboseOption = False,
+) -> None:
+    """Make TAG the champion by hand (the previous one is kept for rollback)."""
+    from flowsentry.registry import store
+
+    _run(verbose, lambda: console.print(f"champion: {store.promote(tag)['champion']}"))
+
+
+@registry_app.command("rollback")
+def registry_rollback(verbose: VerboseOption = False) -> None:
+    """Reinstate the previous champion."""
+    from flowsentry.registry import store
+
+    _run(verbose, lambda: console.print(f"champion: {store.rollback()['champion']}"))
+
+
 experiment_app = typer.Typer(
     help="The paper's studies: transfer learning, catastrophic forgetting, debiasing.",
     no_args_is_help=True,
@@ -282,6 +360,26 @@ def experiment_debias(
             n_train,
             n_test,
             progress=sys.stderr.isatty(),
+        )
+        console.print(json.dumps(result, indent=1))
+
+    _run(verbose, work)
+
+
+@experiment_app.command("quality")
+def experiment_quality(
+    workflow: Annotated[str, typer.Option(help="Workflow to run the default pipeline on.")],
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    flowbench_dir: FlowbenchOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The default pipeline on one workflow: fine-tuned model vs. baselines."""
+    from flowsentry import experiments
+
+    def work():
+        result = experiments.quality(
+            _config(params, set_), workflow, flowbench_dir, progress=sys.stderr.isatty()
         )
         console.print(json.dumps(result, indent=1))
 

@@ -143,6 +143,17 @@ class EvaluateParams(_Section):
     )
 
 
+class GateParams(_Section):
+    """Promotion floors and the margin over the champion (see registry/gate.py)."""
+
+    primary_metric: Literal["f1", "accuracy", "roc_auc", "pr_auc"] = "f1"
+    min_f1: float = Field(0.7, ge=0, le=1)
+    min_roc_auc: float = Field(0.85, ge=0, le=1)
+    max_bias_gap: float = Field(0.5, ge=0, le=1)
+    max_p99_latency_ms: float = Field(250.0, gt=0)
+    min_improvement: float = Field(0.005, ge=0)
+
+
 class Config(_Section):
     base: BaseParams = BaseParams()
     paths: Paths = Paths()
@@ -153,6 +164,7 @@ class Config(_Section):
     augment: AugmentParams = AugmentParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    gate: GateParams = GateParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

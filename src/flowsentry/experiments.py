@@ -310,3 +310,38 @@ def debias(
         }
     write_json(result, cfg.paths.reports / "experiments" / f"debias_{workflow}.json")
     return result
+
+
+def quality(
+    cfg: Config, workflow: str, flowbench_dir: str | Path | None, progress: bool = True
+) -> dict[str, Any]:
+    """The default pipeline (ingest -> evaluate, params.yaml) on one workflow, in its own
+    workspace; reports the fine-tuned model beside the baselines."""
+    from flowsentry.stages import augment as augment_stage
+    from flowsentry.stages import evaluate, train
+
+    root = cfg.paths.reports / "experiments" / "work" / f"quality-{workflow}"
+    sub = workspace(cfg, workflow, root)
+    started = time.perf_counter()
+    ingest.run(sub, flowbench_dir, progress=False)
+    validate.run(sub)
+    prepare.run(sub)
+    augment_stage.run(sub)
+    trained = train.run(sub, progress=progress)
+    report = evaluate.run(sub, progress=progress)
+    pick = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+    result = {
+        "workflow": workflow,
+        "template": cfg.text.template,
+        "feature_set": cfg.text.feature_set,
+        "train_jobs": trained["train_jobs"],
+        "train_seconds": trained["train_seconds"],
+        "test_jobs": report["sft"]["jobs"],
+        "sft": {k: report["sft"][k] for k in pick},
+        "baselines": {name: {k: r[k] for k in pick} for name, r in report["baselines"].items()},
+        "bias_mean_gap": report["sft"]["bias"]["mean_gap"],
+        "paper_accuracy": report["sft"]["paper_accuracy"].get(workflow),
+        "pipeline_seconds": round(time.perf_counter() - started, 1),
+    }
+    write_json(result, cfg.paths.reports / "experiments" / f"quality_{workflow}.json")
+    return result

@@ -48,3 +48,18 @@ def test_transfer_and_debias_report_their_numbers(two_workflows):
     for name in ("without_augmentation", "with_augmentation"):
         assert debiased[name]["bias"]["mean_gap"] is not None
         assert len(debiased[name]["online_accuracy_by_k"]) == 18 + 1  # context: 18 features
+
+
+def test_quality_runs_the_default_pipeline_in_its_own_workspace(two_workflows):
+    cfg, root = two_workflows
+    cfg = cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(update={"max_train_samples": 100}),
+            "evaluate": cfg.evaluate.model_copy(update={"online_max_jobs": 20}),
+        }
+    )
+    result = experiments.quality(cfg, "wfb", root, progress=False)
+    assert result["workflow"] == "wfb" and result["train_jobs"] == 100
+    assert {"gradient_boosting", "random_forest", "isolation_forest"} <= set(result["baselines"])
+    assert not (cfg.paths.jobs / "wfb.parquet").exists()  # the main pipeline is untouched
+    assert (cfg.paths.reports / "experiments" / "quality_wfb.json").exists()

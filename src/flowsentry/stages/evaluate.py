@@ -43,6 +43,21 @@ def bias_probe(predictor: SentenceClassifier) -> dict[str, Any]:
     return m.bias(dict(zip(names, probabilities, strict=True)))
 
 
+def latency_ms(predictor: Predictor, jobs: pd.DataFrame, calls: int = 100) -> dict[str, float]:
+    """p50 / p99 wall time of scoring one job record (sentence building included)."""
+    records = jobs.head(calls).to_dict("records")
+    times = []
+    for record in records:
+        started = time.perf_counter()
+        predictor.score([record])
+        times.append((time.perf_counter() - started) * 1000)
+    return {
+        "p50": round(float(np.percentile(times, 50)), 2),
+        "p99": round(float(np.percentile(times, 99)), 2),
+        "calls": len(times),
+    }
+
+
 def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Score the test split with the trained model and the baselines; write the report."""
     out_dir = cfg.paths.reports / "evaluate"
@@ -58,6 +73,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     sft_report = m.report(test, scores, predictor.threshold)
     sft_report["jobs_per_second"] = round(len(test) / max(seconds, 1e-9), 1)
     sft_report["bias"] = bias_probe(predictor)
+    sft_report["latency_ms"] = latency_ms(predictor, test)
     workflows = sorted(test["workflow"].unique())
     sft_report["paper_accuracy"] = {
         wf: PAPER_SFT_ACCURACY[wf] for wf in workflows if wf in PAPER_SFT_ACCURACY

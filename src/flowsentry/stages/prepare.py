@@ -18,12 +18,14 @@ from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sent
 log = logging.getLogger(__name__)
 
 
-def token_report(jobs: pd.DataFrame, tokenizer_name: str) -> dict[str, Any]:
-    """Mean and max tokens per job for every template x feature set."""
+def token_report(jobs: pd.DataFrame, tokenizer_name: str, sample: int = 5000) -> dict[str, Any]:
+    """Mean and max tokens per job for every template x feature set (on up to `sample` jobs)."""
     from flowsentry.models.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_name)
-    report: dict[str, Any] = {"tokenizer": tokenizer_name}
+    if len(jobs) > sample:
+        jobs = jobs.sample(sample, random_state=0)
+    report: dict[str, Any] = {"tokenizer": tokenizer_name, "jobs": len(jobs)}
     for template in TEMPLATES:
         for feature_set in FEATURE_SETS:
             texts = sentences(jobs, template, features_of(feature_set))

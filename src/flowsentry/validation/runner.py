@@ -42,6 +42,9 @@ def validate_table(
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    for name in list(logging.root.manager.loggerDict):  # GX sets its loggers at import
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     table = table.reset_index(drop=True)
     context = gx.get_context(mode="ephemeral")

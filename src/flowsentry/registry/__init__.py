@@ -1,0 +1,1 @@
+"""Promotion gate and model registry (BentoML model store + champion pointer)."""

@@ -1,0 +1,100 @@
+"""The promotion gate: absolute floors, then a margin over the champion. Pure logic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GateRules:
+    primary_metric: str = "f1"
+    min_f1: float = 0.7
+    min_roc_auc: float = 0.85
+    max_bias_gap: float = 0.5
+    max_p99_latency_ms: float = 250.0
+    min_improvement: float = 0.005
+
+
+def _check(name: str, value: Any, threshold: Any, ok: bool, note: str = "") -> dict[str, Any]:
+    return {
+        "check": name,
+        "value": value,
+        "threshold": threshold,
+        "verdict": "pass" if ok else "fail",
+        "note": note,
+    }
+
+
+def decide(
+    candidate: dict[str, Any] | None,
+    champion: dict[str, Any] | None,
+    rules: GateRules,
+) -> dict[str, Any]:
+    """Promote only if every floor holds and the candidate beats the champion.
+
+    `candidate` / `champion` hold test metrics on the same split: accuracy, f1,
+    roc_auc, ..., plus `bias_gap` and `p99_latency_ms` for the candidate. A missing
+    candidate never promotes; with no champion, passing the floors is enough.
+    """
+    if not candidate:
+        checks = [
+            _check(
+                "evaluation_present",
+                None,
+                "metrics.json",
+                False,
+                "no evaluation of the candidate: never promote",
+            )
+        ]
+        return {"promote": False, "checks": checks}
+    checks = []
+
+    def floor(name: str, key: str, threshold: float, higher_is_better: bool) -> None:
+        value = candidate.get(key)
+        if value is None:
+            checks.append(_check(name, None, threshold, False, f"'{key}' missing"))
+            return
+        ok = value >= threshold if higher_is_better else value <= threshold
+        checks.append(_check(name, value, threshold, ok))
+
+    floor("min_f1", "f1", rules.min_f1, True)
+    floor("min_roc_auc", "roc_auc", rules.min_roc_auc, True)
+    floor("max_bias_gap", "bias_gap", rules.max_bias_gap, False)
+    floor("max_p99_latency_ms", "p99_latency_ms", rules.max_p99_latency_ms, False)
+
+    primary = rules.primary_metric
+    if champion is None:
+        checks.append(
+            _check(
+                "beats_champion",
+                candidate.get(primary),
+                None,
+                True,
+                "no champion yet: the first model that passes the floors promotes",
+            )
+        )
+    else:
+        ours, theirs = candidate.get(primary), champion.get(primary)
+        if ours is None or theirs is None:
+            checks.append(
+                _check(
+                    "beats_champion",
+                    ours,
+                    theirs,
+                    False,
+                    f"'{primary}' missing for candidate or champion",
+                )
+            )
+        else:
+            margin = round(ours - theirs, 6)
+            checks.append(
+                _check(
+                    "beats_champion",
+                    margin,
+                    rules.min_improvement,
+                    margin >= rules.min_improvement,
+                    f"{primary}: candidate {ours} vs champion {theirs}",
+                )
+            )
+    return {"promote": all(c["verdict"] == "pass" for c in checks), "checks": checks}

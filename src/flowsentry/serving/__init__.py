@@ -1,0 +1,1 @@
+"""BentoML serving: request schemas, the detector wiring, and the service."""

@@ -1,0 +1,125 @@
+"""The detector behind the service: loads the champion once, hot-swaps on promotion.
+
+Kept free of BentoML so it can be tested in-process; service.py only wires it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.registry import store
+from flowsentry.serving.schemas import JobScore, ModelInfo, PartialScore
+
+log = logging.getLogger(__name__)
+
+
+class UnknownWorkflow(ValueError):
+    """A request names a workflow the model was not trained on."""
+
+
+class Detector:
+    def __init__(
+        self,
+        tag: str,
+        path: str | Path,
+        loader: Callable[[Path], SentenceClassifier] | None = None,
+        follow_champion: bool = True,
+        confident_band: float = 0.4,
+    ) -> None:
+        self._loader = loader or (lambda p: SentenceClassifier.load(p))
+        self._lock = threading.Lock()
+        self.follow_champion = follow_champion
+        self.confident_band = confident_band
+        self.tag, self.predictor = tag, self._loader(Path(path))
+        log.info("serving %s", tag)
+
+    def _current(self) -> tuple[str, SentenceClassifier]:
+        """The champion now: reload when the registry's pointer moved (promote/rollback)."""
+        if self.follow_champion:
+            champion = store.champion_tag()
+            if champion and champion != self.tag:
+                with self._lock:
+                    if champion != self.tag:
+                        predictor = self._loader(Path(store.get(champion).path))
+                        log.info("champion changed: %s -> %s", self.tag, champion)
+                        self.tag, self.predictor = champion, predictor
+        return self.tag, self.predictor
+
+    def _frame(self, jobs: Sequence[BaseModel], predictor: SentenceClassifier) -> pd.DataFrame:
+        known = set(predictor.metadata.get("workflows") or [])
+        rows = []
+        for job in jobs:
+            record = job.model_dump(exclude_none=True)
+            if known and record.get("workflow") and record["workflow"] not in known:
+                raise UnknownWorkflow(
+                    f"workflow: '{record['workflow']}' is not one this model was trained on "
+                    f"({sorted(known)})"
+                )
+            # Jobs without a run id get no siblings: never share context across requests.
+            record.setdefault("run", f"_single-{uuid.uuid4().hex}")
+            rows.append(record)
+        frame = pd.DataFrame(rows)
+        for column in ("workflow", "task", "kickstart_hostname"):
+            if column not in frame:
+                frame[column] = pd.NA
+        return frame
+
+    def classify(self, jobs: Sequence[BaseModel]) -> list[JobScore]:
+        tag, predictor = self._current()
+        frame = self._frame(jobs, predictor)
+        scores = predictor.score(frame)
+        return [
+            self._score(job, float(s), tag, predictor) for job, s in zip(jobs, scores, strict=True)
+        ]
+
+    def classify_partial(self, job: BaseModel) -> PartialScore:
+        tag, predictor = self._current()
+        frame = self._frame([job], predictor)
+        present = job.model_dump(exclude_none=True)
+        k = 0
+        for name in predictor.features:
+            if name not in present and name not in frame.columns:
+                break
+            k += 1
+        score = float(predictor.score(frame, k=k)[0])
+        base = self._score(job, score, tag, predictor)
+        confident = abs(score - predictor.threshold) >= self.confident_band * max(
+            predictor.threshold, 1 - predictor.threshold
+        )
+        return PartialScore(**base.model_dump(), known_features=k, confident=confident)
+
+    def _score(self, job: BaseModel, score: float, tag: str, predictor) -> JobScore:
+        return JobScore(
+            workflow=getattr(job, "workflow", None),
+            run=getattr(job, "run", None),
+            job=getattr(job, "job", None),
+            score=round(score, 6),
+            label="anomalous" if score >= predictor.threshold else "normal",
+            threshold=predictor.threshold,
+            model=tag,
+        )
+
+    def info(self) -> ModelInfo:
+        tag, predictor = self._current()
+        meta: dict[str, Any] = predictor.metadata
+        training = meta.get("training", {})
+        return ModelInfo(
+            tag=tag,
+            kind=meta.get("kind", "sft"),
+            mode=meta.get("mode"),
+            workflows=list(meta.get("workflows", [])),
+            template=meta["template"],
+            features=list(predictor.features),
+            threshold=predictor.threshold,
+            data_version=meta.get("data_version", {}),
+            metrics=training.get("val", {}),
+        )

@@ -1,0 +1,111 @@
+"""Request and response schemas of the service (pydantic): every field typed and bounded.
+
+A wrong type, NaN or infinity, a negative duration, an unknown field, an empty or
+oversized batch: each is a 4xx naming the field and the reason, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowsentry.data import schema
+from flowsentry.data.context import CONTEXT_COLUMNS
+
+MAX_BATCH = 1024
+
+Seconds = Annotated[float, Field(ge=0, le=schema.MAX_DELAY_SECONDS, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Epoch = Annotated[
+    float, Field(ge=schema.TIMESTAMP_MIN, le=schema.TIMESTAMP_MAX, allow_inf_nan=False)
+]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+EXAMPLE: dict[str, Any] = {
+    "workflow": "1000genome",
+    "run": "1000genome-run0009",
+    "job": "individuals_ID0000047",
+    "task": "individuals",
+    "kickstart_hostname": "worker1-container-12-15",
+    "wms_delay": 6.0,
+    "queue_delay": 20.0,
+    "runtime": 1022.0,
+    "post_script_delay": 5.0,
+    "stage_in_delay": 64.0,
+    "stage_out_delay": 4.0,
+    "stage_in_bytes": 1014283276.0,
+    "stage_out_bytes": 387809.0,
+    "kickstart_executables_cpu_time": 934.6,
+}
+
+
+def _fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in schema.DELAYS:
+        fields[name] = (Seconds | None, None)
+    for name in (*schema.BYTES, *schema.RATES, *schema.CPU_TIME, *schema.KICKSTART_COUNTERS):
+        fields[name] = (NonNegative | None, None)
+    for name in schema.TIMESTAMPS:
+        fields[name] = (Epoch | None, None)
+    for name in CONTEXT_COLUMNS:  # precomputed sibling context, if the caller has it
+        fields[name] = (NonNegative | None, None)
+    return fields
+
+
+class _JobBase(BaseModel):
+    # OpenAPI 3.0's `example` (BentoML's spec builder takes that, not JSON Schema's `examples`).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE})
+
+    workflow: Name | None = None
+    run: Name | None = None
+    job: Name | None = None
+    task: Name | None = None
+    kickstart_hostname: Name | None = None
+
+
+def _build_job_record() -> type[BaseModel]:
+    from pydantic import create_model
+
+    return create_model(
+        "JobRecord",
+        __base__=_JobBase,
+        __doc__="One job's raw Flow-Bench fields; send only what is known so far.",
+        **_fields(),
+    )
+
+
+JobRecord = _build_job_record()
+
+
+class JobScore(BaseModel):
+    workflow: str | None
+    run: str | None
+    job: str | None
+    score: float = Field(description="P(anomalous), 0..1")
+    label: Literal["normal", "anomalous"]
+    threshold: float
+    model: str = Field(description="The model tag that produced this score.")
+
+
+class PartialScore(JobScore):
+    known_features: int = Field(description="Leading features of the model's order present.")
+    confident: bool = Field(description="Score outside the uncertain band around threshold.")
+
+
+class Explanation(BaseModel):
+    reasoning: str
+    category: Literal["Normal", "Abnormal"] | None
+    model: str
+
+
+class ModelInfo(BaseModel):
+    tag: str
+    kind: str
+    mode: str | None = None
+    workflows: list[str]
+    template: str
+    features: list[str]
+    threshold: float
+    data_version: dict[str, Any]
+    metrics: dict[str, Any]

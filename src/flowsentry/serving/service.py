@@ -1,0 +1,68 @@
+"""The BentoML service: `bentoml serve flowsentry.serving.service:AnomalyDetector`.
+
+Loads the registry's champion once (hot-swapping when it changes) and serves
+`classify` (adaptive batching), `classify_partial` (online detection), `explain`
+(ICL decoders only) and `metadata`; BentoML adds /healthz, /readyz and /docs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import bentoml
+from pydantic import Field
+
+from flowsentry.registry import store
+from flowsentry.serving.detector import Detector, UnknownWorkflow
+from flowsentry.serving.schemas import (
+    MAX_BATCH,
+    Explanation,
+    JobRecord,
+    JobScore,
+    ModelInfo,
+    PartialScore,
+)
+
+# The champion when this module is imported (at `bentoml build` it is packaged with
+# the Bento); inside a Bento, where no pointer exists, the packaged model is `latest`.
+CHAMPION = store.champion_tag() or f"{store.MODEL_NAME}:latest"
+
+
+@bentoml.service(name="flowsentry", traffic={"timeout": 30})
+class AnomalyDetector:
+    model = bentoml.models.BentoModel(CHAMPION)
+
+    def __init__(self) -> None:
+        self.detector = Detector(str(self.model.tag), self.model.path)
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=50)
+    def classify(
+        self,
+        jobs: Annotated[list[JobRecord], Field(min_length=1, max_length=MAX_BATCH)],
+    ) -> list[JobScore]:
+        """Score a batch of job records: per job the score, label, threshold and model."""
+        try:
+            return self.detector.classify(jobs)
+        except UnknownWorkflow as exc:
+            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+
+    @bentoml.api
+    def classify_partial(self, job: JobRecord) -> PartialScore:
+        """Online detection: score a job from the fields known so far."""
+        try:
+            return self.detector.classify_partial(job)
+        except UnknownWorkflow as exc:
+            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+
+    @bentoml.api
+    def explain(self, job: JobRecord) -> Explanation:
+        """Reasoning plus category; only an in-context-learning decoder can explain."""
+        kind = self.detector.predictor.metadata.get("kind", "sft")
+        raise bentoml.exceptions.InvalidArgument(
+            f"explain needs an ICL decoder champion; {self.detector.tag} is a '{kind}' model"
+        )
+
+    @bentoml.api(route="/metadata")
+    def metadata(self) -> ModelInfo:
+        """The serving model: tag, workflows, features, threshold, data version, metrics."""
+        return self.detector.info()

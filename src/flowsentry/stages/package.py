@@ -1,0 +1,39 @@
+"""Package: build a Bento of the champion (the model found from the store's pointer)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from flowsentry.config import Config
+from flowsentry.errors import FlowsentryError
+from flowsentry.io import write_json
+from flowsentry.registry import store
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]:
+    """`bentoml build` with the current champion; writes reports/package.json."""
+    import bentoml
+
+    gate = json.loads((cfg.paths.reports / "gate.json").read_text())
+    champion = store.champion_tag()
+    if champion is None:
+        raise FlowsentryError(
+            "no champion in the registry: nothing to package (see reports/gate.json)"
+        )
+    bento = bentoml.bentos.build_bentofile(
+        str(bentofile), build_ctx=str(bentofile.parent.resolve())
+    )
+    result = {
+        "bento": str(bento.tag),
+        "model": champion,
+        "gate_decision": gate.get("decision"),
+        "path": str(bento.path),
+    }
+    write_json(result, cfg.paths.reports / "package.json")
+    log.info("built bento %s serving %s", bento.tag, champion)
+    return result

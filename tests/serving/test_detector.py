@@ -1,0 +1,81 @@
+"""The detector behind the service, in-process: scoring, validation, hot swap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from pydantic import ValidationError
+
+from flowsentry.registry import store
+from flowsentry.serving.detector import Detector, UnknownWorkflow
+from flowsentry.serving.schemas import EXAMPLE, JobRecord
+from flowsentry.text.sentences import features_of
+
+
+def _model(tiny_encoder, target, threshold=0.5):
+    shutil.copytree(tiny_encoder, target)
+    (target / "flowsentry.json").write_text(
+        json.dumps(
+            {
+                "kind": "sft",
+                "mode": "full",
+                "template": "paper",
+                "feature_set": "paper",
+                "features": list(features_of("paper")),
+                "threshold": threshold,
+                "max_length": 128,
+                "workflows": ["1000genome"],
+                "data_version": {"train_md5": "x"},
+            }
+        )
+    )
+    return target
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    import bentoml._internal.configuration.containers as containers
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
+    containers.BentoMLContainer.bentoml_home.set(str(tmp_path / "home"))
+    return tmp_path
+
+
+def test_schema_rejects_bad_values_naming_the_field():
+    for bad in (
+        {"runtime": -1.0},
+        {"runtime": float("nan")},
+        {"runtime": float("inf")},
+        {"runtime": "fast"},
+        {"colour": "red"},
+        {"ready": 12.0},
+    ):
+        with pytest.raises(ValidationError) as info:
+            JobRecord(**{**EXAMPLE, **bad})
+        assert next(iter(bad)) in str(info.value)
+    assert JobRecord(workflow="1000genome", wms_delay=6.0).runtime is None  # partial is fine
+
+
+def test_detector_scores_and_refuses_unknown_workflows(registry, tiny_encoder):
+    detector = Detector("m:1", _model(tiny_encoder, registry / "m1"), follow_champion=False)
+    jobs = [JobRecord(**EXAMPLE), JobRecord(**{**EXAMPLE, "runtime": 4000.0})]
+    results = detector.classify(jobs)
+    assert [r.model for r in results] == ["m:1", "m:1"] and all(0 <= r.score <= 1 for r in results)
+    with pytest.raises(UnknownWorkflow, match="workflow: 'montage'"):
+        detector.classify([JobRecord(**{**EXAMPLE, "workflow": "montage"})])
+    partial = detector.classify_partial(JobRecord(wms_delay=6.0, queue_delay=20.0))
+    assert partial.known_features == 2
+    assert detector.info().workflows == ["1000genome"]
+
+
+def test_hot_swap_follows_the_registry(registry, tiny_encoder):
+    first = store.register(_model(tiny_encoder, registry / "a", 0.5), {}, {})
+    second = store.register(_model(tiny_encoder, registry / "b", 0.3), {}, {})
+    store.promote(first)
+    detector = Detector(first, store.get(first).path)
+    assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+    store.promote(second)
+    reply = detector.classify([JobRecord(**EXAMPLE)])[0]
+    assert reply.model == second and reply.threshold == 0.3

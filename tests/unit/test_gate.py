@@ -1,0 +1,105 @@
+"""The promotion gate and the registry (promote, reject per check, first champion, rollback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowsentry.errors import FlowsentryError
+from flowsentry.registry import store
+from flowsentry.registry.gate import GateRules, decide
+
+GOOD = {"accuracy": 0.9, "f1": 0.85, "roc_auc": 0.95, "bias_gap": 0.1, "p99_latency_ms": 40.0}
+RULES = GateRules()
+
+
+def _failed(decision):
+    return {c["check"] for c in decision["checks"] if c["verdict"] == "fail"}
+
+
+def test_first_model_promotes_when_it_passes_the_floors():
+    decision = decide(GOOD, None, RULES)
+    assert decision["promote"] and not _failed(decision)
+    assert "first model" in decision["checks"][-1]["note"]
+
+
+@pytest.mark.parametrize(
+    ("change", "check"),
+    [
+        ({"f1": 0.5}, "min_f1"),
+        ({"roc_auc": 0.6}, "min_roc_auc"),
+        ({"bias_gap": 0.9}, "max_bias_gap"),
+        ({"p99_latency_ms": 900.0}, "max_p99_latency_ms"),
+    ],
+)
+def test_each_failed_floor_rejects(change, check):
+    decision = decide({**GOOD, **change}, None, RULES)
+    assert not decision["promote"] and _failed(decision) == {check}
+    failing = next(c for c in decision["checks"] if c["check"] == check)
+    assert failing["value"] == next(iter(change.values()))  # value and threshold reported
+
+
+def test_must_beat_the_champion_by_the_margin():
+    assert decide(GOOD, {**GOOD, "f1": 0.80}, RULES)["promote"]
+    tie = decide(GOOD, {**GOOD, "f1": 0.848}, RULES)
+    assert not tie["promote"] and _failed(tie) == {"beats_champion"}
+
+
+def test_missing_metrics_never_promote():
+    assert not decide(None, None, RULES)["promote"]
+    assert not decide({}, None, RULES)["promote"]
+    partial = decide({k: v for k, v in GOOD.items() if k != "roc_auc"}, None, RULES)
+    assert not partial["promote"] and "min_roc_auc" in _failed(partial)
+
+
+@pytest.fixture
+def registry_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    import bentoml._internal.configuration.containers as containers
+
+    # BentoML resolves its home once per process; point its store at the new home.
+    containers.BentoMLContainer.bentoml_home.set(str(tmp_path / "bentoml"))
+    yield tmp_path / "bentoml"
+
+
+def _model_dir(tmp_path, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "flowsentry.json").write_text(
+        json.dumps(
+            {
+                "kind": "sft",
+                "mode": "full",
+                "workflows": ["1000genome"],
+                "data_version": {"train_md5": "abc"},
+            }
+        )
+    )
+    (folder / "model.safetensors").write_bytes(b"weights")
+    return folder
+
+
+def test_register_promote_list_and_rollback(registry_home, tmp_path):
+    first = store.register(_model_dir(tmp_path, "a"), {"f1": 0.8}, {"seed": 1})
+    second = store.register(_model_dir(tmp_path, "b"), {"f1": 0.9}, {"seed": 2})
+    assert store.champion_tag() is None
+    store.promote(first)
+    store.promote(second)
+    assert store.champion_tag() == second
+    rows = store.listing()
+    assert {r["tag"] for r in rows} == {first, second}
+    champion = next(r for r in rows if r["champion"])
+    assert champion["tag"] == second and champion["labels"]["workflows"] == "1000genome"
+    assert champion["labels"]["data_version"] == "abc" and champion["metrics"]["f1"] == 0.9
+    assert (Path(store.get(second).path) / "model.safetensors").read_bytes() == b"weights"
+    store.rollback()
+    assert store.champion_tag() == first
+    with pytest.raises(FlowsentryError, match="no earlier champion"):
+        store.rollback()
+
+
+def test_unknown_tag_is_a_clear_error(registry_home):
+    with pytest.raises(FlowsentryError, match="not in the BentoML store"):
+        store.promote("flowsentry-detector:nope")
