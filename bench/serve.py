@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16, help="jobs per request")
     parser.add_argument("--test", type=Path, default=Path("data/prepared/test.parquet"))
+    parser.add_argument("--int8", action="store_true", help="serve with FLOWSENTRY_INT8=1")
     args = parser.parse_args()
 
     import httpx
@@ -135,6 +136,7 @@ def main() -> None:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "FLOWSENTRY_INT8": "1" if args.int8 else "0"},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -157,7 +159,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
-    predictor = SentenceClassifier.load(store.get(tag).path)
+    predictor = SentenceClassifier.load(store.get(tag).path, int8=args.int8)
     predictor.score(batches[0])
     results["in_process"] = load(predictor.score, batches, 1, args.seconds)
     print(json.dumps(results, indent=2))

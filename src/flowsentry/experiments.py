@@ -37,19 +37,32 @@ class Splits:
     test: pd.DataFrame
 
 
-def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path | None) -> Splits:
-    """Run ingest -> validate -> prepare for one workflow into `work/<workflow>`."""
-    root = work / workflow
-    paths = {
-        name: str(root / name) for name in ("raw", "jobs", "validated", "quarantine", "prepared")
-    }
-    paths.update(reports=str(root / "reports"), gx_suite=str(cfg.paths.gx_suite))
-    sub = cfg.model_copy(
+def workspace(cfg: Config, workflow: str, root: Path) -> Config:
+    """`cfg` for one workflow with every artifact path under `root`."""
+    names = (
+        "raw",
+        "jobs",
+        "validated",
+        "quarantine",
+        "prepared",
+        "augmented",
+        "model",
+        "checkpoints",
+    )
+    paths: dict[str, Path] = {name: root / name for name in names}
+    paths["reports"] = root / "reports"
+    return cfg.model_copy(
         update={
-            "paths": cfg.paths.model_copy(update={k: Path(v) for k, v in paths.items()}),
+            "paths": cfg.paths.model_copy(update=paths),
             "ingest": cfg.ingest.model_copy(update={"workflows": (workflow,), "text_sources": ()}),
         }
     )
+
+
+def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path | None) -> Splits:
+    """Run ingest -> validate -> prepare for one workflow into `work/<workflow>`."""
+    root = work / workflow
+    sub = workspace(cfg, workflow, root)
     if not (root / "prepared" / "test.parquet").exists():
         ingest.run(sub, flowbench_dir, progress=False)
         validate.run(sub)

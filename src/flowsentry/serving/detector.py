@@ -6,6 +6,7 @@ Kept free of BentoML so it can be tested in-process; service.py only wires it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from flowsentry.data.context import CONTEXT_MEASURES
 from flowsentry.models.predictor import SentenceClassifier
 from flowsentry.registry import store
 from flowsentry.serving.schemas import JobScore, ModelInfo, PartialScore
@@ -35,7 +37,8 @@ class Detector:
         follow_champion: bool = True,
         confident_band: float = 0.4,
     ) -> None:
-        self._loader = loader or (lambda p: SentenceClassifier.load(p))
+        int8 = os.environ.get("FLOWSENTRY_INT8", "0") == "1"
+        self._loader = loader or (lambda p: SentenceClassifier.load(p, int8=int8))
         self._lock = threading.Lock()
         self.follow_champion = follow_champion
         self.confident_band = confident_band
@@ -84,10 +87,15 @@ class Detector:
     def classify_partial(self, job: BaseModel) -> PartialScore:
         tag, predictor = self._current()
         frame = self._frame([job], predictor)
-        present = job.model_dump(exclude_none=True)
+        known = set(job.model_dump(exclude_none=True))
+        # Sibling context is computed for a measure once the measure itself is known.
+        known |= {
+            f"host_{m}_{s}" for m in CONTEXT_MEASURES if m in known for s in ("mean", "median")
+        }
+        known |= {f"{m}_vs_task" for m in CONTEXT_MEASURES if m in known}
         k = 0
-        for name in predictor.features:
-            if name not in present and name not in frame.columns:
+        for name in predictor.features:  # the leading features known so far
+            if name not in known:
                 break
             k += 1
         score = float(predictor.score(frame, k=k)[0])

@@ -35,7 +35,8 @@ class AnomalyDetector:
     def __init__(self) -> None:
         self.detector = Detector(str(self.model.tag), self.model.path)
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=50)
+    # The batcher sheds load (503) when it predicts missing max_latency_ms: CPU needs room.
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000)
     def classify(
         self,
         jobs: Annotated[list[JobRecord], Field(min_length=1, max_length=MAX_BATCH)],
