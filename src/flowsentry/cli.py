@@ -223,6 +223,61 @@ def package(
     _run(verbose, work)
 
 
+icl_app = typer.Typer(help="In-context learning with a decoder LLM.", no_args_is_help=True)
+app.add_typer(icl_app, name="icl")
+
+
+@icl_app.command("evaluate")
+def icl_evaluate(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Zero/few-shot (negative, positive, balanced, nearest) with and without LoRA."""
+    from flowsentry.stages import icl as stage
+
+    def work():
+        report = stage.run(_config(params, set_), progress=sys.stderr.isatty())
+        for row in report["rows"]:
+            console.print(
+                f"FT={row['fine_tuned']!s:5s} {row['examples']:9s} n={row['n_examples']:2d}  "
+                f"acc {row['accuracy']:.3f}  F1 {row['f1']:.3f}  ROC-AUC {row['roc_auc']}"
+            )
+
+    _run(verbose, work)
+
+
+@icl_app.command("explain")
+def icl_explain(
+    job: Annotated[str, typer.Option(help="The job record as JSON.")],
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Length of the reasoning.")] = 160,
+    verbose: VerboseOption = False,
+) -> None:
+    """Chain of thought: step-by-step reasoning, then the category (or none, said so)."""
+    from flowsentry.models.icl import ICLDetector, load_decoder
+    from flowsentry.stages.icl import settings_for
+    from flowsentry.stages.validate import read_table
+
+    def work():
+        try:
+            record = json.loads(job)
+        except json.JSONDecodeError as exc:
+            raise FlowsentryError(f"--job: not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise FlowsentryError("--job: expected a JSON object of field -> value")
+        cfg = _config(params, set_)
+        model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
+        train = read_table(cfg.paths.prepared / "train.parquet")
+        detector = ICLDetector(model, tokenizer, train, settings_for(cfg, "balanced", 0), device)
+        result = detector.explain(record, max_new_tokens)
+        console.print(result["reasoning"], highlight=False)
+        console.print(f"category: {result['category'] or 'none (the reasoning ended without one)'}")
+
+    _run(verbose, work)
+
+
 registry_app = typer.Typer(help="The model registry (BentoML model store).", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 

@@ -143,6 +143,30 @@ class EvaluateParams(_Section):
     )
 
 
+class ICLLoraParams(_Section):
+    enabled: bool = True
+    train_samples: int = Field(400, ge=10)
+    epochs: float = Field(1.0, gt=0)
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+
+
+class ICLParams(_Section):
+    """In-context learning with a decoder LLM (flowsentry.models.icl)."""
+
+    model: str = Field("smollm2", description="Alias, Hugging Face causal LM id or path.")
+    template: Literal["paper", "compact"] = "paper"
+    feature_set: Literal["paper", "extended", "context", "relative"] = "paper"
+    statistics: bool = True
+    n_examples: int = Field(4, ge=0, le=64)
+    curve: tuple[int, ...] = (0, 1, 2, 4, 6, 8, 10)
+    sample: int = Field(200, ge=10, description="Stratified test jobs per configuration.")
+    max_prompt_tokens: int = Field(2048, ge=64)
+    batch_size: int = Field(8, ge=1)
+    lora: ICLLoraParams = ICLLoraParams()
+
+
 class GateParams(_Section):
     """Promotion floors and the margin over the champion (see registry/gate.py)."""
 
@@ -165,6 +189,7 @@ class Config(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
+    icl: ICLParams = ICLParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

