@@ -1,0 +1,176 @@
+"""Prefect retraining flow over the same stage functions as dvc.yaml.
+
+    python flows/retrain.py --flowbench-dir ../shared/flowbench
+
+ingest -> validate -> prepare -> augment -> train -> evaluate -> gate -> package (when
+promoted). Each task wraps one `flowsentry.stages` function. Training and evaluation are
+cached on the hashes of their input data and params, so a re-run with nothing new trains
+nothing. A file lock keeps two overlapping runs from touching the data or the registry at
+once. A failed validation stops the flow before training, with the Data Docs linked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+from flowsentry.config import Config, load_config
+from flowsentry.errors import ValidationFailed
+from flowsentry.stages import augment, evaluate, gate, ingest, package, prepare, train, validate
+
+
+def _md5(path: Path) -> str:
+    if not path.exists():
+        return "missing"
+    digest = hashlib.md5()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _params(cfg: Config, *sections: str) -> str:
+    dumped = cfg.model_dump(mode="json", by_alias=True)
+    return hashlib.sha256(
+        json.dumps([dumped[s] for s in sections], sort_keys=True).encode()
+    ).hexdigest()[:16]
+
+
+def train_key(_context: Any, parameters: dict[str, Any]) -> str:
+    """Same training data, validation data and params -> the same model: skip training."""
+    cfg: Config = parameters["cfg"]
+    return "train-" + "-".join(
+        [
+            _md5(cfg.paths.augmented / "train.parquet"),
+            _md5(cfg.paths.prepared / "val.parquet"),
+            _params(cfg, "base", "text", "train"),
+        ]
+    )
+
+
+def evaluate_key(_context: Any, parameters: dict[str, Any]) -> str:
+    """Same model, test data and params -> the same evaluation."""
+    cfg: Config = parameters["cfg"]
+    return "evaluate-" + "-".join(
+        [
+            _md5(cfg.paths.model / "flowsentry.json"),
+            _md5(cfg.paths.prepared / "test.parquet"),
+            _params(cfg, "base", "evaluate"),
+        ]
+    )
+
+
+ingest_task = task(ingest.run, name="ingest", retries=2, retry_delay_seconds=10)
+prepare_task = task(prepare.run, name="prepare")
+augment_task = task(augment.run, name="augment")
+train_task = task(train.run, name="train", cache_key_fn=train_key, persist_result=True)
+evaluate_task = task(evaluate.run, name="evaluate", cache_key_fn=evaluate_key, persist_result=True)
+gate_task = task(gate.run, name="gate")
+package_task = task(package.run, name="package", retries=1)
+
+
+@task(name="validate")
+def validate_task(cfg: Config) -> dict[str, Any]:
+    """Validate; on failure link the Data Docs before stopping the flow."""
+    try:
+        return validate.run(cfg)
+    except ValidationFailed:
+        docs = (cfg.paths.reports / "data_docs").resolve()
+        create_link_artifact(
+            key="data-docs",
+            link=f"file://{docs}",
+            description="Validation failed: Great Expectations Data Docs",
+        )
+        raise
+
+
+def _summary(report: dict[str, Any], decision: dict[str, Any], bento: str | None) -> str:
+    sft = report["sft"]
+    rows = [
+        "| detector | accuracy | F1 | ROC-AUC |",
+        "| --- | --- | --- | --- |",
+        f"| fine-tuned | {sft['accuracy']} | {sft['f1']} | {sft['roc_auc']} |",
+    ]
+    rows += [
+        f"| {name} | {r['accuracy']} | {r['f1']} | {r['roc_auc']} |"
+        for name, r in report["baselines"].items()
+    ]
+    checks = ["| check | value | threshold | verdict |", "| --- | --- | --- | --- |"]
+    checks += [
+        f"| {c['check']} | {c['value']} | {c['threshold']} | {c['verdict']} |"
+        for c in decision["checks"]
+    ]
+    return "\n".join(
+        [
+            "# flowsentry retraining",
+            "",
+            *rows,
+            "",
+            f"## Gate: {decision['decision']} {decision.get('promoted_tag') or ''}",
+            "",
+            *checks,
+            "",
+            "Plots: `reports/evaluate/png/` (ROC, precision-recall, confusion, early detection).",
+            f"Bento: `{bento}`" if bento else "No new Bento (nothing promoted).",
+        ]
+    )
+
+
+@flow(name="flowsentry-retrain", log_prints=True)
+def retrain(
+    params: str = "params.yaml",
+    flowbench_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    bentofile: str = "bentofile.yaml",
+    lock_timeout_s: float = 3600,
+) -> dict[str, Any]:
+    """Retrain on the current traces; promote and package only when the gate says so."""
+    logger = get_run_logger()
+    cfg = load_config(Path(params), overrides)
+    source = flowbench_dir or os.environ.get("FLOWBENCH_DIR")
+    with FileLock(str(cfg.paths.reports.parent / ".flowsentry.lock"), timeout=lock_timeout_s):
+        ingested = ingest_task(cfg, source, progress=False)
+        report = validate_task(cfg, wait_for=[ingested])
+        prepared = prepare_task(cfg, wait_for=[report])
+        augmented = augment_task(cfg, wait_for=[prepared])
+        # A cached result stands only while its artifact does: refresh when it is gone.
+        model_gone = not (cfg.paths.model / "flowsentry.json").exists()
+        trained = train_task.with_options(refresh_cache=model_gone)(
+            cfg, progress=False, wait_for=[augmented]
+        )
+        metrics_gone = not (cfg.paths.reports / "evaluate" / "metrics.json").exists()
+        evaluated = evaluate_task.with_options(refresh_cache=model_gone or metrics_gone)(
+            cfg, progress=False, wait_for=[trained]
+        )
+        decision = gate_task(cfg, wait_for=[evaluated])
+        promoted = decision["decision"] == "promote"
+        bento = package_task(cfg, Path(bentofile))["bento"] if promoted else None
+    logger.info("gate: %s; bento: %s", decision["decision"], bento)
+    create_markdown_artifact(
+        markdown=_summary(evaluated, decision, bento),
+        key="retrain-summary",
+        description="Metrics, gate checks and the Bento",
+    )
+    return {
+        "ingest": ingested,
+        "train": trained,
+        "evaluate": evaluated,
+        "gate": decision,
+        "bento": bento,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=retrain.__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--flowbench-dir", default=None)
+    args = parser.parse_args()
+    retrain(params=args.params, flowbench_dir=args.flowbench_dir)
