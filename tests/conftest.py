@@ -177,3 +177,25 @@ def tiny_decoder(tmp_path_factory):
 
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval(), tokenizer
+
+
+@pytest.fixture
+def bento_home(tmp_path, monkeypatch) -> Path:
+    """A private BentoML home: model store, bento store and tmp, for this test only."""
+    import bentoml._internal.configuration.containers as containers
+    from bentoml._internal.bento import BentoStore
+    from bentoml._internal.models import ModelStore
+
+    home = tmp_path / "bentoml"
+    for sub in ("tmp", "models", "bentos"):
+        (home / sub).mkdir(parents=True)
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    container = containers.BentoMLContainer
+    saved = (container.bentoml_home.get(), container.model_store.get(), container.bento_store.get())
+    container.bentoml_home.set(str(home))
+    container.model_store.set(ModelStore(str(home / "models")))
+    container.bento_store.set(BentoStore(str(home / "bentos")))
+    yield home
+    container.bentoml_home.set(saved[0])
+    container.model_store.set(saved[1])
+    container.bento_store.set(saved[2])

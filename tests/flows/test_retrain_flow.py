@@ -21,14 +21,7 @@ def harness():
 
 
 @pytest.fixture
-def setup(harness, make_flowbench, project, tiny_encoder, tmp_path, monkeypatch):
-    import bentoml._internal.configuration.containers as containers
-
-    home = tmp_path / "bentoml"
-    for sub in ("tmp", "models", "bentos"):  # BentoML makes these only for its default home
-        (home / sub).mkdir(parents=True)
-    monkeypatch.setenv("BENTOML_HOME", str(home))
-    containers.BentoMLContainer.bentoml_home.set(str(home))
+def setup(harness, make_flowbench, project, tiny_encoder, tmp_path, bento_home):
     cfg = project()
 
     def write(workflow_edit=None):

@@ -34,15 +34,6 @@ def _model(tiny_encoder, target, threshold=0.5):
     return target
 
 
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    import bentoml._internal.configuration.containers as containers
-
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
-    containers.BentoMLContainer.bentoml_home.set(str(tmp_path / "home"))
-    return tmp_path
-
-
 def test_schema_rejects_bad_values_naming_the_field():
     for bad in (
         {"runtime": -1.0},
@@ -58,8 +49,8 @@ def test_schema_rejects_bad_values_naming_the_field():
     assert JobRecord(workflow="1000genome", wms_delay=6.0).runtime is None  # partial is fine
 
 
-def test_detector_scores_and_refuses_unknown_workflows(registry, tiny_encoder):
-    detector = Detector("m:1", _model(tiny_encoder, registry / "m1"), follow_champion=False)
+def test_detector_scores_and_refuses_unknown_workflows(bento_home, tiny_encoder, tmp_path):
+    detector = Detector("m:1", _model(tiny_encoder, tmp_path / "m1"), follow_champion=False)
     jobs = [JobRecord(**EXAMPLE), JobRecord(**{**EXAMPLE, "runtime": 4000.0})]
     results = detector.classify(jobs)
     assert [r.model for r in results] == ["m:1", "m:1"] and all(0 <= r.score <= 1 for r in results)
@@ -70,9 +61,9 @@ def test_detector_scores_and_refuses_unknown_workflows(registry, tiny_encoder):
     assert detector.info().workflows == ["1000genome"]
 
 
-def test_hot_swap_follows_the_registry(registry, tiny_encoder):
-    first = store.register(_model(tiny_encoder, registry / "a", 0.5), {}, {})
-    second = store.register(_model(tiny_encoder, registry / "b", 0.3), {}, {})
+def test_hot_swap_follows_the_registry(bento_home, tiny_encoder, tmp_path):
+    first = store.register(_model(tiny_encoder, tmp_path / "a", 0.5), {}, {})
+    second = store.register(_model(tiny_encoder, tmp_path / "b", 0.3), {}, {})
     store.promote(first)
     detector = Detector(first, store.get(first).path)
     assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first

@@ -54,16 +54,6 @@ def test_missing_metrics_never_promote():
     assert not partial["promote"] and "min_roc_auc" in _failed(partial)
 
 
-@pytest.fixture
-def registry_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    import bentoml._internal.configuration.containers as containers
-
-    # BentoML resolves its home once per process; point its store at the new home.
-    containers.BentoMLContainer.bentoml_home.set(str(tmp_path / "bentoml"))
-    yield tmp_path / "bentoml"
-
-
 def _model_dir(tmp_path, name):
     folder = tmp_path / name
     folder.mkdir()
@@ -81,7 +71,7 @@ def _model_dir(tmp_path, name):
     return folder
 
 
-def test_register_promote_list_and_rollback(registry_home, tmp_path):
+def test_register_promote_list_and_rollback(bento_home, tmp_path):
     first = store.register(_model_dir(tmp_path, "a"), {"f1": 0.8}, {"seed": 1})
     second = store.register(_model_dir(tmp_path, "b"), {"f1": 0.9}, {"seed": 2})
     assert store.champion_tag() is None
@@ -100,6 +90,6 @@ def test_register_promote_list_and_rollback(registry_home, tmp_path):
         store.rollback()
 
 
-def test_unknown_tag_is_a_clear_error(registry_home):
+def test_unknown_tag_is_a_clear_error(bento_home):
     with pytest.raises(FlowsentryError, match="not in the BentoML store"):
         store.promote("flowsentry-detector:nope")
