@@ -81,6 +81,18 @@ class _Lab:
         self.features = features_of(cfg.text.feature_set)
         self.seed = cfg.base.seed
 
+    def classifier(self, model: Any, tokenizer: Any) -> SentenceClassifier:
+        """The in-memory model behind the predictor contract (threshold 0.5)."""
+        metadata = {
+            "template": self.template,
+            "features": self.features,
+            "mode": "full",
+            "max_length": self.cfg.train.max_length,
+        }
+        return SentenceClassifier(
+            model, tokenizer, metadata, device=next(model.parameters()).device.type
+        )
+
     def texts(self, frame: pd.DataFrame) -> list[str]:
         return sentences(frame, self.template, self.features)
 
@@ -119,27 +131,12 @@ class _Lab:
 
     def score(self, model: Any, tokenizer: Any, splits: Splits) -> dict[str, Any]:
         test = sft.stratified_sample(splits.test, self.n_test, self.seed)
-        classifier = SentenceClassifier(
-            model,
-            tokenizer,
-            {
-                "template": self.template,
-                "features": self.features,
-                "mode": "full",
-                "max_length": self.cfg.train.max_length,
-            },
-            device=next(model.parameters()).device.type,
-        )
+        classifier = self.classifier(model, tokenizer)
         scores = classifier.score_texts(self.texts(test))
         return m.binary_metrics(test["label"].astype(int).to_numpy(), scores, 0.5)
 
     def bias(self, model: Any, tokenizer: Any) -> dict[str, Any]:
-        classifier = SentenceClassifier(
-            model,
-            tokenizer,
-            {"template": self.template, "features": self.features, "mode": "full"},
-            device=next(model.parameters()).device.type,
-        )
+        classifier = self.classifier(model, tokenizer)
         inputs = uninformative_inputs(self.template, self.features)
         return m.bias(dict(zip(inputs, classifier.score_texts(list(inputs.values())), strict=True)))
 
@@ -206,7 +203,7 @@ def forgetting(
     """Train on `first`, continue on `second` (full / head / per-workflow LoRA adapters)."""
     import copy
 
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import get_peft_model
 
     from flowsentry.models.sft import build_model
 
@@ -242,13 +239,7 @@ def forgetting(
 
     # One LoRA adapter per workflow over one shared, frozen pretrained encoder.
     settings = settings_from(cfg)
-    lora = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        r=settings.lora.r,
-        lora_alpha=settings.lora.alpha,
-        lora_dropout=settings.lora.dropout,
-        target_modules=list(settings.lora.target_modules),
-    )
+    lora = sft.lora_config(settings)
     tokenizer, base = build_model(sft.TrainSettings(**{**settings.__dict__, "mode": "full"}))
     shared = get_peft_model(base, lora, adapter_name=first)
     shared, tokenizer, sa = lab.train(
@@ -307,12 +298,7 @@ def debias(
     )
     for name, frame in (("without_augmentation", plain), ("with_augmentation", augmented)):
         model, tokenizer, s = lab.train(splits, f"debias-{name}", train_frame=frame)
-        classifier = SentenceClassifier(
-            model,
-            tokenizer,
-            {"template": lab.template, "features": lab.features, "mode": "full"},
-            device=next(model.parameters()).device.type,
-        )
+        classifier = lab.classifier(model, tokenizer)
         labels = test["label"].astype(int).to_numpy()
         prefix = [classifier.score(test, k=k) for k in range(len(lab.features) + 1)]
         result[name] = {

@@ -102,20 +102,27 @@ def apply_mode(model: Any, settings: TrainSettings) -> Any:
             raise ValueError(f"no classification head found (looked for {HEAD_MODULES})")
         return model
     if settings.mode == "lora":
-        from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+        from peft import PeftModel, get_peft_model
 
         if isinstance(model, PeftModel):  # adapters attached already: the active one trains
             return model
 
-        config = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=settings.lora.r,
-            lora_alpha=settings.lora.alpha,
-            lora_dropout=settings.lora.dropout,
-            target_modules=list(settings.lora.target_modules),
-        )
+        config = lora_config(settings)
         return get_peft_model(model, config)
     raise ValueError(f"unknown mode '{settings.mode}' (know full, lora, head)")
+
+
+def lora_config(settings: TrainSettings) -> Any:
+    """peft LoRA settings for sequence classification (the classifier head trains too)."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=settings.lora.r,
+        lora_alpha=settings.lora.alpha,
+        lora_dropout=settings.lora.dropout,
+        target_modules=list(settings.lora.target_modules),
+    )
 
 
 def trainable_parameters(model: Any) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from flowsentry.data import schema
 from flowsentry.data.context import CONTEXT_COLUMNS, HOST_CONTEXT, TASK_RATIOS
 
 # The paper's nine features, in the order a job produces them (online detection).
@@ -35,15 +36,8 @@ PAPER_FEATURES: tuple[str, ...] = (
     "stage_out_bytes",
     "kickstart_executables_cpu_time",
 )
-KICKSTART_IO: tuple[str, ...] = (
-    "kickstart_online_iowait",
-    "kickstart_online_bytes_read",
-    "kickstart_online_bytes_written",
-    "kickstart_online_read_system_calls",
-    "kickstart_online_write_system_calls",
-    "kickstart_online_utime",
-    "kickstart_online_stime",
-)
+# The kickstart I/O counters (the per-second rates left out: they repeat the counts).
+KICKSTART_IO: tuple[str, ...] = schema.KICKSTART_COUNTERS[:7]
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "paper": PAPER_FEATURES,
     "extended": ("task", *PAPER_FEATURES, *KICKSTART_IO),
