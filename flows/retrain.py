@@ -24,7 +24,17 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from flowsentry.config import Config, load_config
 from flowsentry.errors import ValidationFailed
-from flowsentry.stages import augment, evaluate, gate, ingest, package, prepare, train, validate
+from flowsentry.stages import (
+    augment,
+    evaluate,
+    gate,
+    inbox,
+    ingest,
+    package,
+    prepare,
+    train,
+    validate,
+)
 
 
 def _md5(path: Path) -> str:
@@ -68,6 +78,7 @@ def evaluate_key(_context: Any, parameters: dict[str, Any]) -> str:
     )
 
 
+inbox_task = task(inbox.run, name="inbox", retries=2, retry_delay_seconds=10)
 ingest_task = task(ingest.run, name="ingest", retries=2, retry_delay_seconds=10)
 prepare_task = task(prepare.run, name="prepare")
 augment_task = task(augment.run, name="augment")
@@ -130,6 +141,7 @@ def retrain(
     flowbench_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
     bentofile: str = "bentofile.yaml",
+    inbox_dir: str | None = None,
     lock_timeout_s: float = 3600,
 ) -> dict[str, Any]:
     """Retrain on the current traces; promote and package only when the gate says so."""
@@ -137,6 +149,15 @@ def retrain(
     cfg = load_config(Path(params), overrides)
     source = flowbench_dir or os.environ.get("FLOWBENCH_DIR")
     with FileLock(str(cfg.paths.reports.parent / ".flowsentry.lock"), timeout=lock_timeout_s):
+        arrivals = inbox_task(cfg, inbox_dir) if inbox_dir else None
+        if arrivals and arrivals["quarantined"]:
+            create_markdown_artifact(
+                key="inbox-quarantine",
+                markdown="\n".join(
+                    f"- {q['workflow']}/{q['run']}: {q['reason']}" for q in arrivals["quarantined"]
+                ),
+                description="New trace files put in quarantine",
+            )
         ingested = ingest_task(cfg, source, progress=False)
         report = validate_task(cfg, wait_for=[ingested])
         prepared = prepare_task(cfg, wait_for=[report])
@@ -160,6 +181,7 @@ def retrain(
         description="Metrics, gate checks and the Bento",
     )
     return {
+        "inbox": arrivals,
         "ingest": ingested,
         "train": trained,
         "evaluate": evaluated,

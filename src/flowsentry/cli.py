@@ -90,6 +90,28 @@ def ingest(
 
 
 @app.command()
+def inbox(
+    folder: Annotated[Path, typer.Argument(help="Inbox folder: <folder>/<workflow>/<run>.csv.")],
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Accept new DAG runs into the raw data (skip known runs, quarantine bad files)."""
+    from flowsentry.stages import inbox as stage
+
+    def work():
+        report = stage.run(_config(params, set_), folder)
+        console.print(
+            f"accepted {len(report['accepted'])}, skipped {len(report['skipped'])}, "
+            f"quarantined {len(report['quarantined'])}"
+        )
+        for item in report["quarantined"]:
+            console.print(f"quarantined {item['workflow']}/{item['run']}: {item['reason']}")
+
+    _run(verbose, work)
+
+
+@app.command()
 def validate(
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,

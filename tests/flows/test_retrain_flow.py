@@ -83,3 +83,25 @@ def test_failed_validation_stops_before_training(setup):
     state = retrain(params="params.yaml", flowbench_dir=traces, return_state=True)
     assert state.is_failed()
     assert not (home / "models" / "sft").exists()  # training never ran
+
+
+def test_new_traces_are_ingested_once_and_bad_ones_reported(setup):
+    from flows.retrain import retrain
+
+    from conftest import make_run
+
+    write, home = setup
+    traces = write()
+    box = home / "inbox" / "tiny"
+    box.mkdir(parents=True)
+    make_run(200).to_csv(box / "tiny-run0200.csv", index=False)
+    make_run(201).drop(columns="runtime").to_csv(box / "tiny-run0201.csv", index=False)
+    result = retrain(
+        params="params.yaml",
+        flowbench_dir=traces,
+        inbox_dir=str(home / "inbox"),
+        bentofile=str(ROOT / "bentofile.yaml"),
+    )
+    assert [r["run"] for r in result["inbox"]["accepted"]] == ["tiny-run0200"]
+    assert [r["run"] for r in result["inbox"]["quarantined"]] == ["tiny-run0201"]
+    assert result["ingest"]["tables"]["tiny"]["runs"] == 31  # 30 + exactly the new one

@@ -42,6 +42,7 @@ class WorkflowSource:
     workflow: str
     traces: Path  # a .zip or a folder of CSVs
     dag: Path | None  # adjacency list; None when the source has no DAG file
+    new_runs: Path | None = None  # accepted new run CSVs (from the inbox), if any
 
 
 def locate(root: str | Path, workflow: str) -> WorkflowSource:
@@ -192,6 +193,13 @@ def read_workflow(
             raise DataError(origin, f"run '{run}' appears twice (also in {seen[run]})")
         seen[run] = origin
         frames.append(read_run(stream, origin, run))
+    if source.new_runs is not None and source.new_runs.is_dir():
+        for run, origin, stream in iter_run_files(source.new_runs):
+            if run in seen:  # never double-count a run
+                log.warning("%s: run '%s' is already in %s; skipped", origin, run, seen[run])
+                continue
+            seen[run] = origin
+            frames.append(read_run(stream, origin, run))
     if not frames:
         raise DataError(source.traces, "no run CSV files found")
     table = to_jobs_table(pd.concat(frames, ignore_index=True), source.workflow)

@@ -7,6 +7,7 @@ ingested as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,10 @@ def _sources(
     if flowbench_dir is not None:
         if not flowbench_dir.is_dir():
             raise SourceUnavailable(f"FLOWBENCH_DIR={flowbench_dir} is not a folder")
-        sources = [flowbench.locate(flowbench_dir, wf) for wf in cfg.ingest.workflows]
+        sources = [
+            dataclasses.replace(flowbench.locate(flowbench_dir, wf), new_runs=_new_runs(cfg, wf))
+            for wf in cfg.ingest.workflows
+        ]
         for source in sources:  # verify before parsing: a corrupt copy is named early
             if source.traces.is_file():
                 rel = source.traces.name
@@ -61,8 +65,13 @@ def _sources(
                 f"no Flow-Bench traces: FLOWBENCH_DIR is not set and {exc}; "
                 "set FLOWBENCH_DIR to a folder in the Flow-Bench data/ layout"
             ) from None
-        sources.append(flowbench.WorkflowSource(wf, zip_path, dag_path))
+        sources.append(flowbench.WorkflowSource(wf, zip_path, dag_path, _new_runs(cfg, wf)))
     return sources
+
+
+def _new_runs(cfg: Config, workflow: str) -> Path:
+    """Where runs accepted from the inbox lie (read with the workflow's traces)."""
+    return cfg.paths.raw / "new_runs" / workflow
 
 
 def run(

@@ -25,6 +25,14 @@ def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]
         raise FlowsentryError(
             "no champion in the registry: nothing to package (see reports/gate.json)"
         )
+    # The service module resolves the champion when imported: in a long-lived process
+    # (a Prefect worker) re-import it, or the Bento would carry a former champion.
+    import importlib
+    import sys
+
+    module = sys.modules.get("flowsentry.serving.service")
+    if module is not None:
+        importlib.reload(module)
     bento = bentoml.bentos.build_bentofile(
         str(bentofile), build_ctx=str(bentofile.parent.resolve())
     )
