@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -441,6 +440,3 @@ def fine_tune_decoder(
     Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=collate).train()
     return peft_model.eval()
 
-
-def save_settings(path: Path, settings: ICLSettings) -> None:
-    path.write_text(json.dumps(settings.__dict__, indent=2) + "\n")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pandas as pd
-
 from flowsentry.config import Config
 from flowsentry.io import write_json, write_parquet
 from flowsentry.stages.validate import read_table
@@ -44,6 +42,3 @@ def run(cfg: Config) -> dict[str, Any]:
     log.info("augmented %d jobs to %d rows %s", len(train), len(out), summary["by_kind"])
     return summary
 
-
-def read_augmented(cfg: Config) -> pd.DataFrame:
-    return read_table(cfg.paths.augmented / "train.parquet")
