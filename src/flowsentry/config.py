@@ -115,6 +115,7 @@ class LoraParams(_Section):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     target_modules: tuple[str, ...] = ("query", "value")
+    learning_rate: float | None = Field(1e-3, gt=0, description="LoRA's own learning rate.")
 
 
 class TrainParams(_Section):

@@ -439,4 +439,3 @@ def fine_tune_decoder(
     )
     Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=collate).train()
     return peft_model.eval()
-

@@ -36,6 +36,7 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.1
     target_modules: tuple[str, ...] = ("query", "value")
+    learning_rate: float | None = None  # adapters usually want more than full fine-tuning
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,11 @@ def fine_tune(
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.batch_size * 2,
-        learning_rate=settings.learning_rate,
+        learning_rate=(
+            settings.lora.learning_rate
+            if settings.mode == "lora" and settings.lora.learning_rate
+            else settings.learning_rate
+        ),
         weight_decay=settings.weight_decay,
         warmup_steps=int(settings.warmup_fraction * steps_per_epoch * settings.epochs),
         eval_strategy="epoch",

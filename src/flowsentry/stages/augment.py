@@ -41,4 +41,3 @@ def run(cfg: Config) -> dict[str, Any]:
     write_json(summary, cfg.paths.reports / "augment.json")
     log.info("augmented %d jobs to %d rows %s", len(train), len(out), summary["by_kind"])
     return summary
-

@@ -31,7 +31,9 @@ def settings_from(cfg: Config) -> sft.TrainSettings:
         early_stopping_patience=t.early_stopping_patience,
         device=t.device,
         seed=cfg.base.seed,
-        lora=sft.LoraSettings(t.lora.r, t.lora.alpha, t.lora.dropout, t.lora.target_modules),
+        lora=sft.LoraSettings(
+            t.lora.r, t.lora.alpha, t.lora.dropout, t.lora.target_modules, t.lora.learning_rate
+        ),
     )
 
 
