@@ -199,3 +199,9 @@ def bento_home(tmp_path, monkeypatch) -> Path:
     container.bentoml_home.set(saved[0])
     container.model_store.set(saved[1])
     container.bento_store.set(saved[2])
+
+
+@pytest.fixture
+def run_frame() -> Callable[..., pd.DataFrame]:
+    """`make_run` as a fixture: one DAG run's CSV frame in the Flow-Bench layout."""
+    return make_run

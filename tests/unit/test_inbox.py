@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from conftest import make_run
 from flowsentry.stages import inbox, ingest
 
 
@@ -11,7 +10,8 @@ def _drop(folder, name, frame):
     frame.to_csv(folder / f"{name}.csv", index=False)
 
 
-def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp_path):
+def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp_path, run_frame):
+    make_run = run_frame
     cfg = project()
     root = make_flowbench(n_runs=10, n_jobs=6)
     assert ingest.run(cfg, root, progress=False)["tables"]["tiny"]["runs"] == 10
