@@ -85,10 +85,10 @@ def test_failed_validation_stops_before_training(setup):
     assert not (home / "models" / "sft").exists()  # training never ran
 
 
-def test_new_traces_are_ingested_once_and_bad_ones_reported(setup):
+def test_new_traces_are_ingested_once_and_bad_ones_reported(setup, run_frame):
     from flows.retrain import retrain
 
-    from conftest import make_run
+    make_run = run_frame
 
     write, home = setup
     traces = write()
