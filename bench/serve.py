@@ -15,8 +15,6 @@ import concurrent.futures
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -105,6 +103,7 @@ def main() -> None:
 
     from flowsentry.models.predictor import SentenceClassifier
     from flowsentry.registry import store
+    from flowsentry.serving.local import local_server
 
     tag = store.champion_tag()
     if tag is None:
@@ -119,34 +118,8 @@ def main() -> None:
         "seconds": args.seconds,
     }
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "flowsentry.serving.service:AnomalyDetector",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "FLOWSENTRY_INT8": "1" if args.int8 else "0"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
+    env = {**os.environ, "FLOWSENTRY_INT8": "1" if args.int8 else "0"}
+    with local_server(env) as url:
         client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=args.clients))
 
         def over_http(batch):
@@ -155,9 +128,6 @@ def main() -> None:
 
         over_http(batches[0])  # warm up
         results["http"] = load(over_http, batches, args.clients, args.seconds)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     predictor = SentenceClassifier.load(store.get(tag).path, int8=args.int8)
     predictor.score(batches[0])

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from flowsentry.config import Config
@@ -260,7 +259,7 @@ def forgetting(
         "on_second": _short(on_second),
         "train_seconds": {first: sa["seconds"], second: sb["seconds"]},
         "trainable_parameters": sb["trainable_parameters"],
-        "first_unchanged": bool(np.isclose(before["accuracy"], after["accuracy"])),
+        "first_unchanged": before == after,  # every metric and the confusion, exactly
     }
     write_json(result, cfg.paths.reports / "experiments" / f"forgetting_{first}_{second}.json")
     return result

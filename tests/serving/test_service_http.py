@@ -6,27 +6,21 @@ import concurrent.futures
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from flowsentry.errors import FlowsentryError
 from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.serving.local import local_server
 from flowsentry.serving.schemas import EXAMPLE, MAX_BATCH
 from flowsentry.text.sentences import features_of
 
 FEATURES = list(features_of("context"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _save_model(source: Path, target: Path, threshold: float) -> Path:
@@ -79,44 +73,11 @@ def server(tiny_encoder, tmp_path_factory):
         )
     rollback = "from flowsentry.registry import store; store.rollback()"
     subprocess.run([sys.executable, "-c", rollback], env=env, check=True, timeout=120)
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "flowsentry.serving.service:AnomalyDetector",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            pytest.fail(f"bentoml serve exited:\n{process.stdout.read()}")
-        time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("bentoml serve did not become ready in 120 s")
-    yield {"url": url, "tags": tags, "env": env, "models": (first, second), "home": home}
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        with local_server(env) as url:
+            yield {"url": url, "tags": tags, "env": env, "models": (first, second), "home": home}
+    except FlowsentryError as exc:
+        pytest.fail(str(exc))
 
 
 def _jobs(n: int) -> list[dict]:
