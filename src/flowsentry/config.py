@@ -146,11 +146,14 @@ class EvaluateParams(_Section):
 
 class ICLLoraParams(_Section):
     enabled: bool = True
+    examples: Literal["balanced", "negative", "positive", "random", "nearest"] = Field(
+        "nearest", description="Examples in the training prompts (a job never sees itself)."
+    )
     train_samples: int = Field(400, ge=10)
     epochs: float = Field(1.0, gt=0)
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
 
 
 class ICLParams(_Section):

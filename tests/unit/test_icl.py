@@ -63,33 +63,78 @@ def test_example_sets(train):
     job = train.iloc[[3]].assign(runtime=903.5)  # closest to the slow job 3
     nearest = picker.nearest(job, 3)
     assert nearest.index[-1] == 3 and set(nearest["label"]) == {1}
+    # Training on job 3: it must never be its own example (that would leak its label).
+    assert 3 not in picker.nearest(job, 3, exclude=3).index
+    assert len(picker.nearest(job, 3, exclude=3)) == 3
 
 
-def test_cached_prefix_scores_equal_full_prompt_scores(tiny_decoder):
+def test_training_prompts_never_show_the_job_its_own_label(tiny_decoder, train):
     model, tokenizer = tiny_decoder
-    scorer = LikelihoodScorer(model, tokenizer, batch_size=2)
-    prefix = "Instruct: classify.\nInstruct: runtime is 1.0\nCategory: Normal"
-    suffixes = [
-        "\nInstruct: runtime is 2.0\nCategory:",
-        "\nInstruct: runtime is 900.0\nCategory:",
-        "\nInstruct: wms_delay is 3.0\nCategory:",
-    ]
-    cached = scorer.score([prefix] * 3, suffixes)
-    # Distinct prefixes force the uncached path; compare with a direct computation.
+    settings = ICLSettings(features=PAPER_FEATURES, examples="nearest", n_examples=1)
+    detector = ICLDetector(model, tokenizer, train, settings)
+    jobs = train.head(5)
+    scoring, _ = detector.prompts(jobs)
+    training, suffixes = detector.prompts(jobs, from_train=True)
+    for prefix, suffix in zip(scoring, suffixes, strict=True):  # scoring: its own twin
+        assert suffix.removeprefix("\n").removesuffix("Category:") in prefix
+    for prefix, suffix in zip(training, suffixes, strict=True):
+        assert suffix.removeprefix("\n").removesuffix("Category:") not in prefix
+
+
+def _direct_scores(model, tokenizer, continuations, prefixes, suffixes):
+    """P(Abnormal) computed the slow way: every prompt alone, every category its own pass."""
     direct = []
-    for suffix in suffixes:
+    for prefix, suffix in zip(prefixes, suffixes, strict=True):
         ids = (
             tokenizer(prefix, add_special_tokens=False)["input_ids"]
             + tokenizer(suffix, add_special_tokens=False)["input_ids"]
         )
         logp = []
-        for cont in scorer.continuations:
+        for cont in continuations:
             with torch.inference_mode():
                 out = torch.log_softmax(model(torch.tensor([ids + cont])).logits[0], -1)
             logp.append(sum(out[len(ids) + t - 1, tok].item() for t, tok in enumerate(cont)))
         direct.append(np.exp(logp[1] - np.logaddexp(*logp)))
-    np.testing.assert_allclose(cached, direct, atol=1e-4)
-    assert ((cached > 0) & (cached < 1)).all()
+    return np.array(direct)
+
+
+SUFFIXES = [
+    "\nInstruct: runtime is 2.0\nCategory:",
+    "\nInstruct: runtime is 900.0\nCategory:",
+    "\nInstruct: wms_delay is 3.0\nCategory:",
+]
+
+
+@pytest.mark.parametrize(
+    "prefixes",
+    [
+        # one shared prefix (fixed examples): all of it is cached
+        ["Instruct: classify.\nInstruct: runtime is 1.0\nCategory: Normal"] * 3,
+        # per-job examples (nearest neighbours): only the common task line is cached
+        [
+            "Instruct: classify.\nInstruct: runtime is 1.0\nCategory: Normal",
+            "Instruct: classify.\nInstruct: runtime is 800.0\nCategory: Abnormal",
+            "Instruct: classify.",
+        ],
+        # nothing in common: no cache at all
+        ["Alpha.", "Beta gamma.", "Delta."],
+    ],
+)
+@pytest.mark.parametrize("one_token_categories", [True, False])
+def test_cached_scores_equal_direct_scores(tiny_decoder, prefixes, one_token_categories):
+    model, tokenizer = tiny_decoder
+    scorer = LikelihoodScorer(model, tokenizer, batch_size=2)
+    assert all(len(c) == 1 for c in scorer.continuations)  # SmolLM2: one pass per job
+    if not one_token_categories:  # the general path: one row per category
+        scorer.continuations = [
+            tokenizer(t, add_special_tokens=False)["input_ids"]
+            for t in (" Normal job", " Abnormal")
+        ]
+        assert len(scorer.continuations[0]) > 1
+    scores = scorer.score(prefixes, SUFFIXES)
+    direct = _direct_scores(model, tokenizer, scorer.continuations, prefixes, SUFFIXES)
+    np.testing.assert_allclose(scores, direct, atol=1e-4)
+    assert ((scores > 0) & (scores < 1)).all()
 
 
 def test_parse_category():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import logging
 import re
 from collections.abc import Sequence
@@ -131,15 +132,22 @@ class ExamplePicker:
         )
         return np.log1p(np.clip(np.nan_to_num(x, nan=0.0), 0, None))  # scale-free distances
 
-    def nearest(self, job: pd.DataFrame, n: int) -> pd.DataFrame:
+    def nearest(self, job: pd.DataFrame, n: int, exclude: Any = None) -> pd.DataFrame:
+        """The n training jobs closest to `job`, nearest last; `exclude`: an index label
+        of the training split never to return (the job itself, when training on it)."""
         from sklearn.neighbors import NearestNeighbors
 
         if self._index is None:
             self._index = NearestNeighbors().fit(self._matrix(self.train))
         if n <= 0:
             return self.train.iloc[[]]
-        _, idx = self._index.kneighbors(self._matrix(job), n_neighbors=min(n, len(self.train)))
-        return self.train.iloc[idx[0][::-1]]  # the nearest last, next to the job
+        skip = set()
+        if exclude is not None and exclude in self.train.index:
+            skip = set(np.atleast_1d(np.flatnonzero(self.train.index == exclude)))
+        wanted = min(n + len(skip), len(self.train))
+        _, idx = self._index.kneighbors(self._matrix(job), n_neighbors=wanted)
+        picks = [i for i in idx[0] if i not in skip][:n]
+        return self.train.iloc[picks[::-1]]  # the nearest last, next to the job
 
 
 @dataclass(frozen=True)
@@ -188,74 +196,120 @@ class LikelihoodScorer:
         self.continuations = [
             tokenizer(f" {c}", add_special_tokens=False)["input_ids"] for c in CATEGORIES
         ]
+        forward = inspect.signature(model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in forward
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def score(self, prefixes: Sequence[str], suffixes: Sequence[str]) -> np.ndarray:
-        """P(Abnormal) per (prefix, suffix); a prefix shared by all is computed once."""
+        """P(Abnormal) per (prefix, suffix).
+
+        The longest token prefix common to every prompt (the task and statistics, and the
+        examples too when they are fixed) is run once and its key/value cache reused. When
+        every category is one token, one forward pass per job reads both log-probabilities
+        at the last position; otherwise each category gets its own row.
+        """
         import torch
 
-        shared = len(set(prefixes)) == 1
-        cache, prefix_ids = None, []
-        if shared:
-            prefix_ids = self.tokenizer(prefixes[0], add_special_tokens=False)["input_ids"]
+        tokenized = {
+            p: self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in set(prefixes)
+        }
+        common = _common_length(list(tokenized.values()))
+        cache = None
+        if common:
+            head = tokenized[prefixes[0]][:common]
             with torch.inference_mode():
-                out = self.model(torch.tensor([prefix_ids], device=self.device), use_cache=True)
-            cache = out.past_key_values
+                keep = {"logits_to_keep": 1} if self._keeps_logits else {}
+                out = self.model(torch.tensor([head], device=self.device), use_cache=True, **keep)
+            cache = out.cache
+        single = all(len(c) == 1 for c in self.continuations)
         scores = np.empty(len(suffixes))
         for start in range(0, len(suffixes), self.batch_size):
-            rows = []
-            for i in range(start, min(start + self.batch_size, len(suffixes))):
-                head = (
-                    []
-                    if shared
-                    else self.tokenizer(prefixes[i], add_special_tokens=False)["input_ids"]
-                )
-                body = self.tokenizer(suffixes[i], add_special_tokens=False)["input_ids"]
-                for cont in self.continuations:
-                    rows.append((head + body, cont))
-            logp = self._logprobs(rows, cache, len(prefix_ids))
-            pairs = logp.reshape(-1, 2)
-            scores[start : start + len(pairs)] = np.exp(
-                pairs[:, 1] - np.logaddexp(pairs[:, 0], pairs[:, 1])
-            )
+            stop = min(start + self.batch_size, len(suffixes))
+            contexts = [
+                tokenized[prefixes[i]][common:]
+                + self.tokenizer(suffixes[i], add_special_tokens=False)["input_ids"]
+                for i in range(start, stop)
+            ]
+            if single:
+                pairs = self._next_token_logprobs(contexts, cache, common)
+            else:
+                rows = [(c, cont) for c in contexts for cont in self.continuations]
+                pairs = self._logprobs(rows, cache, common).reshape(-1, len(self.continuations))
+            scores[start:stop] = np.exp(pairs[:, 1] - np.logaddexp(pairs[:, 0], pairs[:, 1]))
         return scores
 
-    def _logprobs(
-        self, rows: list[tuple[list[int], list[int]]], cache: Any, past: int
-    ) -> np.ndarray:
+    def _forward(
+        self, sequences: list[list[int]], cache: Any, past: int, positions: list[int]
+    ) -> tuple[Any, dict[int, int]]:
+        """Log-softmax over the vocabulary at `positions` of a right-padded batch.
+
+        Only those positions go through the vocabulary projection (49k columns for
+        SmolLM2) when the model accepts `logits_to_keep`; returns the log-probabilities
+        and the column of each position.
+        """
         import torch
 
         pad = self.tokenizer.pad_token_id
-        lengths = [len(a) + len(b) for a, b in rows]
-        width = max(lengths)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), past + width), dtype=torch.long)
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), past + width), dtype=torch.long)
         mask[:, :past] = 1
-        for r, (a, b) in enumerate(rows):
-            seq = a + b
+        for r, seq in enumerate(sequences):
             ids[r, : len(seq)] = torch.tensor(seq)
             mask[r, past : past + len(seq)] = 1
+        keep = sorted(set(positions))
         kwargs: dict[str, Any] = {}
         if cache is not None:
             batch_cache = copy.deepcopy(cache)
-            batch_cache.batch_repeat_interleave(len(rows))
-            kwargs["past_key_values"] = batch_cache
+            batch_cache.batch_repeat_interleave(len(sequences))
+            kwargs["cache"] = batch_cache
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = torch.tensor(keep, device=self.device)
         with torch.inference_mode():
             logits = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 use_cache=cache is not None,
                 **kwargs,
-            ).logits.float()
-        logprobs = torch.log_softmax(logits, -1).cpu()
+            ).logits
+            if not self._keeps_logits:
+                logits = logits[:, keep]
+            logprobs = torch.log_softmax(logits.float(), -1).cpu()
+        return logprobs, {pos: col for col, pos in enumerate(keep)}
+
+    def _next_token_logprobs(self, contexts: list[list[int]], cache: Any, past: int) -> np.ndarray:
+        """(jobs, categories) log-probabilities of one-token categories after each context."""
+        ends = [len(c) - 1 for c in contexts]
+        logprobs, column = self._forward(contexts, cache, past, ends)
+        tokens = [c[0] for c in self.continuations]
+        return np.array([logprobs[r, column[e], tokens].tolist() for r, e in enumerate(ends)])
+
+    def _logprobs(
+        self, rows: list[tuple[list[int], list[int]]], cache: Any, past: int
+    ) -> np.ndarray:
+        """Summed log-probability of each continuation `b` after its context `a`."""
+        # Continuation token t is predicted at position len(a) + t - 1 (the context `a` is
+        # never empty: the job suffix holds at least "Instruct: ...\nCategory:").
+        positions = [len(a) + t - 1 for a, b in rows for t in range(len(b))]
+        logprobs, column = self._forward([a + b for a, b in rows], cache, past, positions)
         out = np.empty(len(rows))
         for r, (a, b) in enumerate(rows):
-            # Continuation token t is predicted at position len(a) + t - 1 (the job suffix
-            # `a` is never empty: it holds at least "Instruct: ...\nCategory:").
-            out[r] = sum(logprobs[r, len(a) + t - 1, tok].item() for t, tok in enumerate(b))
+            out[r] = sum(logprobs[r, column[len(a) + t - 1], tok].item() for t, tok in enumerate(b))
         return out
+
+
+def _common_length(sequences: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by every sequence."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        if any(s[i] != first[i] for s in sequences[1:]):
+            return i
+    return n
 
 
 def parse_category(text: str) -> str | None:
@@ -318,23 +372,29 @@ class ICLDetector:
             "workflows": sorted(set(self.picker.train.get("workflow", pd.Series()).dropna())),
         }
 
-    def _examples(self, job: pd.DataFrame) -> list[tuple[str, int]]:
+    def _examples(self, job: pd.DataFrame, exclude: Any = None) -> list[tuple[str, int]]:
         s = self.settings
         chosen = (
-            self.picker.nearest(job, s.n_examples)
+            self.picker.nearest(job, s.n_examples, exclude)
             if s.examples == "nearest"
             else self.picker.fixed(s.examples, s.n_examples)
         )
         texts = sentences(chosen, s.template, self.features)
         return list(zip(texts, chosen["label"].astype(int).tolist(), strict=True))
 
-    def prompts(self, jobs: Jobs, k: int | None = None) -> tuple[list[str], list[str]]:
-        frame = as_frame(jobs).reset_index(drop=True)
+    def prompts(
+        self, jobs: Jobs, k: int | None = None, from_train: bool = False
+    ) -> tuple[list[str], list[str]]:
+        """(prefixes, suffixes) per job. `from_train`: the jobs are rows of the training
+        split (index kept), and a job is never its own nearest example."""
+        frame = as_frame(jobs)
+        labels = list(frame.index) if from_train else [None] * len(frame)
+        frame = frame.reset_index(drop=True)
         texts = sentences(frame, self.settings.template, self.features, k)
         fixed = None if self.settings.examples == "nearest" else self._examples(frame.iloc[:1])
         prefixes, suffixes, self.examples_kept = [], [], []
         for i, text in enumerate(texts):
-            examples = fixed if fixed is not None else self._examples(frame.iloc[[i]])
+            examples = fixed if fixed is not None else self._examples(frame.iloc[[i]], labels[i])
             prefix, suffix, kept = build_prompt(text, examples, self.spec, self.scorer.count_tokens)
             prefixes.append(prefix)
             suffixes.append(suffix)
@@ -404,7 +464,7 @@ def fine_tune_decoder(
             task_type=TaskType.CAUSAL_LM, r=lora_r, lora_alpha=lora_alpha, target_modules=targets
         ),
     )
-    prefixes, suffixes = detector.prompts(train)
+    prefixes, suffixes = detector.prompts(train, from_train=True)
     rows = []
     for prefix, suffix, label in zip(prefixes, suffixes, train["label"].astype(int), strict=True):
         prompt_ids = tokenizer(prefix + suffix, add_special_tokens=False)["input_ids"]

@@ -87,7 +87,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             model,
             tokenizer,
             train,
-            settings_for(cfg, "balanced", min(cfg.icl.n_examples, 2)),
+            settings_for(cfg, lora.examples, cfg.icl.n_examples),
             device,
         )
         started = time.perf_counter()
