@@ -22,6 +22,7 @@ from filelock import FileLock
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
+from flowsentry import versioning
 from flowsentry.config import Config, load_config
 from flowsentry.errors import ValidationFailed
 from flowsentry.stages import (
@@ -88,6 +89,33 @@ gate_task = task(gate.run, name="gate")
 package_task = task(package.run, name="package", retries=1)
 
 
+@task(name="version", retries=2, retry_delay_seconds=10)
+def version_task(cfg: Config, stages: list[str], commit: bool) -> dict[str, Any]:
+    """DVC hashes of the data now; with `commit`, record `stages` in dvc.lock and push."""
+    logger = get_run_logger()
+    result: dict[str, Any] = {"stages": stages, "hashes": versioning.data_version(cfg)}
+    if commit:
+        root = Path.cwd()
+        result["committed"] = versioning.commit(stages, root)
+        result["push"] = versioning.push(root)
+    logger.info("data version after %s: %s", "/".join(stages), result["hashes"])
+    return result
+
+
+@task(name="train on the GPU pool")
+def remote_train_task(deployment: str, params: str, overrides: dict[str, Any] | None) -> Any:
+    """Run the `train` flow's deployment (a GPU work pool) and wait for it."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        deployment, parameters={"params": params, "overrides": overrides}, timeout=None
+    )
+    if not run.state or not run.state.is_completed():
+        raise RuntimeError(f"training deployment {deployment}: flow run {run.name} {run.state}")
+    cfg = load_config(Path(params), overrides)
+    return json.loads((cfg.paths.reports / "train.json").read_text())
+
+
 @task(name="validate")
 def validate_task(cfg: Config) -> dict[str, Any]:
     """Validate; on failure link the Data Docs before stopping the flow."""
@@ -103,7 +131,9 @@ def validate_task(cfg: Config) -> dict[str, Any]:
         raise
 
 
-def _summary(report: dict[str, Any], decision: dict[str, Any], bento: str | None) -> str:
+def _summary(
+    report: dict[str, Any], decision: dict[str, Any], bento: str | None, data: dict[str, Any]
+) -> str:
     sft = report["sft"]
     rows = [
         "| detector | accuracy | F1 | ROC-AUC |",
@@ -129,10 +159,37 @@ def _summary(report: dict[str, Any], decision: dict[str, Any], bento: str | None
             "",
             *checks,
             "",
+            "## Data (DVC hashes)",
+            "",
+            *[f"- {name}: `{value}`" for name, value in data["hashes"].items()],
+            f"- pushed to DVC remote: {data['push']['remote']} ({data['push']['url']})"
+            if "push" in data
+            else "- not pushed (see the flow log for why dvc.lock was not written)",
+            "",
             "Plots: `reports/evaluate/png/` (ROC, precision-recall, confusion, early detection).",
             f"Bento: `{bento}`" if bento else "No new Bento (nothing promoted).",
         ]
     )
+
+
+def _committable(params: str, overrides: dict[str, Any] | None) -> str | None:
+    """Why this run must not write dvc.lock, or None when it may."""
+    root = Path.cwd()
+    if not versioning.is_dvc_project(root):
+        return f"{root} is not a DVC project (no dvc.yaml or .dvc/)"
+    if Path(params).resolve() != (root / "params.yaml").resolve():
+        return f"params {params} is not the params.yaml dvc.yaml reads"
+    if overrides:
+        return f"overrides {sorted(overrides)} differ from params.yaml"
+    return None
+
+
+@flow(name="flowsentry-train", log_prints=True)
+def train_flow(params: str = "params.yaml", overrides: dict[str, Any] | None = None) -> Any:
+    """Fine-tune only: the step a GPU work pool runs for `retrain` (see prefect.yaml)."""
+    cfg = load_config(Path(params), overrides)
+    model_gone = not (cfg.paths.model / "flowsentry.json").exists()
+    return train_task.with_options(refresh_cache=model_gone)(cfg, progress=False)
 
 
 @flow(name="flowsentry-retrain", log_prints=True)
@@ -142,12 +199,24 @@ def retrain(
     overrides: dict[str, Any] | None = None,
     bentofile: str = "bentofile.yaml",
     inbox_dir: str | None = None,
+    version_data: bool = True,
+    train_deployment: str | None = None,
     lock_timeout_s: float = 3600,
 ) -> dict[str, Any]:
-    """Retrain on the current traces; promote and package only when the gate says so."""
+    """Retrain on the current traces; promote and package only when the gate says so.
+
+    version_data: record each stage's outputs in dvc.lock and push them to the DVC
+    remote (in a DVC project with the default params only; the hashes are always
+    recorded in the result and the model's metadata). train_deployment: run training
+    as that deployment (e.g. "flowsentry-train/gpu" on a GPU work pool) instead of here.
+    """
     logger = get_run_logger()
     cfg = load_config(Path(params), overrides)
     source = flowbench_dir or os.environ.get("FLOWBENCH_DIR")
+    why_not = _committable(params, overrides) if version_data else "version_data is off"
+    if why_not:
+        logger.info("not writing dvc.lock: %s", why_not)
+    commit = why_not is None
     with FileLock(str(cfg.paths.reports.parent / ".flowsentry.lock"), timeout=lock_timeout_s):
         arrivals = inbox_task(cfg, inbox_dir) if inbox_dir else None
         if arrivals and arrivals["quarantined"]:
@@ -159,14 +228,23 @@ def retrain(
                 description="New trace files put in quarantine",
             )
         ingested = ingest_task(cfg, source, progress=False)
-        report = validate_task(cfg, wait_for=[ingested])
+        raw_version = version_task(cfg, ["ingest"], commit, wait_for=[ingested])
+        report = validate_task(cfg, wait_for=[raw_version])
         prepared = prepare_task(cfg, wait_for=[report])
         augmented = augment_task(cfg, wait_for=[prepared])
+        data_version = version_task(
+            cfg, ["validate", "prepare", "augment"], commit, wait_for=[augmented]
+        )
         # A cached result stands only while its artifact does: refresh when it is gone.
         model_gone = not (cfg.paths.model / "flowsentry.json").exists()
-        trained = train_task.with_options(refresh_cache=model_gone)(
-            cfg, progress=False, wait_for=[augmented]
-        )
+        if train_deployment:
+            trained = remote_train_task(
+                train_deployment, params, overrides, wait_for=[data_version]
+            )
+        else:
+            trained = train_task.with_options(refresh_cache=model_gone)(
+                cfg, progress=False, wait_for=[data_version]
+            )
         metrics_gone = not (cfg.paths.reports / "evaluate" / "metrics.json").exists()
         evaluated = evaluate_task.with_options(refresh_cache=model_gone or metrics_gone)(
             cfg, progress=False, wait_for=[trained]
@@ -174,14 +252,18 @@ def retrain(
         decision = gate_task(cfg, wait_for=[evaluated])
         promoted = decision["decision"] == "promote"
         bento = package_task(cfg, Path(bentofile))["bento"] if promoted else None
+        model_version = version_task(
+            cfg, ["train", "evaluate", "gate", *(["package"] if promoted else [])], commit
+        )
     logger.info("gate: %s; bento: %s", decision["decision"], bento)
     create_markdown_artifact(
-        markdown=_summary(evaluated, decision, bento),
+        markdown=_summary(evaluated, decision, bento, model_version),
         key="retrain-summary",
         description="Metrics, gate checks and the Bento",
     )
     return {
         "inbox": arrivals,
+        "data_version": {"raw": raw_version, "data": data_version, "model": model_version},
         "ingest": ingested,
         "train": trained,
         "evaluate": evaluated,

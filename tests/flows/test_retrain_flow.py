@@ -105,3 +105,47 @@ def test_new_traces_are_ingested_once_and_bad_ones_reported(setup, run_frame):
     assert [r["run"] for r in result["inbox"]["accepted"]] == ["tiny-run0200"]
     assert [r["run"] for r in result["inbox"]["quarantined"]] == ["tiny-run0201"]
     assert result["ingest"]["tables"]["tiny"]["runs"] == 31  # 30 + exactly the new one
+
+
+def test_flow_versions_data_with_dvc_like_dvc_repro(setup, tiny_encoder):
+    """In a DVC project the flow records every stage in dvc.lock, pushes to the remote,
+    and stamps the model with the same hashes; `dvc status` then finds nothing to redo."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    from flows.retrain import retrain
+
+    write, home = setup
+    traces = write()
+    for name in ("dvc.yaml", "bentofile.yaml", "requirements.lock"):
+        shutil.copy(ROOT / name, home / name)
+    shutil.copytree(ROOT / "src", home / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "gx" / "expectations", home / "gx" / "expectations")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tiny = yaml.safe_load((home / "params.yaml").read_text())
+    params["paths"]["gx_suite"] = "gx/expectations/flowbench_jobs.json"
+    for section in ("ingest", "text", "evaluate", "gate"):
+        params[section].update(tiny[section])
+    params["train"].update(tiny["train"])
+    (home / "params.yaml").write_text(yaml.safe_dump(params))
+    Repo.init(str(home), no_scm=True)
+    with Repo(str(home)) as repo:
+        with repo.config.edit() as conf:
+            conf["core"]["remote"] = "local"
+            conf["remote"]["local"] = {"url": str(home / "remote")}
+
+    result = retrain(params="params.yaml", flowbench_dir=traces, bentofile="bentofile.yaml")
+    assert result["gate"]["decision"] == "promote"
+    data = result["data_version"]["data"]
+    lock = yaml.safe_load((home / "dvc.lock").read_text())["stages"]
+    locked = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
+    assert locked["data/prepared"] == data["hashes"]["prepared"] == data["committed"]["data/prepared"]
+    assert locked["data/raw"] == result["data_version"]["raw"]["hashes"]["raw"]
+    assert data["push"]["pushed"] > 0 and any((home / "remote").rglob("*.dir"))
+    meta = yaml.safe_load((home / "models" / "sft" / "flowsentry.json").read_text())
+    assert meta["data_version"]["raw"] == locked["data/raw"]
+    assert meta["data_version"]["prepared"] == locked["data/prepared"]
+    assert locked["models/sft"] == result["data_version"]["model"]["committed"]["models/sft"]
+    with Repo(str(home)) as repo:
+        assert repo.status() == {}  # `dvc repro` would run nothing: same data, same params

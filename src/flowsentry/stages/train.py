@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from flowsentry import versioning
 from flowsentry.config import Config
 from flowsentry.io import write_json
 from flowsentry.models import sft
@@ -70,7 +71,8 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "max_length": settings.max_length,
         "labels": {str(k): v for k, v in sft.LABELS.items()},
         "workflows": sorted(set(train["workflow"])),
-        "data_version": {
+        "data_version": {  # DVC hashes (as in dvc.lock) + the exact files trained on
+            **versioning.data_version(cfg),
             "train_md5": data_version,
             "val_md5": sft.file_md5(cfg.paths.prepared / "val.parquet"),
         },

@@ -1,0 +1,96 @@
+"""Data versions: DVC hashes of the data a model saw, and recording them with DVC.
+
+`dvc_hash` computes the content hash DVC records in dvc.lock (`<md5>.dir` for a folder),
+without needing a DVC repository, so the train stage can stamp every model with the exact
+raw and prepared data behind it, whether it ran under `dvc repro` or the Prefect flow.
+`commit` records stage outputs in dvc.lock and the DVC cache, as `dvc repro` would have,
+and `push` sends them to the configured remote (a local folder by default, see
+.dvc/config; S3, GCS, ... by `dvc remote add`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flowsentry.config import Config
+from flowsentry.errors import FlowsentryError
+
+log = logging.getLogger(__name__)
+
+
+def dvc_hash(path: Path) -> str | None:
+    """The hash DVC would record for a file or folder (None when it does not exist)."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    if not path.exists():
+        return None
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as scratch:
+        _, _, obj = build(HashFileDB(fs, scratch), str(path), fs, "md5", dry_run=True)
+    return obj.hash_info.value
+
+
+def data_version(cfg: Config) -> dict[str, str | None]:
+    """DVC hashes of the raw traces, the jobs tables, the prepared and augmented sets."""
+    paths = cfg.paths
+    return {
+        "raw": dvc_hash(paths.raw),
+        "jobs": dvc_hash(paths.jobs),
+        "prepared": dvc_hash(paths.prepared),
+        "augmented": dvc_hash(paths.augmented),
+    }
+
+
+def is_dvc_project(root: Path) -> bool:
+    return (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()
+
+
+def commit(stages: Sequence[str], root: Path) -> dict[str, str]:
+    """Record the current outputs of `stages` in dvc.lock and the DVC cache.
+
+    What `dvc commit --force <stage>` does: the outputs were made by the same stage
+    functions dvc.yaml runs, so the lock then says what `dvc repro` would have said.
+    Returns {output path: hash} for the committed stages.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    recorded: dict[str, str] = {}
+    try:
+        with Repo(str(root)) as repo:
+            for name in stages:
+                for stage in repo.commit(target=name, force=True):
+                    for out in stage.outs:
+                        if out.hash_info and out.hash_info.value:
+                            recorded[str(out.def_path)] = out.hash_info.value
+    except DvcException as exc:
+        raise FlowsentryError(f"{root / 'dvc.yaml'}: cannot commit {list(stages)}: {exc}") from exc
+    log.info("dvc commit %s: %d outputs recorded", ", ".join(stages), len(recorded))
+    return recorded
+
+
+def push(root: Path, remote: str | None = None) -> dict[str, Any]:
+    """Push every cached output to the DVC remote; names the remote when it fails."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        name = remote or repo.config["core"].get("remote")
+        if not name:
+            raise FlowsentryError(
+                f"{root / '.dvc' / 'config'}: no default DVC remote "
+                "(dvc remote add -d <name> <url>)"
+            )
+        try:
+            pushed = repo.push(remote=name)
+        except DvcException as exc:
+            raise FlowsentryError(f"DVC remote '{name}': push failed: {exc}") from exc
+        url = repo.config["remote"].get(name, {}).get("url")
+    log.info("dvc push to '%s' (%s): %d files", name, url, pushed)
+    return {"remote": name, "url": url, "pushed": pushed}
