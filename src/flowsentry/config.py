@@ -41,6 +41,7 @@ class Paths(_Section):
     augmented: Path = Path("data/augmented")
     model: Path = Path("models/sft")
     checkpoints: Path = Path("models/checkpoints/sft")
+    sweep: Path = Path("models/sweep")
 
 
 class TextSource(_Section):
@@ -182,6 +183,27 @@ class GateParams(_Section):
     min_improvement: float = Field(0.005, ge=0)
 
 
+class SweepParams(_Section):
+    """Candidates trained in parallel on a Dask cluster (flows/sweep.py)."""
+
+    workflows: tuple[str, ...] = ("1000genome",)
+    models: tuple[str, ...] = ("minilm",)
+    modes: tuple[Literal["full", "lora", "head"], ...] = ("full", "lora", "head")
+    max_train_samples: int | None = Field(2000, ge=10, description="Per candidate.")
+    address: str | None = Field(
+        None, description="A running Dask scheduler (tcp://host:8786); None: a local cluster."
+    )
+    n_workers: int = Field(2, ge=1, description="Workers of the local cluster.")
+    threads_per_worker: int = Field(1, ge=1)
+
+    @field_validator("workflows", "models", "modes")
+    @classmethod
+    def _not_empty(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not value:
+            raise ValueError("needs at least one entry")
+        return value
+
+
 class Config(_Section):
     base: BaseParams = BaseParams()
     paths: Paths = Paths()
@@ -194,6 +216,7 @@ class Config(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
     icl: ICLParams = ICLParams()
+    sweep: SweepParams = SweepParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -113,7 +113,6 @@ def test_flow_versions_data_with_dvc_like_dvc_repro(setup, tiny_encoder):
     import shutil
 
     from dvc.repo import Repo
-
     from flows.retrain import retrain
 
     write, home = setup
@@ -130,17 +129,18 @@ def test_flow_versions_data_with_dvc_like_dvc_repro(setup, tiny_encoder):
     params["train"].update(tiny["train"])
     (home / "params.yaml").write_text(yaml.safe_dump(params))
     Repo.init(str(home), no_scm=True)
-    with Repo(str(home)) as repo:
-        with repo.config.edit() as conf:
-            conf["core"]["remote"] = "local"
-            conf["remote"]["local"] = {"url": str(home / "remote")}
+    with Repo(str(home)) as repo, repo.config.edit() as conf:
+        conf["core"]["remote"] = "local"
+        conf["remote"]["local"] = {"url": str(home / "remote")}
 
     result = retrain(params="params.yaml", flowbench_dir=traces, bentofile="bentofile.yaml")
     assert result["gate"]["decision"] == "promote"
     data = result["data_version"]["data"]
     lock = yaml.safe_load((home / "dvc.lock").read_text())["stages"]
     locked = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
-    assert locked["data/prepared"] == data["hashes"]["prepared"] == data["committed"]["data/prepared"]
+    assert (
+        locked["data/prepared"] == data["hashes"]["prepared"] == data["committed"]["data/prepared"]
+    )
     assert locked["data/raw"] == result["data_version"]["raw"]["hashes"]["raw"]
     assert data["push"]["pushed"] > 0 and any((home / "remote").rglob("*.dir"))
     meta = yaml.safe_load((home / "models" / "sft" / "flowsentry.json").read_text())

@@ -1,0 +1,110 @@
+"""A sweep: candidates (workflow x model x mode), each trained and evaluated on its own.
+
+The data of each workflow is prepared once under `paths.sweep/<workflow>/data`; each
+candidate writes its model and reports under `paths.sweep/<workflow>/<model>-<mode>`.
+`flows/sweep.py` runs the candidates in parallel on a Dask cluster and sends the best
+(by the gate's primary metric) through the gate. Everything here is the same stage
+functions `dvc.yaml` runs, on other paths.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowsentry.config import Config
+from flowsentry.errors import FlowsentryError
+from flowsentry.experiments import workspace
+from flowsentry.stages import augment, evaluate, ingest, prepare, train, validate
+
+
+@dataclass(frozen=True)
+class Candidate:
+    workflow: str
+    model: str
+    mode: str
+
+    @property
+    def name(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.model).name or self.model)
+        return f"{self.workflow}-{slug}-{self.mode}"
+
+
+def candidates(cfg: Config) -> list[Candidate]:
+    s = cfg.sweep
+    return [Candidate(w, m, mode) for w in s.workflows for m in s.models for mode in s.modes]
+
+
+def data_config(cfg: Config, workflow: str) -> Config:
+    """`cfg` for one workflow's shared data under `paths.sweep/<workflow>/data`."""
+    return workspace(cfg, workflow, cfg.paths.sweep / workflow / "data")
+
+
+def candidate_config(cfg: Config, candidate: Candidate) -> Config:
+    """The workflow's data, the candidate's own model, checkpoints and reports."""
+    data = data_config(cfg, candidate.workflow)
+    own = (
+        cfg.paths.sweep / candidate.workflow / candidate.name.removeprefix(f"{candidate.workflow}-")
+    )
+    return data.model_copy(
+        update={
+            "paths": data.paths.model_copy(
+                update={
+                    "model": own / "model",
+                    "checkpoints": own / "checkpoints",
+                    "reports": own / "reports",
+                }
+            ),
+            "train": cfg.train.model_copy(
+                update={
+                    "model": candidate.model,
+                    "mode": candidate.mode,
+                    "max_train_samples": cfg.sweep.max_train_samples,
+                }
+            ),
+            "evaluate": cfg.evaluate.model_copy(update={"baselines": ()}),
+        }
+    )
+
+
+def prepare_data(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -> dict[str, Any]:
+    """ingest -> validate -> prepare -> augment for one workflow (shared by its candidates)."""
+    sub = data_config(cfg, workflow)
+    ingest.run(sub, flowbench_dir, progress=False)
+    validate.run(sub)
+    prepare.run(sub)
+    return augment.run(sub)
+
+
+def train_and_evaluate(cfg: Config, candidate: Candidate) -> dict[str, Any]:
+    """Fine-tune and evaluate one candidate; its metrics and where its model is."""
+    sub = candidate_config(cfg, candidate)
+    trained = train.run(sub, progress=False)
+    report = evaluate.run(sub, progress=False)
+    keep = ("accuracy", "f1", "roc_auc", "pr_auc")
+    return {
+        "candidate": candidate.name,
+        "workflow": candidate.workflow,
+        "model": candidate.model,
+        "mode": candidate.mode,
+        "metrics": {k: report["sft"][k] for k in keep if k in report["sft"]},
+        "train_seconds": trained.get("total_seconds"),
+        "model_dir": str(sub.paths.model),
+        "trained_on": f"{socket.gethostname()}:{os.getpid()}",  # which worker
+    }
+
+
+def best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The candidate with the highest `metric` (ties: the first in sweep order)."""
+    scored = [r for r in results if r["metrics"].get(metric) is not None]
+    if not scored:
+        raise FlowsentryError(f"sweep: no candidate reported '{metric}'")
+    return max(scored, key=lambda r: r["metrics"][metric])
+
+
+def config_of(cfg: Config, result: dict[str, Any]) -> Config:
+    return candidate_config(cfg, Candidate(result["workflow"], result["model"], result["mode"]))

@@ -1,0 +1,67 @@
+"""The Dask sweep flow on tiny traces: candidates in parallel, the best through the gate."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+def test_sweep_trains_candidates_on_two_dask_workers_and_gates_the_best(
+    harness, make_flowbench, project, tiny_encoder, tmp_path, bento_home
+):
+    from flows.sweep import sweep
+
+    project()
+    params = {
+        "ingest": {"workflows": ["tiny"]},
+        "paths": {"gx_suite": str(ROOT / "gx" / "expectations" / "flowbench_jobs.json")},
+        "text": {"template": "compact", "feature_set": "context"},
+        "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "device": "cpu"},
+        "evaluate": {"online_max_jobs": 20},
+        "gate": {
+            "min_f1": 0.0,
+            "min_roc_auc": 0.0,
+            "max_bias_gap": 1.0,
+            "max_p99_latency_ms": 10000,
+        },
+        "sweep": {
+            "workflows": ["tiny"],
+            "models": [str(tiny_encoder)],
+            "modes": ["full", "head"],
+            "max_train_samples": 150,
+            "n_workers": 2,
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    traces = make_flowbench(n_runs=30)
+
+    result = sweep(
+        params="params.yaml", flowbench_dir=str(traces), bentofile=str(ROOT / "bentofile.yaml")
+    )
+    names = [r["candidate"] for r in result["candidates"]]
+    assert names == [f"tiny-{tiny_encoder.name}-full", f"tiny-{tiny_encoder.name}-head"]
+    # Trained on Dask worker processes, not in this one.
+    workers = {r["trained_on"].rsplit(":", 1)[1] for r in result["candidates"]}
+    assert str(os.getpid()) not in workers
+    for r in result["candidates"]:
+        assert (Path(r["model_dir"]) / "model.safetensors").exists()
+        assert 0 <= r["metrics"]["f1"] <= 1
+    best_f1 = max(r["metrics"]["f1"] for r in result["candidates"])
+    assert result["best"]["metrics"]["f1"] == best_f1
+    assert result["gate"]["decision"] == "promote" and result["bento"]
+    assert result["gate"]["candidate"]["model_dir"] == result["best"]["model_dir"]
