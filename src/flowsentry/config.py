@@ -42,6 +42,7 @@ class Paths(_Section):
     model: Path = Path("models/sft")
     checkpoints: Path = Path("models/checkpoints/sft")
     sweep: Path = Path("models/sweep")
+    icl_model: Path = Path("models/icl")
 
 
 class TextSource(_Section):

@@ -149,3 +149,19 @@ def test_flow_versions_data_with_dvc_like_dvc_repro(setup, tiny_encoder):
     assert locked["models/sft"] == result["data_version"]["model"]["committed"]["models/sft"]
     with Repo(str(home)) as repo:
         assert repo.status() == {}  # `dvc repro` would run nothing: same data, same params
+
+
+def test_an_overlapping_run_waits_for_the_lock_and_touches_nothing(setup):
+    """While one run holds the project lock, another gives up after its timeout without
+    reading or writing any data (no half-written tables, no registry change)."""
+    from filelock import FileLock
+    from flows.retrain import retrain
+
+    write, home = setup
+    traces = write()
+    with FileLock(str(home / ".flowsentry.lock")):
+        state = retrain(
+            params="params.yaml", flowbench_dir=traces, lock_timeout_s=1, return_state=True
+        )
+    assert state.is_failed()
+    assert not (home / "data").exists() and not (home / "models").exists()

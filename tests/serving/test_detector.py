@@ -70,3 +70,38 @@ def test_hot_swap_follows_the_registry(bento_home, tiny_encoder, tmp_path):
     store.promote(second)
     reply = detector.classify([JobRecord(**EXAMPLE)])[0]
     assert reply.model == second and reply.threshold == 0.3
+
+
+def test_an_icl_champion_classifies_and_explains(bento_home, tiny_decoder, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from flowsentry.models.icl import ICLDetector, ICLSettings
+
+    model, tokenizer = tiny_decoder
+    folder = tmp_path / "tiny-llama"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    features = features_of("paper")
+    rng = np.random.default_rng(0)
+    pool = pd.DataFrame({f: rng.normal(10, 1, 20) for f in features})
+    pool["label"], pool["workflow"] = [0, 1] * 10, "1000genome"
+    settings = ICLSettings(model=str(folder), features=features, n_examples=2)
+    saved = ICLDetector(model, tokenizer, pool, settings).save(tmp_path / "icl")
+    tag = store.register(saved, {}, {})
+    store.promote(tag)
+    detector = Detector(tag, store.get(tag).path)
+    (reply,) = detector.classify([JobRecord(**EXAMPLE)])
+    assert reply.model == tag and 0 < reply.score < 1
+    explained = detector.explain(JobRecord(**EXAMPLE))
+    assert isinstance(explained["reasoning"], str) and explained["model"] == tag
+    assert explained["category"] in (None, "Normal", "Abnormal")
+    assert detector.info().kind == "icl"
+
+
+def test_a_fine_tuned_encoder_cannot_explain(bento_home, tiny_encoder, tmp_path):
+    from flowsentry.serving.detector import NotExplainable
+
+    detector = Detector("m:1", _model(tiny_encoder, tmp_path / "m1"), follow_champion=False)
+    with pytest.raises(NotExplainable, match="ICL decoder"):
+        detector.explain(JobRecord(**EXAMPLE))

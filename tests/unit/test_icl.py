@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -216,3 +218,40 @@ def test_icl_stage_writes_the_table(tiny_decoder, make_flowbench, project, tmp_p
     assert {r["examples"] for r in rows} == {"none", "negative", "positive", "balanced", "nearest"}
     assert [r["fine_tuned"] for r in rows].count(True) == 5
     assert (cfg.paths.reports / "icl" / "table.csv").exists()
+    saved = json.loads((cfg.paths.icl_model / "flowsentry.json").read_text())
+    assert saved["kind"] == "icl" and saved["adapter"] and saved["examples"] == "nearest"
+
+
+def test_a_saved_detector_loads_with_its_adapter_and_scores_the_same(tiny_decoder, train, tmp_path):
+    import copy
+
+    from flowsentry.errors import FlowsentryError
+    from flowsentry.models.loading import load_predictor
+
+    model, tokenizer = tiny_decoder
+    folder = tmp_path / "tiny-llama"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    settings = ICLSettings(
+        model=str(folder), features=PAPER_FEATURES, examples="nearest", n_examples=2
+    )
+    base = copy.deepcopy(model)
+    tuned = fine_tune_decoder(
+        base,
+        tokenizer,
+        ICLDetector(base, tokenizer, train, settings),
+        train.head(8),
+        tmp_path / "ckpt",
+        learning_rate=5e-3,
+        progress=False,
+    )
+    detector = ICLDetector(tuned, tokenizer, train, settings)
+    saved = detector.save(tmp_path / "icl-model")
+    assert (saved / "adapter" / "adapter_model.safetensors").exists()
+    loaded = load_predictor(saved, device="cpu")
+    assert isinstance(loaded, ICLDetector) and loaded.metadata["kind"] == "icl"
+    jobs = train.tail(5)
+    np.testing.assert_allclose(loaded.score(jobs), detector.score(jobs), atol=1e-5)
+    (saved / "flowsentry.json").write_text('{"kind": "gbm"}')
+    with pytest.raises(FlowsentryError, match="kind 'gbm'"):
+        load_predictor(saved)

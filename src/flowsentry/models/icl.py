@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import inspect
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.errors import ConfigError, FlowsentryError
-from flowsentry.models.predictor import Jobs, as_frame
+from flowsentry.models.predictor import METADATA, Jobs, as_frame
 from flowsentry.text.sentences import sentence, sentences
 
 log = logging.getLogger(__name__)
@@ -407,6 +408,48 @@ class ICLDetector:
 
     def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
         return (self.score(jobs, k) >= self.threshold).astype(int)
+
+    def save(self, target: str | Path) -> Path:
+        """Settings, the example pool and any LoRA adapters (safetensors), swapped in
+        atomically. The decoder itself is referenced by name, not copied."""
+        from dataclasses import asdict
+
+        from flowsentry.io import atomic_dir
+
+        pool = self.picker.train
+        columns = [c for c in dict.fromkeys((*self.features, "label", "workflow")) if c in pool]
+        metadata = {
+            **self.metadata,
+            "settings": {**asdict(self.settings), "features": list(self.features)},
+            "adapter": hasattr(self.model, "peft_config"),
+        }
+        target = Path(target)
+        with atomic_dir(target) as tmp:
+            pool[columns].reset_index(drop=True).to_parquet(tmp / "examples.parquet")
+            if metadata["adapter"]:
+                self.model.save_pretrained(tmp / "adapter", safe_serialization=True)
+            (tmp / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "auto") -> ICLDetector:
+        """The detector `save` wrote: the named decoder, its adapters, the example pool."""
+        folder = Path(folder)
+        meta_path = folder / METADATA
+        if not meta_path.exists():
+            raise FlowsentryError(f"{folder}: not a flowsentry model (no {METADATA})")
+        metadata = json.loads(meta_path.read_text())
+        if metadata.get("kind") != "icl":
+            raise FlowsentryError(f"{meta_path}: kind is '{metadata.get('kind')}', not 'icl'")
+        raw = metadata["settings"]
+        settings = ICLSettings(**{**raw, "features": tuple(raw["features"])})
+        model, tokenizer, placed = load_decoder(settings.model, device)
+        if metadata.get("adapter"):
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, folder / "adapter").eval()
+        pool = pd.read_parquet(folder / "examples.parquet")
+        return cls(model, tokenizer, pool, settings, placed)
 
     def explain(self, job: dict[str, Any], max_new_tokens: int = 160) -> dict[str, Any]:
         """Chain of thought: generated reasoning and the category it ends with (or None)."""

@@ -17,7 +17,8 @@ import pandas as pd
 from pydantic import BaseModel
 
 from flowsentry.data.context import CONTEXT_MEASURES
-from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.models.loading import load_predictor
+from flowsentry.models.predictor import Predictor
 from flowsentry.registry import store
 from flowsentry.serving.schemas import JobScore, ModelInfo, PartialScore
 
@@ -28,24 +29,28 @@ class UnknownWorkflow(ValueError):
     """A request names a workflow the model was not trained on."""
 
 
+class NotExplainable(ValueError):
+    """explain was asked of a model that cannot reason in words (a fine-tuned encoder)."""
+
+
 class Detector:
     def __init__(
         self,
         tag: str,
         path: str | Path,
-        loader: Callable[[Path], SentenceClassifier] | None = None,
+        loader: Callable[[Path], Predictor] | None = None,
         follow_champion: bool = True,
         confident_band: float = 0.4,
     ) -> None:
         int8 = os.environ.get("FLOWSENTRY_INT8", "0") == "1"
-        self._loader = loader or (lambda p: SentenceClassifier.load(p, int8=int8))
+        self._loader = loader or (lambda p: load_predictor(p, int8=int8))
         self._lock = threading.Lock()
         self.follow_champion = follow_champion
         self.confident_band = confident_band
         self.tag, self.predictor = tag, self._loader(Path(path))
         log.info("serving %s", tag)
 
-    def _current(self) -> tuple[str, SentenceClassifier]:
+    def _current(self) -> tuple[str, Predictor]:
         """The champion now: reload when the registry's pointer moved (promote/rollback)."""
         if self.follow_champion:
             champion = store.champion_tag()
@@ -57,7 +62,7 @@ class Detector:
                         self.tag, self.predictor = champion, predictor
         return self.tag, self.predictor
 
-    def _frame(self, jobs: Sequence[BaseModel], predictor: SentenceClassifier) -> pd.DataFrame:
+    def _frame(self, jobs: Sequence[BaseModel], predictor: Predictor) -> pd.DataFrame:
         known = set(predictor.metadata.get("workflows") or [])
         rows = []
         for job in jobs:
@@ -115,6 +120,17 @@ class Detector:
             threshold=predictor.threshold,
             model=tag,
         )
+
+    def explain(self, job: BaseModel) -> dict[str, Any]:
+        """Chain-of-thought reasoning and category; only an ICL decoder can explain."""
+        tag, predictor = self._current()
+        kind = predictor.metadata.get("kind", "sft")
+        if kind != "icl":
+            raise NotExplainable(
+                f"explain needs an ICL decoder champion; {tag} is a '{kind}' model"
+            )
+        record = self._frame([job], predictor).iloc[0].to_dict()
+        return {**predictor.explain(record), "model": tag}
 
     def info(self) -> ModelInfo:
         tag, predictor = self._current()

@@ -13,7 +13,7 @@ import bentoml
 from pydantic import Field
 
 from flowsentry.registry import store
-from flowsentry.serving.detector import Detector, UnknownWorkflow
+from flowsentry.serving.detector import Detector, NotExplainable, UnknownWorkflow
 from flowsentry.serving.schemas import (
     MAX_BATCH,
     Explanation,
@@ -58,9 +58,12 @@ class AnomalyDetector:
     @bentoml.api
     def explain(self, job: JobRecord) -> Explanation:
         """Reasoning plus category; only an in-context-learning decoder can explain."""
-        kind = self.detector.predictor.metadata.get("kind", "sft")
-        raise bentoml.exceptions.InvalidArgument(
-            f"explain needs an ICL decoder champion; {self.detector.tag} is a '{kind}' model"
+        try:
+            result = self.detector.explain(job)
+        except (NotExplainable, UnknownWorkflow) as exc:
+            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+        return Explanation(
+            reasoning=result["reasoning"], category=result["category"], model=result["model"]
         )
 
     @bentoml.api(route="/metadata")

@@ -9,7 +9,7 @@ from typing import Any
 from flowsentry.config import Config
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.io import write_json
-from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.models.loading import load_predictor
 from flowsentry.registry import store
 from flowsentry.registry.gate import GateRules, decide
 from flowsentry.stages.validate import read_table
@@ -36,7 +36,7 @@ def candidate_metrics(cfg: Config) -> dict[str, Any] | None:
 def champion_metrics(cfg: Config, tag: str) -> dict[str, Any]:
     """Score the champion on the current test split (the same jobs as the candidate)."""
     test = read_table(cfg.paths.prepared / "test.parquet")
-    champion = SentenceClassifier.load(store.get(tag).path, device=cfg.train.device)
+    champion = load_predictor(store.get(tag).path, device=cfg.train.device)
     scores = champion.score(test)
     return binary_metrics(test["label"].astype(int).to_numpy(), scores, champion.threshold)
 

@@ -106,8 +106,13 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         )
         lora_seconds = round(time.perf_counter() - started, 1)
         table(tuned, True)
+        final, examples = tuned, lora.examples
     else:
         lora_seconds = None
+        final, examples = model, "nearest"
+    # The detector to deploy: gate and service load it like a fine-tuned encoder.
+    settings = settings_for(cfg, examples, cfg.icl.n_examples)
+    ICLDetector(final, tokenizer, train, settings, device).save(cfg.paths.icl_model)
     report = {
         "model": cfg.icl.model,
         "template": cfg.icl.template,
@@ -115,6 +120,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "test_jobs": len(test),
         "workflows": sorted(set(test["workflow"])),
         "lora_train_seconds": lora_seconds,
+        "saved": {"path": str(cfg.paths.icl_model), "examples": examples},
         "rows": rows,
         "paper_1000genome": PAPER,
     }
