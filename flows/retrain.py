@@ -98,12 +98,21 @@ def version_task(cfg: Config, stages: list[str], commit: bool) -> dict[str, Any]
         root = Path.cwd()
         result["committed"] = versioning.commit(stages, root)
         result["push"] = versioning.push(root)
+        logger.info(
+            "dvc.lock: %d outputs of %s committed; %d files pushed to DVC remote '%s'",
+            len(result["committed"]),
+            "/".join(stages),
+            result["push"]["pushed"],
+            result["push"]["remote"],
+        )
     logger.info("data version after %s: %s", "/".join(stages), result["hashes"])
     return result
 
 
 @task(name="train on the GPU pool")
-def remote_train_task(deployment: str, params: str, overrides: dict[str, Any] | None) -> Any:
+def remote_train_task(
+    deployment: str, cfg: Config, params: str, overrides: dict[str, Any] | None
+) -> Any:
     """Run the `train` flow's deployment (a GPU work pool) and wait for it."""
     from prefect.deployments import run_deployment
 
@@ -112,7 +121,6 @@ def remote_train_task(deployment: str, params: str, overrides: dict[str, Any] | 
     )
     if not run.state or not run.state.is_completed():
         raise RuntimeError(f"training deployment {deployment}: flow run {run.name} {run.state}")
-    cfg = load_config(Path(params), overrides)
     return json.loads((cfg.paths.reports / "train.json").read_text())
 
 
@@ -239,7 +247,7 @@ def retrain(
         model_gone = not (cfg.paths.model / "flowsentry.json").exists()
         if train_deployment:
             trained = remote_train_task(
-                train_deployment, params, overrides, wait_for=[data_version]
+                train_deployment, cfg, params, overrides, wait_for=[data_version]
             )
         else:
             trained = train_task.with_options(refresh_cache=model_gone)(

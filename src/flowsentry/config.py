@@ -151,11 +151,14 @@ class ICLLoraParams(_Section):
     examples: Literal["balanced", "negative", "positive", "random", "nearest"] = Field(
         "nearest", description="Examples in the training prompts (a job never sees itself)."
     )
-    train_samples: int = Field(400, ge=10)
+    n_examples: int = Field(
+        1, ge=0, le=64, description="Examples per training prompt (CPU cost grows with it)."
+    )
+    train_samples: int = Field(200, ge=10)
     epochs: float = Field(1.0, gt=0)
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
-    learning_rate: float = Field(5e-4, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
 
 
 class ICLParams(_Section):
@@ -167,7 +170,7 @@ class ICLParams(_Section):
     statistics: bool = True
     n_examples: int = Field(4, ge=0, le=64)
     curve: tuple[int, ...] = (0, 1, 2, 4, 6, 8, 10)
-    sample: int = Field(200, ge=10, description="Stratified test jobs per configuration.")
+    sample: int = Field(100, ge=10, description="Stratified test jobs per configuration.")
     max_prompt_tokens: int = Field(2048, ge=64)
     batch_size: int = Field(8, ge=1)
     lora: ICLLoraParams = ICLLoraParams()

@@ -71,6 +71,12 @@ def load_decoder(name: str, device: str = "auto") -> tuple[Any, Any, str]:
         source, kwargs = str(Path(spec.origin).parent), {"gguf_file": gguf}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if "gguf_file" in kwargs:
+        # transformers de-quantises GGUF tensors to float when it loads them, yet keeps a
+        # GGUF "quantizer" that makes Trainer refuse LoRA: drop it, the model is float.
+        model.hf_quantizer, model.is_quantized = None, False
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(placement.device).eval(), tokenizer, placement.device
@@ -510,9 +516,12 @@ def fine_tune_decoder(
     prefixes, suffixes = detector.prompts(train, from_train=True)
     rows = []
     for prefix, suffix, label in zip(prefixes, suffixes, train["label"].astype(int), strict=True):
-        prompt_ids = tokenizer(prefix + suffix, add_special_tokens=False)["input_ids"]
+        # Tokenised as the scorer does: prefix and suffix apart, then joined.
+        prompt_ids = (
+            tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            + tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        )
         answer = tokenizer(f" {CATEGORIES[label]}", add_special_tokens=False)["input_ids"]
-        answer = [*answer, tokenizer.eos_token_id]
         rows.append({"input_ids": prompt_ids + answer, "labels": [-100] * len(prompt_ids) + answer})
 
     def collate(batch):

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import numpy as np
+from pandas import DataFrame
 
 from flowsentry.config import Config
 from flowsentry.evaluation.metrics import binary_metrics
@@ -43,13 +44,12 @@ def settings_for(cfg: Config, examples: str, n: int) -> ICLSettings:
 
 def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Score a stratified test sample under every configuration; write reports/icl/."""
-    from pandas import DataFrame
-
     train = read_table(cfg.paths.prepared / "train.parquet")
     test = stratified_sample(
         read_table(cfg.paths.prepared / "test.parquet"), cfg.icl.sample, cfg.base.seed
     )
     labels = test["label"].astype(int).to_numpy()
+    out = cfg.paths.reports / "icl"
     model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
     rows: list[dict[str, Any]] = []
 
@@ -70,6 +70,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             }
         )
         log.info("%s", rows[-1])
+        write_csv(DataFrame(rows), out / "table.csv")  # a crash keeps the rows so far
 
     def table(model, fine_tuned: bool) -> None:
         measure(model, "balanced", 0, fine_tuned)
@@ -87,7 +88,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             model,
             tokenizer,
             train,
-            settings_for(cfg, lora.examples, cfg.icl.n_examples),
+            settings_for(cfg, lora.examples, lora.n_examples),
             device,
         )
         started = time.perf_counter()
@@ -124,7 +125,6 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "rows": rows,
         "paper_1000genome": PAPER,
     }
-    out = cfg.paths.reports / "icl"
     write_json(report, out / "metrics.json")
     write_csv(DataFrame(rows), out / "table.csv")
     return report
