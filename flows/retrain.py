@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from flowsentry import versioning
-from flowsentry.config import Config, load_config
+from flowsentry.config import Config, load_config, parse_overrides
 from flowsentry.errors import ValidationFailed
 from flowsentry.stages import (
     augment,
@@ -284,5 +284,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=retrain.__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--flowbench-dir", default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Override a param."
+    )
     args = parser.parse_args()
-    retrain(params=args.params, flowbench_dir=args.flowbench_dir)
+    retrain(
+        params=args.params,
+        flowbench_dir=args.flowbench_dir,
+        overrides=parse_overrides(args.set) or None,
+    )

@@ -24,7 +24,7 @@ from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
 from flowsentry import sweep as sweeps
-from flowsentry.config import Config, load_config
+from flowsentry.config import Config, load_config, parse_overrides
 from flowsentry.stages import gate, package
 
 prepare_task = task(sweeps.prepare_data, name="prepare workflow", retries=1)
@@ -104,6 +104,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=sweep.__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--flowbench-dir", default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Override a param."
+    )
     parser.add_argument("--address", default=None, help="A running Dask scheduler.")
     args = parser.parse_args()
-    sweep(params=args.params, flowbench_dir=args.flowbench_dir, address=args.address)
+    sweep(
+        params=args.params,
+        flowbench_dir=args.flowbench_dir,
+        overrides=parse_overrides(args.set) or None,
+        address=args.address,
+    )

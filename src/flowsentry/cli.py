@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 
 from flowsentry import logs
-from flowsentry.config import Config, load_config
+from flowsentry.config import Config, load_config, parse_overrides
 from flowsentry.errors import FlowsentryError
 
 app = typer.Typer(
@@ -46,13 +45,7 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logg
 
 
 def _config(params: Path, overrides: list[str] | None) -> Config:
-    parsed: dict[str, Any] = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise FlowsentryError(f"--set {item}: expected KEY=VALUE, e.g. split.method=by_run")
-        parsed[key.strip()] = yaml.safe_load(value)
-    return load_config(params, parsed)
+    return load_config(params, parse_overrides(overrides))
 
 
 def _run(verbose: bool, fn, *args, **kwargs) -> Any:

@@ -243,6 +243,20 @@ def load_config(
     return config_from_dict(raw, source=str(path))
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`KEY=VALUE` strings (YAML values) -> {dotted key: value}, as `--set` takes them."""
+    parsed: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. split.method=by_run")
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({exc})") from None
+    return parsed
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "params") -> Config:
     """Validate a params mapping; errors name the dotted key."""
     try:

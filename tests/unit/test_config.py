@@ -50,3 +50,16 @@ def test_file_split_needs_a_manifest():
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "params.yaml")
+
+
+def test_overrides_parse_yaml_values_and_name_bad_items():
+    from flowsentry.config import parse_overrides
+
+    assert parse_overrides(["train.epochs=3", "sweep.modes=[full, head]"]) == {
+        "train.epochs": 3,
+        "sweep.modes": ["full", "head"],
+    }
+    with pytest.raises(ConfigError, match="--set epochs: expected KEY=VALUE"):
+        parse_overrides(["epochs"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_overrides(["sweep.modes=[full"])
