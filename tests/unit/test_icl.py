@@ -11,6 +11,7 @@ import torch
 
 from flowsentry.errors import FlowsentryError
 from flowsentry.models.icl import (
+    CATEGORIES,
     ExamplePicker,
     ICLDetector,
     ICLSettings,
@@ -255,3 +256,20 @@ def test_a_saved_detector_loads_with_its_adapter_and_scores_the_same(tiny_decode
     (saved / "flowsentry.json").write_text('{"kind": "gbm"}')
     with pytest.raises(FlowsentryError, match="kind 'gbm'"):
         load_predictor(saved)
+
+
+def test_the_default_gguf_decoder_loads_as_a_trainable_float_model():
+    """SmolLM2 from its GGUF file: float weights, and no quantizer mark that would make
+    Trainer refuse LoRA ("quantized with GGUF ... do not support training")."""
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    from flowsentry.models.icl import load_decoder
+
+    model, tokenizer, device = load_decoder("smollm2", "cpu")
+    assert device == "cpu" and model.config.model_type == "llama"
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    validate_quantization_for_training(model)  # raises for a quantized model
+    assert [len(tokenizer(f" {c}", add_special_tokens=False)["input_ids"]) for c in CATEGORIES] == [
+        1,
+        1,
+    ]
