@@ -219,6 +219,7 @@ def test_icl_stage_writes_the_table(tiny_decoder, make_flowbench, project, tmp_p
     assert {r["examples"] for r in rows} == {"none", "negative", "positive", "balanced", "nearest"}
     assert [r["fine_tuned"] for r in rows].count(True) == 5
     assert (cfg.paths.reports / "icl" / "table.csv").exists()
+    assert (cfg.paths.reports / "icl" / "curve.png").stat().st_size > 0
     saved = json.loads((cfg.paths.icl_model / "flowsentry.json").read_text())
     assert saved["kind"] == "icl" and saved["adapter"] and saved["examples"] == "nearest"
 

@@ -91,3 +91,26 @@ def early_detection(
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def icl_curve(rows: Sequence[Mapping[str, object]], path: Path, title: str = "") -> Path:
+    """ICL accuracy and ROC-AUC against the number of balanced examples per prompt."""
+    plt = _pyplot()
+    points = sorted(
+        (int(r["n_examples"]), float(r["accuracy"]), float(r["roc_auc"]))
+        for r in rows
+        if not r["fine_tuned"] and r["examples"] in ("balanced", "none")
+    )
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ns = [p[0] for p in points]
+    ax.plot(ns, [p[1] for p in points], marker="o", label="accuracy")
+    ax.plot(ns, [p[2] for p in points], marker="s", label="ROC-AUC")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="balanced examples per prompt", ylim=(0, 1), xticks=ns)
+    ax.set_title(title or "In-context learning: performance against examples", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

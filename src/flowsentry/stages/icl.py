@@ -10,6 +10,7 @@ import numpy as np
 from pandas import DataFrame
 
 from flowsentry.config import Config
+from flowsentry.evaluation import plots
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.io import write_csv, write_json
 from flowsentry.models.icl import ICLDetector, ICLSettings, fine_tune_decoder, load_decoder
@@ -126,5 +127,6 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "paper_1000genome": PAPER,
     }
     write_json(report, out / "metrics.json")
+    plots.icl_curve(rows, out / "curve.png", f"{cfg.icl.model} on {', '.join(report['workflows'])}")
     write_csv(DataFrame(rows), out / "table.csv")
     return report
