@@ -96,8 +96,12 @@ def early_detection(
 def icl_curve(rows: Sequence[Mapping[str, object]], path: Path, title: str = "") -> Path:
     """ICL accuracy and ROC-AUC against the number of balanced examples per prompt."""
     plt = _pyplot()
+
+    def value(x: object) -> float:  # undefined (one class in the sample): a gap
+        return float("nan") if x is None else float(x)  # type: ignore[arg-type]
+
     points = sorted(
-        (int(r["n_examples"]), float(r["accuracy"]), float(r["roc_auc"]))
+        (int(r["n_examples"]), value(r["accuracy"]), value(r["roc_auc"]))
         for r in rows
         if not r["fine_tuned"] and r["examples"] in ("balanced", "none")
     )
