@@ -17,6 +17,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Write a figure as PNG (creating its folder) and free it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def roc_pr(labels: np.ndarray, curves: Mapping[str, np.ndarray], folder: Path) -> list[Path]:
     """ROC and precision-recall curves of several detectors on the same jobs."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
@@ -32,9 +40,7 @@ def roc_pr(labels: np.ndarray, curves: Mapping[str, np.ndarray], folder: Path) -
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test split)")
     ax.legend(loc="lower right", fontsize=8)
-    paths.append(folder / "roc.png")
-    fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    paths.append(_save(plt, fig, folder / "roc.png"))
 
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, scores in curves.items():
@@ -44,9 +50,7 @@ def roc_pr(labels: np.ndarray, curves: Mapping[str, np.ndarray], folder: Path) -
         )
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test split)")
     ax.legend(loc="lower left", fontsize=8)
-    paths.append(folder / "precision_recall.png")
-    fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    paths.append(_save(plt, fig, folder / "precision_recall.png"))
     return paths
 
 
@@ -67,10 +71,7 @@ def confusion(matrix: Mapping[str, int], title: str, path: Path) -> Path:
     ax.set_xticks([0, 1], ["normal", "anomalous"])
     ax.set_yticks([0, 1], ["normal", "anomalous"])
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def early_detection(
@@ -87,10 +88,7 @@ def early_detection(
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def icl_curve(rows: Sequence[Mapping[str, object]], path: Path, title: str = "") -> Path:
@@ -114,7 +112,4 @@ def icl_curve(rows: Sequence[Mapping[str, object]], path: Path, title: str = "")
     ax.set_title(title or "In-context learning: performance against examples", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
