@@ -1,0 +1,86 @@
+"""ICL scoring benchmark: flowsentry's likelihood scorer vs. the naive computation.
+
+    python bench/icl_scoring.py --jobs 24
+
+Naive: every prompt run whole, once per category (" Normal", " Abnormal"), full
+vocabulary logits at every position. flowsentry: the token prefix all prompts share run
+once (its key/value cache reused), one pass per job for one-token categories, the
+vocabulary projection only where read. Same SmolLM2 model, same prompts, side by side;
+reports jobs/s, the ratio, the largest score difference and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve import machine
+
+
+def naive_scores(scorer, prefixes, suffixes) -> np.ndarray:
+    import torch
+
+    tok = scorer.tokenizer
+    out = []
+    for prefix, suffix in zip(prefixes, suffixes, strict=True):
+        ids = (
+            tok(prefix, add_special_tokens=False)["input_ids"]
+            + tok(suffix, add_special_tokens=False)["input_ids"]
+        )
+        logp = []
+        for cont in scorer.continuations:
+            with torch.inference_mode():
+                logits = scorer.model(torch.tensor([ids + cont], device=scorer.device)).logits
+            lp = torch.log_softmax(logits[0].float(), -1)
+            logp.append(sum(lp[len(ids) + t - 1, c].item() for t, c in enumerate(cont)))
+        out.append(np.exp(logp[1] - np.logaddexp(*logp)))
+    return np.array(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--jobs", type=int, default=24, help="Test jobs per configuration.")
+    args = parser.parse_args()
+
+    from flowsentry.config import load_config
+    from flowsentry.models.icl import ICLDetector, load_decoder
+    from flowsentry.models.sft import stratified_sample
+    from flowsentry.stages.icl import settings_for
+    from flowsentry.stages.validate import read_table
+
+    cfg = load_config(args.params)
+    train = read_table(cfg.paths.prepared / "train.parquet")
+    test = stratified_sample(read_table(cfg.paths.prepared / "test.parquet"), args.jobs, 42)
+    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
+    results = {"machine": machine(), "jobs": len(test), "model": cfg.icl.model, "rows": []}
+    for examples in ("balanced", "nearest"):
+        detector = ICLDetector(model, tokenizer, train, settings_for(cfg, examples, 4), device)
+        prefixes, suffixes = detector.prompts(test)
+        started = time.perf_counter()
+        naive = naive_scores(detector.scorer, prefixes, suffixes)
+        naive_s = time.perf_counter() - started
+        started = time.perf_counter()
+        fast = detector.scorer.score(prefixes, suffixes)
+        fast_s = time.perf_counter() - started
+        results["rows"].append(
+            {
+                "examples": f"4 {examples}",
+                "naive_jobs_per_s": round(len(test) / naive_s, 2),
+                "flowsentry_jobs_per_s": round(len(test) / fast_s, 2),
+                "speedup": round(naive_s / fast_s, 2),
+                "max_score_difference": float(np.abs(naive - fast).max()),
+            }
+        )
+        print(json.dumps(results["rows"][-1]), flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
