@@ -23,26 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve import machine
 
 
-def naive_scores(scorer, prefixes, suffixes) -> np.ndarray:
-    import torch
-
-    tok = scorer.tokenizer
-    out = []
-    for prefix, suffix in zip(prefixes, suffixes, strict=True):
-        ids = (
-            tok(prefix, add_special_tokens=False)["input_ids"]
-            + tok(suffix, add_special_tokens=False)["input_ids"]
-        )
-        logp = []
-        for cont in scorer.continuations:
-            with torch.inference_mode():
-                logits = scorer.model(torch.tensor([ids + cont], device=scorer.device)).logits
-            lp = torch.log_softmax(logits[0].float(), -1)
-            logp.append(sum(lp[len(ids) + t - 1, c].item() for t, c in enumerate(cont)))
-        out.append(np.exp(logp[1] - np.logaddexp(*logp)))
-    return np.array(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml")
@@ -50,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from flowsentry.config import load_config
-    from flowsentry.models.icl import ICLDetector, load_decoder
+    from flowsentry.models.icl import ICLDetector, load_decoder, reference_scores
     from flowsentry.models.sft import stratified_sample
     from flowsentry.stages.icl import settings_for
     from flowsentry.stages.validate import read_table
@@ -64,7 +44,9 @@ def main() -> None:
         detector = ICLDetector(model, tokenizer, train, settings_for(cfg, examples, 4), device)
         prefixes, suffixes = detector.prompts(test)
         started = time.perf_counter()
-        naive = naive_scores(detector.scorer, prefixes, suffixes)
+        naive = reference_scores(
+            model, tokenizer, detector.scorer.continuations, prefixes, suffixes
+        )
         naive_s = time.perf_counter() - started
         started = time.perf_counter()
         fast = detector.scorer.score(prefixes, suffixes)

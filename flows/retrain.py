@@ -25,6 +25,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from flowsentry import versioning
 from flowsentry.config import Config, load_config, parse_overrides
 from flowsentry.errors import ValidationFailed
+from flowsentry.models.sft import file_md5
 from flowsentry.stages import (
     augment,
     evaluate,
@@ -39,13 +40,7 @@ from flowsentry.stages import (
 
 
 def _md5(path: Path) -> str:
-    if not path.exists():
-        return "missing"
-    digest = hashlib.md5()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_md5(path) if path.exists() else "missing"
 
 
 def _params(cfg: Config, *sections: str) -> str:

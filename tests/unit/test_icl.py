@@ -21,6 +21,7 @@ from flowsentry.models.icl import (
     class_statistics,
     fine_tune_decoder,
     parse_category,
+    reference_scores,
 )
 from flowsentry.text.sentences import PAPER_FEATURES
 
@@ -84,23 +85,6 @@ def test_training_prompts_never_show_the_job_its_own_label(tiny_decoder, train):
         assert suffix.removeprefix("\n").removesuffix("Category:") not in prefix
 
 
-def _direct_scores(model, tokenizer, continuations, prefixes, suffixes):
-    """P(Abnormal) computed the slow way: every prompt alone, every category its own pass."""
-    direct = []
-    for prefix, suffix in zip(prefixes, suffixes, strict=True):
-        ids = (
-            tokenizer(prefix, add_special_tokens=False)["input_ids"]
-            + tokenizer(suffix, add_special_tokens=False)["input_ids"]
-        )
-        logp = []
-        for cont in continuations:
-            with torch.inference_mode():
-                out = torch.log_softmax(model(torch.tensor([ids + cont])).logits[0], -1)
-            logp.append(sum(out[len(ids) + t - 1, tok].item() for t, tok in enumerate(cont)))
-        direct.append(np.exp(logp[1] - np.logaddexp(*logp)))
-    return np.array(direct)
-
-
 SUFFIXES = [
     "\nInstruct: runtime is 2.0\nCategory:",
     "\nInstruct: runtime is 900.0\nCategory:",
@@ -135,7 +119,7 @@ def test_cached_scores_equal_direct_scores(tiny_decoder, prefixes, one_token_cat
         ]
         assert len(scorer.continuations[0]) > 1
     scores = scorer.score(prefixes, SUFFIXES)
-    direct = _direct_scores(model, tokenizer, scorer.continuations, prefixes, SUFFIXES)
+    direct = reference_scores(model, tokenizer, scorer.continuations, prefixes, SUFFIXES)
     np.testing.assert_allclose(scores, direct, atol=1e-4)
     assert ((scores > 0) & (scores < 1)).all()
 

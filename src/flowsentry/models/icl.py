@@ -307,6 +307,34 @@ class LikelihoodScorer:
         return out
 
 
+def reference_scores(
+    model: Any,
+    tokenizer: Any,
+    continuations: Sequence[Sequence[int]],
+    prefixes: Sequence[str],
+    suffixes: Sequence[str],
+) -> np.ndarray:
+    """P(Abnormal) the slow, direct way: every prompt whole, one pass per category, no
+    cache. What `LikelihoodScorer.score` must equal (tests) and is timed against (bench)."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    for prefix, suffix in zip(prefixes, suffixes, strict=True):
+        ids = (
+            tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            + tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        )
+        logp = []
+        for cont in continuations:
+            with torch.inference_mode():
+                logits = model(torch.tensor([ids + list(cont)], device=device)).logits
+            lp = torch.log_softmax(logits[0].float(), -1)
+            logp.append(sum(lp[len(ids) + t - 1, c].item() for t, c in enumerate(cont)))
+        out.append(np.exp(logp[1] - np.logaddexp(logp[0], logp[1])))
+    return np.array(out)
+
+
 def _common_length(sequences: list[list[int]]) -> int:
     """Length of the longest token prefix shared by every sequence."""
     if not sequences:
