@@ -67,10 +67,17 @@ def evaluate_key(_context: Any, parameters: dict[str, Any]) -> str:
     cfg: Config = parameters["cfg"]
     return "evaluate-" + "-".join(
         [
-            _md5(cfg.paths.model / "flowsentry.json"),
+            *(_md5(cfg.paths.models / kind / "flowsentry.json") for kind in cfg.train.candidates),
             _md5(cfg.paths.prepared / "test.parquet"),
-            _params(cfg, "base", "evaluate"),
+            _params(cfg, "base", "evaluate", "gate"),
         ]
+    )
+
+
+def _models_gone(cfg: Config) -> bool:
+    """A trained candidate is missing (a cached training result must not stand)."""
+    return any(
+        not (cfg.paths.models / kind / "flowsentry.json").exists() for kind in cfg.train.candidates
     )
 
 
@@ -191,7 +198,7 @@ def _committable(params: str, overrides: dict[str, Any] | None) -> str | None:
 def train_flow(params: str = "params.yaml", overrides: dict[str, Any] | None = None) -> Any:
     """Fine-tune only: the step a GPU work pool runs for `retrain` (see prefect.yaml)."""
     cfg = load_config(Path(params), overrides)
-    model_gone = not (cfg.paths.model / "flowsentry.json").exists()
+    model_gone = _models_gone(cfg)
     return train_task.with_options(refresh_cache=model_gone)(cfg, progress=False)
 
 
@@ -239,7 +246,7 @@ def retrain(
             cfg, ["validate", "prepare", "augment"], commit, wait_for=[augmented]
         )
         # A cached result stands only while its artifact does: refresh when it is gone.
-        model_gone = not (cfg.paths.model / "flowsentry.json").exists()
+        model_gone = _models_gone(cfg)
         if train_deployment:
             trained = remote_train_task(
                 train_deployment, cfg, params, overrides, wait_for=[data_version]

@@ -88,13 +88,14 @@ def sweep(
         table=[
             {
                 "candidate": r["candidate"],
-                **r["metrics"],
+                **{f"val_{k}": v for k, v in r["val"].items()},
+                **{f"test_{k}": v for k, v in r["test"].items()},
                 "train_seconds": r["train_seconds"],
                 "best": r is winner,
             }
             for r in results
         ],
-        description=f"Sweep candidates; the best by {metric} went to the gate: "
+        description=f"Sweep candidates; the best by validation {metric} went to the gate: "
         f"{decision['decision']}",
     )
     return {"candidates": results, "best": winner, "gate": decision, "bento": bento}

@@ -165,17 +165,19 @@ def train(
     set_: SetOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Fine-tune the encoder (mode full, lora or head) on the augmented training set."""
+    """Train every kind in train.candidates (the language model on the augmented set,
+    gradient boosting, random forest, isolation forest on the prepared jobs); each
+    chooses its threshold on the validation split. Saves them under paths.models."""
     from flowsentry.stages import train as stage
 
     def work():
         summary = stage.run(_config(params, set_), progress=sys.stderr.isatty())
-        val = summary["val"]
-        console.print(
-            f"trained in {summary['train_seconds']} s "
-            f"({summary['train_samples_per_second']} samples/s): val accuracy "
-            f"{val.get('accuracy', float('nan')):.4f}, F1 {val.get('f1', float('nan')):.4f}"
-        )
+        for kind, entry in summary["candidates"].items():
+            val = entry["val"]
+            console.print(
+                f"{kind:20s} {entry['seconds']:7.1f} s  val accuracy {val['accuracy']:.4f}  "
+                f"F1 {val['f1']:.4f}  threshold {entry['threshold']:.4f}"
+            )
 
     _run(verbose, work)
 
@@ -186,17 +188,19 @@ def evaluate(
     set_: SetOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Score the test split: metrics, baselines, bias, early detection, plots."""
+    """Score every candidate on the validation and test splits: metrics, bias, latency,
+    early detection, plots (reports/evaluate). The split method is printed with them."""
     from flowsentry.stages import evaluate as stage
 
     def work():
         report = stage.run(_config(params, set_), progress=sys.stderr.isatty())
-        rows = {"sft": report["sft"], **report["baselines"]}
-        for name, r in rows.items():
+        console.print(f"split: {report['split']['method']} ({report['split']['note']})")
+        for name in report["ranking_on_validation"]:
+            val, test = report["candidates"][name]["val"], report["candidates"][name]["test"]
             console.print(
-                f"{name:40s} acc {r['accuracy']:.4f}  F1 {r['f1']:.4f}  ROC-AUC {r['roc_auc']}"
+                f"{name:20s} val F1 {val['f1']:.4f} | test acc {test['accuracy']:.4f}  "
+                f"F1 {test['f1']:.4f}  ROC-AUC {test['roc_auc']}"
             )
-        console.print(f"bias gap (mean) {report['sft']['bias']['mean_gap']}")
 
     _run(verbose, work)
 
@@ -207,11 +211,14 @@ def gate(
     set_: SetOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Promote the candidate if it passes every floor and beats the champion."""
+    """The tournament: the best candidate on validation (any kind) is promoted if it
+    passes every floor on test and beats the champion on the same test jobs."""
     from flowsentry.stages import gate as stage
 
     def work():
         result = stage.run(_config(params, set_))
+        for row in result["candidates"]:
+            console.print(f"#{row['rank']} {row['candidate']:20s} {row['why']}")
         for check in result["checks"]:
             console.print(
                 f"{check['verdict']:4s} {check['check']:20s} value {check['value']} "
@@ -444,7 +451,8 @@ def experiment_quality(
     flowbench_dir: FlowbenchOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """The default pipeline on one workflow: fine-tuned model vs. baselines."""
+    """The default pipeline on one workflow: every candidate on validation and test
+    (by_run split by default; --set split.method=random for the paper's protocol)."""
     from flowsentry import experiments
 
     def work():

@@ -39,7 +39,7 @@ class Paths(_Section):
     reports: Path = Path("reports")
     gx_suite: Path = Path("gx/expectations/flowbench_jobs.json")
     augmented: Path = Path("data/augmented")
-    model: Path = Path("models/sft")
+    models: Path = Path("models/candidates")
     checkpoints: Path = Path("models/checkpoints/sft")
     sweep: Path = Path("models/sweep")
     icl_model: Path = Path("models/icl")
@@ -81,13 +81,16 @@ class ValidateParams(_Section):
 
 
 class TextParams(_Section):
-    template: Literal["paper", "compact"] = "paper"
-    feature_set: Literal["paper", "extended", "context", "relative"] = "paper"
+    template: Literal["paper", "compact"] = "compact"
+    feature_set: Literal["paper", "extended", "context", "relative"] = "context"
     tokenizer: str = "minilm"
 
 
 class SplitParams(_Section):
-    method: Literal["random", "by_run", "file"] = "random"
+    method: Literal["random", "by_run", "file"] = Field(
+        "by_run",
+        description="by_run: whole runs per split (honest); random: jobs (the paper's, leaks).",
+    )
     train: float = Field(0.8, gt=0.0, lt=1.0)
     val: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.1, gt=0.0, lt=1.0)
@@ -120,12 +123,20 @@ class LoraParams(_Section):
     learning_rate: float | None = Field(1e-3, gt=0, description="LoRA's own learning rate.")
 
 
+DETECTOR_KINDS = ("sft", "icl", "gradient_boosting", "random_forest", "isolation_forest")
+DetectorKind = Literal["sft", "icl", "gradient_boosting", "random_forest", "isolation_forest"]
+
+
 class TrainParams(_Section):
+    candidates: tuple[DetectorKind, ...] = Field(
+        ("sft", "gradient_boosting", "random_forest", "isolation_forest"),
+        description="Detector kinds trained and entered in the gate's tournament.",
+    )
     model: str = Field("minilm", description="Alias, Hugging Face id or local path.")
     mode: Literal["full", "lora", "head"] = "full"
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_fraction: float = Field(0.06, ge=0, lt=1)
     max_length: int = Field(128, ge=8)
@@ -136,13 +147,23 @@ class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     lora: LoraParams = LoraParams()
 
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one detector kind")
+        if len(set(value)) != len(value):
+            raise ValueError("a kind is listed twice")
+        return value
+
 
 class EvaluateParams(_Section):
-    online_max_jobs: int | None = Field(1000, ge=10, description="Test jobs for prefix scoring.")
-    baselines: tuple[Literal["gradient_boosting", "random_forest", "isolation_forest"], ...] = (
-        "gradient_boosting",
-        "random_forest",
-        "isolation_forest",
+    online_max_jobs: int | None = Field(500, ge=10, description="Test jobs for prefix scoring.")
+    max_jobs: int | None = Field(
+        None,
+        ge=10,
+        description="Score at most N stratified jobs of val and of test (the same for every "
+        "candidate); None: all. For slow kinds (icl) on a CPU.",
     )
 
 

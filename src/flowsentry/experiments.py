@@ -22,7 +22,7 @@ from flowsentry.io import write_json
 from flowsentry.models import sft
 from flowsentry.models.predictor import SentenceClassifier
 from flowsentry.stages import ingest, prepare, validate
-from flowsentry.stages.train import settings_from
+from flowsentry.stages.evaluate import PAPER_SFT_ACCURACY
 from flowsentry.text.augment import augment, uninformative_inputs
 from flowsentry.text.sentences import features_of, sentences
 
@@ -45,7 +45,7 @@ def workspace(cfg: Config, workflow: str, root: Path) -> Config:
         "quarantine",
         "prepared",
         "augmented",
-        "model",
+        "models",
         "checkpoints",
     )
     paths: dict[str, Path] = {name: root / name for name in names}
@@ -81,14 +81,14 @@ class _Lab:
         self.seed = cfg.base.seed
 
     def classifier(self, model: Any, tokenizer: Any) -> SentenceClassifier:
-        """The in-memory model behind the predictor contract (threshold 0.5)."""
+        """The in-memory model behind the detector contract (threshold 0.5)."""
         metadata = {
             "template": self.template,
             "features": self.features,
             "mode": "full",
             "max_length": self.cfg.train.max_length,
         }
-        return SentenceClassifier(
+        return SentenceClassifier.from_model(
             model, tokenizer, metadata, device=next(model.parameters()).device.type
         )
 
@@ -105,7 +105,7 @@ class _Lab:
         tokenizer: Any = None,
         train_frame: pd.DataFrame | None = None,
     ):
-        settings = settings_from(self.cfg)
+        settings = sft.settings_from(self.cfg.train, self.seed)
         if mode:
             settings = sft.TrainSettings(**{**settings.__dict__, "mode": mode})
         frame = train_frame if train_frame is not None else splits.train
@@ -237,7 +237,7 @@ def forgetting(
         }
 
     # One LoRA adapter per workflow over one shared, frozen pretrained encoder.
-    settings = settings_from(cfg)
+    settings = sft.settings_from(cfg.train, cfg.base.seed)
     lora = sft.lora_config(settings)
     tokenizer, base = build_model(sft.TrainSettings(**{**settings.__dict__, "mode": "full"}))
     shared = get_peft_model(base, lora, adapter_name=first)
@@ -314,11 +314,13 @@ def quality(
     cfg: Config, workflow: str, flowbench_dir: str | Path | None, progress: bool = True
 ) -> dict[str, Any]:
     """The default pipeline (ingest -> evaluate, params.yaml) on one workflow, in its own
-    workspace; reports the fine-tuned model beside the baselines."""
+    workspace; reports every candidate on validation and test under the configured
+    split (`--set split.method=random` for the paper's protocol)."""
     from flowsentry.stages import augment as augment_stage
     from flowsentry.stages import evaluate, train
 
-    root = cfg.paths.reports / "experiments" / "work" / f"quality-{workflow}"
+    method = cfg.split.method
+    root = cfg.paths.reports / "experiments" / "work" / f"quality-{workflow}-{method}"
     sub = workspace(cfg, workflow, root)
     started = time.perf_counter()
     ingest.run(sub, flowbench_dir, progress=False)
@@ -330,16 +332,23 @@ def quality(
     pick = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
     result = {
         "workflow": workflow,
+        "split": report["split"],
         "template": cfg.text.template,
         "feature_set": cfg.text.feature_set,
-        "train_jobs": trained["train_jobs"],
-        "train_seconds": trained["train_seconds"],
-        "test_jobs": report["sft"]["jobs"],
-        "sft": {k: report["sft"][k] for k in pick},
-        "baselines": {name: {k: r[k] for k in pick} for name, r in report["baselines"].items()},
-        "bias_mean_gap": report["sft"]["bias"]["mean_gap"],
-        "paper_accuracy": report["sft"]["paper_accuracy"].get(workflow),
+        "sft_train_jobs": cfg.train.max_train_samples,
+        "ranking_on_validation": report["ranking_on_validation"],
+        "candidates": {
+            name: {
+                "val": {k: entry["val"][k] for k in pick},
+                "test": {k: entry["test"][k] for k in pick},
+                "test_jobs": entry["test"]["jobs"],
+                "recall_by_anomaly_type": entry["test"]["recall_by_anomaly_type"],
+                "train_seconds": trained["candidates"][name]["seconds"],
+            }
+            for name, entry in report["candidates"].items()
+        },
+        "paper_sft_accuracy_random_split": PAPER_SFT_ACCURACY.get(workflow),
         "pipeline_seconds": round(time.perf_counter() - started, 1),
     }
-    write_json(result, cfg.paths.reports / "experiments" / f"quality_{workflow}.json")
+    write_json(result, cfg.paths.reports / "experiments" / f"quality_{workflow}_{method}.json")
     return result

@@ -54,7 +54,7 @@ def candidate_config(cfg: Config, candidate: Candidate) -> Config:
         update={
             "paths": data.paths.model_copy(
                 update={
-                    "model": own / "model",
+                    "models": own / "models",
                     "checkpoints": own / "checkpoints",
                     "reports": own / "reports",
                 }
@@ -64,9 +64,9 @@ def candidate_config(cfg: Config, candidate: Candidate) -> Config:
                     "model": candidate.model,
                     "mode": candidate.mode,
                     "max_train_samples": cfg.sweep.max_train_samples,
+                    "candidates": ("sft",),
                 }
             ),
-            "evaluate": cfg.evaluate.model_copy(update={"baselines": ()}),
         }
     )
 
@@ -91,19 +91,21 @@ def train_and_evaluate(cfg: Config, candidate: Candidate) -> dict[str, Any]:
         "workflow": candidate.workflow,
         "model": candidate.model,
         "mode": candidate.mode,
-        "metrics": {k: report["sft"][k] for k in keep if k in report["sft"]},
+        "val": {k: report["candidates"]["sft"]["val"].get(k) for k in keep},
+        "test": {k: report["candidates"]["sft"]["test"].get(k) for k in keep},
         "train_seconds": trained.get("total_seconds"),
-        "model_dir": str(sub.paths.model),
+        "model_dir": str(sub.paths.models / "sft"),
         "trained_on": f"{socket.gethostname()}:{os.getpid()}",  # which worker
     }
 
 
 def best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """The candidate with the highest `metric` (ties: the first in sweep order)."""
-    scored = [r for r in results if r["metrics"].get(metric) is not None]
+    """The candidate with the highest `metric` on validation, never test (ties: the
+    first in sweep order)."""
+    scored = [r for r in results if r["val"].get(metric) is not None]
     if not scored:
-        raise FlowsentryError(f"sweep: no candidate reported '{metric}'")
-    return max(scored, key=lambda r: r["metrics"][metric])
+        raise FlowsentryError(f"sweep: no candidate reported '{metric}' on validation")
+    return max(scored, key=lambda r: r["val"][metric])
 
 
 def config_of(cfg: Config, result: dict[str, Any]) -> Config:

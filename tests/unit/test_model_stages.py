@@ -1,20 +1,27 @@
-"""augment -> train -> evaluate on tiny traces with a tiny encoder."""
+"""augment -> train -> evaluate -> gate on tiny traces: every kind, one tournament."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from flowsentry.stages import augment, evaluate, ingest, prepare, train, validate
+from flowsentry.models.detector import choose_threshold
+from flowsentry.models.loading import load_detector
+from flowsentry.models.sft import stratified_sample
+from flowsentry.stages import augment, evaluate, gate, ingest, prepare, train, validate
+
+KINDS = ("sft", "gradient_boosting", "random_forest", "isolation_forest")
 
 
 @pytest.fixture
-def trained(make_flowbench, project, tiny_encoder):
+def trained(make_flowbench, project, tiny_encoder, bento_home):
     cfg = project(
         text={"template": "compact", "feature_set": "context"},
         train={
+            "candidates": list(KINDS),
             "model": str(tiny_encoder),
             "epochs": 2,
             "batch_size": 16,
@@ -25,46 +32,127 @@ def trained(make_flowbench, project, tiny_encoder):
         },
         augment={"prefix_fraction": 0.5, "empty_fraction": 0.05},
         evaluate={"online_max_jobs": 40},
+        gate={"min_f1": 0.0, "min_roc_auc": 0.0, "max_p99_latency_ms": 10000, "max_bias_gap": 1.0},
     )
     ingest.run(cfg, make_flowbench(n_runs=40, n_jobs=6), progress=False)
     validate.run(cfg)
     prepare.run(cfg)
+    augment.run(cfg)
+    train.run(cfg, progress=False)
     return cfg
 
 
-def test_augment_train_evaluate(trained):
+def test_every_kind_chooses_its_threshold_on_validation(trained):
     cfg = trained
-    summary = augment.run(cfg)
-    assert summary["by_kind"]["prefix"] == 96 and summary["by_kind"]["empty"] == 10
-    train_summary = train.run(cfg, progress=False)
-    assert train_summary["train_jobs"] == 200  # of 298 augmented rows
-    metadata = json.loads((cfg.paths.model / "flowsentry.json").read_text())
-    assert metadata["feature_set"] == "context" and 0 < metadata["threshold"] < 1
-    assert len(metadata["data_version"]["train_md5"]) == 32
+    val = stratified_sample(pd.read_parquet(cfg.paths.prepared / "val.parquet"), 60, cfg.base.seed)
+    test = pd.read_parquet(cfg.paths.prepared / "test.parquet")
+    for kind in KINDS:
+        detector = load_detector(cfg.paths.models / kind, device="cpu")
+        assert detector.kind == kind
+        expected = choose_threshold(val["label"], detector.score(val))
+        assert detector.threshold_ == pytest.approx(expected, rel=1e-6), kind
+        on_test = choose_threshold(test["label"], detector.score(test))
+        if on_test != pytest.approx(expected):
+            break
+    else:
+        pytest.fail("test and validation thresholds agree for every kind: the check is blind")
 
+
+def test_evaluate_scores_every_candidate_on_val_and_test(trained):
+    cfg = trained
     report = evaluate.run(cfg, progress=False)
-    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "confusion"):
-        assert key in report["sft"]
-    assert set(report["sft"]["recall_by_anomaly_type"]) == {"cpu_2"}
-    assert {"gradient_boosting", "random_forest", "isolation_forest"} <= set(report["baselines"])
-    assert "gradient_boosting/paper_features" in report["baselines"]
+    assert report["split"]["method"] == "by_run"
+    assert set(report["candidates"]) == set(KINDS)
+    assert sorted(report["ranking_on_validation"]) == sorted(KINDS)
+    test_jobs = len(pd.read_parquet(cfg.paths.prepared / "test.parquet"))
+    for kind, entry in report["candidates"].items():
+        assert entry["kind"] == kind
+        assert entry["test"]["jobs"] == test_jobs and entry["val"]["jobs"] > 0
+        assert set(entry["test"]["recall_by_anomaly_type"]) <= {"cpu_2"}
+        assert len(report["online"][kind]["accuracy_by_k"]) == len(report["online"]["features"]) + 1
+    assert set(report["candidates"]["sft"]["test"]["bias"]["p_anomalous"]) == {
+        "empty",
+        "all_missing",
+        "names_only",
+    }
+    assert report["candidates"]["isolation_forest"]["test"]["bias"] is None
     # The host-slowdown context makes the synthetic anomalies easy for boosting.
-    assert report["baselines"]["gradient_boosting"]["f1"] > 0.9
-    online = report["online"]["sft"]
-    assert len(online["accuracy_by_k"]) == len(report["online"]["features"]) + 1
-    assert set(report["sft"]["bias"]["p_anomalous"]) == {"empty", "all_missing", "names_only"}
+    assert report["candidates"]["gradient_boosting"]["test"]["f1"] > 0.9
 
     out = cfg.paths.reports / "evaluate"
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == ["workflow", "run", "job", "label", "score", "prediction"]
-    assert len(predictions) == 24
-    for name in ("roc.png", "precision_recall.png", "confusion.png", "early_detection.png"):
+    assert len(predictions) == test_jobs
+    for kind in KINDS:
+        assert {f"score_{kind}", f"prediction_{kind}"} <= set(predictions.columns)
+        assert (out / "png" / f"confusion_{kind}.png").stat().st_size > 1000
+        for plot in ("roc", "precision_recall", "confusion"):
+            assert (out / "live" / "plots" / "sklearn" / plot / f"{kind}.json").exists()
+    for name in ("roc.png", "precision_recall.png", "early_detection.png"):
         assert (out / "png" / name).stat().st_size > 1000
-    for name in (
-        "sklearn/roc.json",
-        "sklearn/precision_recall.json",
-        "sklearn/confusion.json",
-        "custom/early_detection.json",
-    ):
-        assert (out / "live" / "plots" / name).exists()
-    assert json.loads((out / "metrics.json").read_text())["sft"]["jobs"] == 24
+    assert (out / "live" / "plots" / "custom" / "early_detection.json").exists()
+
+
+def test_gate_promotes_the_best_on_validation_whatever_its_kind(trained):
+    from flowsentry.registry import store
+
+    cfg = trained
+    report = evaluate.run(cfg, progress=False)
+    result = gate.run(cfg)
+    best = report["ranking_on_validation"][0]
+    assert result["winner"] == best
+    assert result["decision"] == "promote"
+    assert store.get(result["promoted_tag"]).info.labels["kind"] == best
+    assert [row["candidate"] for row in result["candidates"]] == report["ranking_on_validation"]
+    assert all("lost on validation" in row["why"] for row in result["candidates"][1:])
+    # The same candidate again cannot beat itself: the champion stays.
+    again = gate.run(cfg)
+    assert again["decision"] == "reject" and store.champion_tag() == result["promoted_tag"]
+    assert json.loads((cfg.paths.reports / "gate.json").read_text())["decision"] == "reject"
+
+
+def test_gate_picks_the_better_of_two_candidates_by_validation(trained, monkeypatch):
+    """Whatever the test figures say, the gate ranks on validation."""
+    cfg = trained
+    report = evaluate.run(cfg, progress=False)
+    path = cfg.paths.reports / "evaluate" / "metrics.json"
+    for entry in report["candidates"].values():
+        entry["val"]["f1"] = 0.5
+    report["candidates"]["random_forest"]["val"]["f1"] = 0.9  # best on validation
+    report["candidates"]["random_forest"]["test"]["f1"] = 0.71  # not best on test
+    report["candidates"]["gradient_boosting"]["test"]["f1"] = 0.99
+    path.write_text(json.dumps(report))
+    result = gate.run(cfg)
+    assert result["winner"] == "random_forest"
+    assert result["candidate"]["metrics"]["f1"] == 0.71  # floors are checked on test
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "check"),
+    [
+        ("min_f1", 0.9999, "min_f1"),
+        ("min_roc_auc", 0.9999, "min_roc_auc"),
+        ("max_p99_latency_ms", 0.0001, "max_p99_latency_ms"),
+    ],
+)
+def test_gate_rejects_the_winner_on_each_failed_floor(trained, rule, value, check):
+    from flowsentry.registry import store
+
+    cfg = trained
+    evaluate.run(cfg, progress=False)
+    strict = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={rule: value})})
+    path = cfg.paths.reports / "evaluate" / "metrics.json"
+    report = json.loads(path.read_text())
+    for entry in report["candidates"].values():  # nobody is perfect
+        entry["test"]["f1"] = min(entry["test"]["f1"], 0.99)
+        entry["test"]["roc_auc"] = min(entry["test"]["roc_auc"] or 0.5, 0.99)
+    path.write_text(json.dumps(report))
+    result = gate.run(strict)
+    failed = {c["check"] for c in result["checks"] if c["verdict"] == "fail"}
+    assert result["decision"] == "reject" and failed == {check}
+    assert store.champion_tag() is None
+
+
+def test_gate_without_evaluation_never_promotes(trained):
+    result = gate.run(trained)
+    assert result["decision"] == "reject" and result["winner"] is None
+    assert np.all([c["verdict"] == "fail" for c in result["checks"]])

@@ -1,4 +1,4 @@
-"""Fine-tuning modes, saving with safetensors, loading through the predictor contract."""
+"""Fine-tuning modes, saving with safetensors, loading through the detector contract."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from flowsentry.models import sft
-from flowsentry.models.predictor import Predictor, SentenceClassifier
+from flowsentry.models.detector import Detector
+from flowsentry.models.predictor import SentenceClassifier
 from flowsentry.text.sentences import PAPER_FEATURES, sentence
 
 
@@ -70,18 +71,19 @@ def test_fine_tune_save_load_round_trip(tiny_encoder, tmp_path, mode):
         "mode": mode,
         "base_model": str(tiny_encoder),
         "template": "paper",
+        "kind": "sft",
         "features": list(PAPER_FEATURES[:3]),
         "threshold": 0.5,
         "max_length": 64,
     }
-    in_memory = SentenceClassifier(model, tokenizer, metadata).score_texts(texts[:8])
+    in_memory = SentenceClassifier.from_model(model, tokenizer, metadata).score_texts(texts[:8])
 
     sft.save(model, tokenizer, tmp_path / "model", metadata)
     saved = {p.name for p in (tmp_path / "model").iterdir()}
     assert any(name.endswith(".safetensors") for name in saved)
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in saved)
     loaded = SentenceClassifier.load(tmp_path / "model", device="cpu")
-    assert isinstance(loaded, Predictor)
+    assert isinstance(loaded, Detector)
     np.testing.assert_allclose(loaded.score_texts(texts[:8]), in_memory, atol=1e-5)
     records = [{"wms_delay": 5.0, "queue_delay": 20.0, "runtime": 900.0}]
     assert loaded.score(records).shape == (1,)
@@ -112,9 +114,3 @@ def test_resume_only_from_matching_checkpoints(tiny_encoder, tmp_path):
     assert again["resumed"]  # same settings and data: continue from the last checkpoint
     _, _, other = sft.fine_tune(*args, data_version="v2", progress=False)
     assert not other["resumed"]  # other data: never resume a stale checkpoint
-
-
-def test_best_threshold_maximises_f1():
-    labels = np.array([0, 0, 0, 1, 1, 1])
-    scores = np.array([0.1, 0.2, 0.35, 0.3, 0.6, 0.7])
-    assert sft.best_threshold(labels, scores) == pytest.approx(0.3)

@@ -1,7 +1,9 @@
 """Train / val / test assignment. Same params, same split, always.
 
 - `random`: the paper's protocol, jobs shuffled with a seed and cut 80/10/10.
-- `by_run`: whole DAG runs are assigned, so no run is in two splits.
+- `by_run` (default): whole DAG runs are assigned, so no run (and no host of a run) is
+  in two splits; runs are stratified by workflow and by the anomaly type injected in
+  them, so every split holds runs of every type where there are enough.
 - `file`: a CSV manifest `run,job,split` (reproduce a published split).
 
 Assignment never depends on the order rows arrive in: jobs are sorted by
@@ -48,15 +50,41 @@ def assign_splits(
         shuffled = rng.permutation(order.to_numpy())
         return pd.Series(_cut(len(shuffled), ratios), index=shuffled).reindex(jobs.index)
     if method == "by_run":
-        runs = jobs[["workflow", "run"]].drop_duplicates().sort_values(["workflow", "run"])
-        runs = runs.iloc[rng.permutation(len(runs))].assign(split=_cut(len(runs), ratios))
-        merged = jobs[["workflow", "run"]].merge(runs, on=["workflow", "run"], how="left")
+        runs = run_strata(jobs)
+        parts = []
+        for _, group in runs.groupby(["workflow", "stratum"], sort=True):
+            group = group.iloc[rng.permutation(len(group))]
+            parts.append(group.assign(split=_cut(len(group), ratios)))
+        assigned = pd.concat(parts)[["workflow", "run", "split"]]
+        keys = jobs[["workflow", "run"]].astype(str)
+        merged = keys.merge(assigned, on=["workflow", "run"], how="left")
         return pd.Series(merged["split"].to_numpy(), index=jobs.index)
     if method == "file":
         if manifest is None:
             raise ValueError("method 'file' needs a manifest path")
         return _from_manifest(jobs, Path(manifest))
     raise ValueError(f"unknown split method '{method}' (know random, by_run, file)")
+
+
+def run_strata(jobs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (workflow, run), sorted, with its `stratum`: the anomaly type most
+    of its anomalous jobs carry (`none` for a run without anomalies)."""
+    keys = jobs[["workflow", "run"]].astype(str)
+    if "anomaly_type" in jobs:
+        kind = jobs["anomaly_type"].astype("string").str.strip()
+        kind = kind.where(~kind.isin(["None", "none", ""]), pd.NA)
+    else:
+        kind = pd.Series(pd.NA, index=jobs.index, dtype="string")
+    table = keys.assign(kind=kind.to_numpy())
+    strata = (
+        table.dropna(subset=["kind"])
+        .groupby(["workflow", "run"])["kind"]
+        .agg(lambda k: k.value_counts().sort_index().idxmax())
+    )
+    runs = keys.drop_duplicates().sort_values(["workflow", "run"], kind="stable")
+    runs = runs.merge(strata.rename("stratum").reset_index(), on=["workflow", "run"], how="left")
+    runs["stratum"] = runs["stratum"].fillna("none")
+    return runs.reset_index(drop=True)
 
 
 def _from_manifest(jobs: pd.DataFrame, path: Path) -> pd.Series:

@@ -1,46 +1,63 @@
-"""Classical references on the same features and split (scikit-learn).
+"""Feature detectors: scikit-learn models over the numeric features (+ task code).
 
-Gradient boosting and random forest (supervised) and IsolationForest
-(unsupervised). They follow the same predictor contract as the language models:
-`score(jobs)` -> anomaly score, `predict(jobs)` -> 0/1 by `threshold`.
+Gradient boosting and random forest (supervised) and IsolationForest (unsupervised),
+behind the same detector contract as the language models. Saved with skops, loaded
+with an explicit list of trusted types: a file that holds anything else (or is not a
+skops file at all) is refused with a one-line error, never unpickled.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
-from flowsentry.data.context import CONTEXT_COLUMNS, add_context, has_context
-from flowsentry.models.predictor import Jobs, as_frame
+from flowsentry.errors import FlowsentryError
+from flowsentry.io import atomic_dir
+from flowsentry.models.detector import METADATA, Detector, Jobs, read_metadata
 
 KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
+MODEL_FILE = "model.skops"
+
+# skops loads scikit-learn estimators and numpy arrays by its own safe defaults; these are
+# the only other types a saved feature detector holds. Anything else is refused.
+TRUSTED_TYPES = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+)
 
 
-class FeatureDetector:
+class FeatureDetector(Detector):
     """A scikit-learn model over the numeric features of a feature set (+ task code)."""
 
     def __init__(self, kind: str, features: Sequence[str], seed: int = 42) -> None:
         if kind not in KINDS:
-            raise ValueError(f"unknown baseline '{kind}' (know {list(KINDS)})")
+            raise ValueError(f"unknown feature detector '{kind}' (know {list(KINDS)})")
         self.kind = kind
         self.features = tuple(features)
         self.seed = seed
-        self.threshold = 0.5
+        self.threshold_ = 0.5
+        self.probabilistic = kind != "isolation_forest"
         self.tasks_: dict[str, int] = {}
         self.medians_: np.ndarray | None = None
+        self.workflows_: list[str] = []
         self.model_: Any = None
 
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return {"kind": "baseline", "model": self.kind, "features": list(self.features)}
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "workflows": self.workflows_,
+            "seed": self.seed,
+            "tasks": self.tasks_,
+            "medians": None if self.medians_ is None else self.medians_.tolist(),
+        }
 
-    def _matrix(self, jobs: Jobs) -> np.ndarray:
-        frame = as_frame(jobs)
-        if any(f in CONTEXT_COLUMNS for f in self.features) and not has_context(frame):
-            frame = add_context(frame)
+    def matrix(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
+        """The float matrix the model reads: one column per feature, NaN where unknown."""
+        frame = self.frame(jobs)
         columns = []
         for name in self.features:
             if name == "task":
@@ -50,9 +67,12 @@ class FeatureDetector:
                 columns.append(pd.to_numeric(frame[name], errors="coerce").to_numpy("float64"))
             else:
                 columns.append(np.full(len(frame), np.nan))
-        return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+        x = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+        if k is not None:  # online: features past the k-th are not known yet
+            x[:, k:] = np.nan
+        return x
 
-    def fit(self, jobs: pd.DataFrame, labels: np.ndarray) -> FeatureDetector:
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
         from sklearn.ensemble import (
             HistGradientBoostingClassifier,
             IsolationForest,
@@ -60,12 +80,11 @@ class FeatureDetector:
         )
 
         if "task" in self.features:
-            self.tasks_ = {t: i for i, t in enumerate(sorted(jobs["task"].dropna().unique()))}
-        x = self._matrix(jobs)
-        labels = np.asarray(labels).astype(int)
+            self.tasks_ = {t: i for i, t in enumerate(sorted(train["task"].dropna().unique()))}
+        self.workflows_ = sorted(train["workflow"].dropna().unique().tolist())
+        x = self.matrix(train)
+        labels = train["label"].astype(int).to_numpy()
         if self.kind != "isolation_forest" and len(np.unique(labels)) < 2:
-            from flowsentry.errors import FlowsentryError
-
             raise FlowsentryError(
                 f"{self.kind}: the training split holds only one class; use more runs"
             )
@@ -77,24 +96,65 @@ class FeatureDetector:
                 n_estimators=200, min_samples_leaf=2, n_jobs=-1, random_state=self.seed
             )
             self.model_.fit(x, labels)
-        else:  # unsupervised: labels only set the expected anomaly share
+        else:  # unsupervised: labels are never read; the threshold is chosen on validation
             self.medians_ = np.nan_to_num(np.nanmedian(x, axis=0))
             self.model_ = IsolationForest(n_estimators=200, random_state=self.seed)
             self.model_.fit(self._impute(x))
-            train_scores = -self.model_.score_samples(self._impute(x))
-            self.threshold = float(np.quantile(train_scores, 1 - labels.mean()))
-        return self
 
     def _impute(self, x: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(x), self.medians_, x)
 
     def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
-        x = self._matrix(jobs)
-        if k is not None:  # online: features past the k-th are not known yet
-            x[:, k:] = np.nan
+        if self.model_ is None:
+            raise FlowsentryError(f"{self.kind}: not fitted (call fit or load)")
+        x = self.matrix(jobs, k)
         if self.kind == "isolation_forest":
             return -self.model_.score_samples(self._impute(x))
         return self.model_.predict_proba(x)[:, 1]
 
-    def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
-        return (self.score(jobs, k) >= self.threshold).astype(int)
+    def save(self, target: str | Path) -> Path:
+        """The fitted estimator as skops (no pickle) and the settings as JSON."""
+        import skops.io as sio
+
+        target = Path(target)
+        with atomic_dir(target) as tmp:
+            sio.dump(self.model_, tmp / MODEL_FILE)
+            (tmp / METADATA).write_text(json.dumps(self.metadata, indent=2) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "auto") -> Self:
+        folder = Path(folder)
+        metadata = read_metadata(folder)
+        kind = metadata["kind"]
+        if kind not in KINDS:
+            raise FlowsentryError(f"{folder / METADATA}: kind '{kind}' is not a feature detector")
+        detector = cls(kind, metadata["features"], int(metadata.get("seed", 42)))
+        detector.model_ = load_estimator(folder / MODEL_FILE)
+        detector._restore(metadata)
+        detector.tasks_ = {str(k): int(v) for k, v in (metadata.get("tasks") or {}).items()}
+        medians = metadata.get("medians")
+        detector.medians_ = None if medians is None else np.asarray(medians, dtype="float64")
+        detector.workflows_ = list(metadata.get("workflows") or [])
+        return detector
+
+
+def load_estimator(path: Path) -> Any:
+    """A skops file holding only TRUSTED_TYPES; anything else is refused, never loaded."""
+    import skops.io as sio
+
+    if not path.exists():
+        raise FlowsentryError(f"{path}: missing (the model folder is incomplete)")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # skops raises zip, JSON and key errors for damaged files
+        raise FlowsentryError(f"{path}: not a skops model file ({type(exc).__name__})") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise FlowsentryError(
+            f"{path}: refused: holds types flowsentry does not trust: {', '.join(refused)}"
+        )
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise FlowsentryError(f"{path}: unreadable skops model ({type(exc).__name__})") from None

@@ -20,14 +20,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
 from flowsentry.errors import ConfigError, FlowsentryError
-from flowsentry.models.predictor import METADATA, Jobs, as_frame
-from flowsentry.text.sentences import sentence, sentences
+from flowsentry.models.detector import METADATA, Detector, Jobs, read_metadata
+from flowsentry.text.sentences import sentences
 
 log = logging.getLogger(__name__)
 
@@ -367,8 +367,28 @@ class ICLSettings:
     seed: int = 42
 
 
-class ICLDetector:
-    """A decoder LLM classifying jobs from prompts, behind the predictor contract."""
+@dataclass(frozen=True)
+class DecoderLoraSettings:
+    """LoRA on prompt -> category pairs, run by `ICLDetector.fit` when given."""
+
+    r: int = 8
+    alpha: int = 16
+    learning_rate: float = 1e-3
+    epochs: float = 1.0
+    train_samples: int = 200
+    examples: str = "nearest"
+    n_examples: int = 1
+    output_dir: str = "models/checkpoints/icl"
+
+
+class ICLDetector(Detector):
+    """A decoder LLM classifying jobs from prompts, behind the detector contract.
+
+    `fit(train, val)` takes the example pool (and per-class statistics) from `train`,
+    runs decoder LoRA when `lora` is given, and chooses the threshold on `val`.
+    """
+
+    kind = "icl"
 
     def __init__(
         self,
@@ -378,32 +398,70 @@ class ICLDetector:
         settings: ICLSettings,
         device: str = "cpu",
         tag: str = "",
+        lora: DecoderLoraSettings | None = None,
     ) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.settings = settings
         self.features = tuple(settings.features)
-        self.threshold = settings.threshold
+        self.threshold_ = settings.threshold
+        self.lora = lora
         self.scorer = LikelihoodScorer(model, tokenizer, device, settings.batch_size)
-        self.picker = ExamplePicker(train, self.features, settings.seed)
-        self.spec = PromptSpec(
-            settings.template,
-            self.features,
-            class_statistics(train, self.features) if settings.statistics else None,
-            settings.max_prompt_tokens,
-        )
+        self._set_pool(train)
         self.tag = tag
         self.examples_kept: list[int] = []
 
-    @property
-    def metadata(self) -> dict[str, Any]:
+    def _set_pool(self, train: pd.DataFrame) -> None:
+        s = self.settings
+        self.picker = ExamplePicker(train, self.features, s.seed)
+        self.spec = PromptSpec(
+            s.template,
+            self.features,
+            class_statistics(train, self.features) if s.statistics and len(train) else None,
+            s.max_prompt_tokens,
+        )
+
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
+        self._set_pool(train)
+        if self.lora is None:
+            return
+        from flowsentry.models.sft import stratified_sample
+
+        lora = self.lora
+        trainer_view = ICLDetector(
+            self.model,
+            self.tokenizer,
+            train,
+            ICLSettings(
+                **{
+                    **self.settings.__dict__,
+                    "examples": lora.examples,
+                    "n_examples": lora.n_examples,
+                }
+            ),
+            self.device,
+        )
+        self.model = fine_tune_decoder(
+            self.model,
+            self.tokenizer,
+            trainer_view,
+            stratified_sample(train, lora.train_samples, self.settings.seed),
+            Path(lora.output_dir),
+            lora_r=lora.r,
+            lora_alpha=lora.alpha,
+            learning_rate=lora.learning_rate,
+            epochs=lora.epochs,
+            seed=self.settings.seed,
+        )
+        self.scorer = LikelihoodScorer(
+            self.model, self.tokenizer, self.device, self.settings.batch_size
+        )
+
+    def _metadata(self) -> dict[str, Any]:
         return {
-            "kind": "icl",
             "model": self.settings.model,
             "template": self.settings.template,
-            "features": list(self.features),
             "examples": self.settings.examples,
             "n_examples": self.settings.n_examples,
-            "threshold": self.threshold,
             "workflows": sorted(set(self.picker.train.get("workflow", pd.Series()).dropna())),
         }
 
@@ -422,7 +480,7 @@ class ICLDetector:
     ) -> tuple[list[str], list[str]]:
         """(prefixes, suffixes) per job. `from_train`: the jobs are rows of the training
         split (index kept), and a job is never its own nearest example."""
-        frame = as_frame(jobs)
+        frame = self.frame(jobs)
         labels = list(frame.index) if from_train else [None] * len(frame)
         frame = frame.reset_index(drop=True)
         texts = sentences(frame, self.settings.template, self.features, k)
@@ -440,9 +498,6 @@ class ICLDetector:
         prefixes, suffixes = self.prompts(jobs, k)
         return self.scorer.score(prefixes, suffixes)
 
-    def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
-        return (self.score(jobs, k) >= self.threshold).astype(int)
-
     def save(self, target: str | Path) -> Path:
         """Settings, the example pool and any LoRA adapters (safetensors), swapped in
         atomically. The decoder itself is referenced by name, not copied."""
@@ -454,7 +509,11 @@ class ICLDetector:
         columns = [c for c in dict.fromkeys((*self.features, "label", "workflow")) if c in pool]
         metadata = {
             **self.metadata,
-            "settings": {**asdict(self.settings), "features": list(self.features)},
+            "settings": {
+                **asdict(self.settings),
+                "features": list(self.features),
+                "threshold": self.threshold_,
+            },
             "adapter": hasattr(self.model, "peft_config"),
         }
         target = Path(target)
@@ -466,13 +525,11 @@ class ICLDetector:
         return target
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "auto") -> ICLDetector:
+    def load(cls, folder: str | Path, device: str = "auto") -> Self:
         """The detector `save` wrote: the named decoder, its adapters, the example pool."""
         folder = Path(folder)
         meta_path = folder / METADATA
-        if not meta_path.exists():
-            raise FlowsentryError(f"{folder}: not a flowsentry model (no {METADATA})")
-        metadata = json.loads(meta_path.read_text())
+        metadata = read_metadata(folder)
         if metadata.get("kind") != "icl":
             raise FlowsentryError(f"{meta_path}: kind is '{metadata.get('kind')}', not 'icl'")
         raw = metadata["settings"]
@@ -483,13 +540,15 @@ class ICLDetector:
 
             model = PeftModel.from_pretrained(model, folder / "adapter").eval()
         pool = pd.read_parquet(folder / "examples.parquet")
-        return cls(model, tokenizer, pool, settings, placed)
+        detector = cls(model, tokenizer, pool, settings, placed)
+        detector._restore(metadata)
+        return detector
 
     def explain(self, job: dict[str, Any], max_new_tokens: int = 160) -> dict[str, Any]:
         """Chain of thought: generated reasoning and the category it ends with (or None)."""
         import torch
 
-        text = sentence(job, self.settings.template, self.features)
+        text = sentences(self.frame([job]), self.settings.template, self.features)[0]
         prompt = f"{COT_TASK}\nInstruct: {text}\nReasoning:"
         ids = self.tokenizer(prompt, return_tensors="pt").to(self.device)
         with torch.inference_mode():

@@ -1,30 +1,95 @@
-"""Load any saved flowsentry model by its kind: a fine-tuned encoder or an ICL decoder."""
+"""The one registry of detector kinds: build one from the config, load one from disk.
+
+`create_detector(kind, cfg)` makes an unfitted detector of any kind from params.yaml;
+`load_detector(folder)` reads the kind from the saved `flowsentry.json` and returns
+the detector that kind's `load` restores. Both return `flowsentry.models.detector.Detector`.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
+from flowsentry.config import DETECTOR_KINDS as KINDS
+from flowsentry.config import Config
 from flowsentry.errors import FlowsentryError
-from flowsentry.models.predictor import METADATA, SentenceClassifier
+from flowsentry.models.detector import METADATA, Detector, read_metadata
+
+FEATURE_KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
 
 
-def load_predictor(model_dir: str | Path, device: str = "auto", int8: bool = False) -> Any:
-    """A `SentenceClassifier` (kind sft) or an `ICLDetector` (kind icl): both take job
-    records and return P(anomalous), with `threshold`, `features` and `metadata`."""
-    model_dir = Path(model_dir)
-    meta_path = model_dir / METADATA
-    try:
-        kind = json.loads(meta_path.read_text()).get("kind", "sft")
-    except FileNotFoundError:
-        raise FlowsentryError(f"{model_dir}: not a flowsentry model (no {METADATA})") from None
-    except json.JSONDecodeError as exc:
-        raise FlowsentryError(f"{meta_path}: not valid JSON ({exc})") from None
+def create_detector(kind: str, cfg: Config) -> Detector:
+    """An unfitted detector of `kind`, configured by `cfg` (features from `text`)."""
+    from flowsentry.text.sentences import features_of
+
+    if kind == "sft":
+        from flowsentry.models.predictor import SentenceClassifier
+
+        return SentenceClassifier(
+            cfg.train,
+            cfg.text.template,
+            cfg.text.feature_set,
+            cfg.base.seed,
+            cfg.paths.checkpoints,
+        )
+    if kind in FEATURE_KINDS:
+        from flowsentry.models.baselines import FeatureDetector
+
+        return FeatureDetector(kind, features_of(cfg.text.feature_set), cfg.base.seed)
+    if kind == "icl":
+        from flowsentry.models.icl import (
+            DecoderLoraSettings,
+            ICLDetector,
+            ICLSettings,
+            load_decoder,
+        )
+
+        i = cfg.icl
+        model, tokenizer, device = load_decoder(i.model, cfg.train.device)
+        settings = ICLSettings(
+            model=i.model,
+            template=i.template,
+            features=features_of(i.feature_set),
+            examples="nearest",
+            n_examples=i.n_examples,
+            statistics=i.statistics,
+            max_prompt_tokens=i.max_prompt_tokens,
+            batch_size=i.batch_size,
+            seed=cfg.base.seed,
+        )
+        lora = None
+        if i.lora.enabled:
+            lora = DecoderLoraSettings(
+                r=i.lora.r,
+                alpha=i.lora.alpha,
+                learning_rate=i.lora.learning_rate,
+                epochs=i.lora.epochs,
+                train_samples=i.lora.train_samples,
+                examples=i.lora.examples,
+                n_examples=i.lora.n_examples,
+                output_dir=str(cfg.paths.checkpoints.parent / "icl"),
+            )
+        import pandas as pd
+
+        return ICLDetector(model, tokenizer, pd.DataFrame(), settings, device, lora=lora)
+    raise FlowsentryError(f"unknown detector kind '{kind}' (know {', '.join(KINDS)})")
+
+
+def load_detector(folder: str | Path, device: str = "auto", int8: bool = False) -> Detector:
+    """The detector saved in `folder`, of whatever kind its metadata names."""
+    folder = Path(folder)
+    kind = read_metadata(folder)["kind"]
+    if kind == "sft":
+        from flowsentry.models.predictor import SentenceClassifier
+
+        return SentenceClassifier.load(folder, device=device, int8=int8)
     if kind == "icl":
         from flowsentry.models.icl import ICLDetector
 
-        return ICLDetector.load(model_dir, device)
-    if kind != "sft":
-        raise FlowsentryError(f"{meta_path}: kind '{kind}' is neither 'sft' nor 'icl'")
-    return SentenceClassifier.load(model_dir, device=device, int8=int8)
+        return ICLDetector.load(folder, device)
+    if kind in FEATURE_KINDS:
+        from flowsentry.models.baselines import FeatureDetector
+
+        return FeatureDetector.load(folder)
+    raise FlowsentryError(
+        f"{folder / METADATA}: kind '{kind}' is unknown (know {', '.join(KINDS)})"
+    )

@@ -1,81 +1,126 @@
-"""The one predictor contract: job records in, anomaly scores out.
+"""The fine-tuned encoder detector (kind `sft`): job sentences -> P(anomalous).
 
-Evaluation, the promotion gate and the service use any detector through this
-contract (after pyod): `score(jobs)` returns the probability that each job is
-anomalous (higher = more anomalous), `predict(jobs)` applies `threshold`.
-`jobs` is a DataFrame or a list of dicts with raw Flow-Bench fields; fields a job
-does not have yet are simply absent (online detection).
+Modes full, LoRA and head (see `flowsentry.models.sft` for the training loop). It
+follows the detector contract of `flowsentry.models.detector`; sentences are built
+from the job records (context added by the one shared function) with the template and
+features saved in its metadata, so evaluation, gate and service read identical text.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
-from flowsentry.data.context import CONTEXT_COLUMNS, add_context, has_context
+from flowsentry.config import TrainParams
 from flowsentry.errors import FlowsentryError
-from flowsentry.text.sentences import sentences
-
-METADATA = "flowsentry.json"
-LABELS = {0: "normal", 1: "anomalous"}
-
-Jobs = pd.DataFrame | Sequence[Mapping[str, Any]]
+from flowsentry.models.detector import LABELS, METADATA, Detector, Jobs, read_metadata
+from flowsentry.text.sentences import features_of, sentences
 
 
-@runtime_checkable
-class Predictor(Protocol):
-    threshold: float
-
-    def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray: ...
-
-    def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray: ...
-
-    @property
-    def metadata(self) -> dict[str, Any]: ...
-
-
-def as_frame(jobs: Jobs) -> pd.DataFrame:
-    """Job records as a DataFrame (a list of dicts or a DataFrame)."""
-    if isinstance(jobs, pd.DataFrame):
-        return jobs
-    return pd.DataFrame(list(jobs))
-
-
-class SentenceClassifier:
+class SentenceClassifier(Detector):
     """A fine-tuned sequence classifier over job sentences (full, LoRA or head mode)."""
+
+    kind = "sft"
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
-        metadata: dict[str, Any],
-        device: str = "cpu",
+        params: TrainParams | None = None,
+        template: str = "compact",
+        feature_set: str = "context",
+        seed: int = 42,
+        checkpoints: str | Path | None = None,
         batch_size: int = 64,
     ) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self._metadata = metadata
-        self.template: str = metadata["template"]
-        self.features: tuple[str, ...] = tuple(metadata["features"])
-        self.threshold: float = float(metadata.get("threshold", 0.5))
-        self.max_length: int = int(metadata.get("max_length", 256))
-        self.device = device
+        """An unfitted detector: `fit` fine-tunes `params.model` per `params`."""
+        self.params = params or TrainParams()
+        self.template = template
+        self.feature_set = feature_set
+        self.features = tuple(features_of(feature_set))
+        self.seed = seed
+        self.checkpoints = Path(checkpoints) if checkpoints else None
         self.batch_size = batch_size
+        self.max_length = self.params.max_length
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device = "cpu"
+        self.threshold_ = 0.5
+        self._metadata_saved: dict[str, Any] = {}
 
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self._metadata
+    @classmethod
+    def from_model(
+        cls, model: Any, tokenizer: Any, metadata: dict[str, Any], device: str = "cpu"
+    ) -> Self:
+        """A detector around an in-memory model (experiments, tests, `load`)."""
+        detector = cls.__new__(cls)
+        detector.params = TrainParams(**metadata["params"]) if "params" in metadata else None
+        detector.template = metadata["template"]
+        detector.feature_set = metadata.get("feature_set", "")
+        detector.features = tuple(metadata["features"])
+        detector.seed = int(metadata.get("seed", 42))
+        detector.checkpoints = None
+        detector.batch_size = 64
+        detector.max_length = int(metadata.get("max_length", 256))
+        detector.model = model.eval()
+        detector.tokenizer = tokenizer
+        detector.device = device
+        detector._restore(metadata)
+        detector._metadata_saved = dict(metadata)
+        return detector
+
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            key: value
+            for key, value in self._metadata_saved.items()
+            if key not in ("kind", "features", "threshold", "validation", "data_version")
+        } | {"template": self.template, "max_length": self.max_length}
+
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
+        """Fine-tune on `train` (sentences in column `sentence`, e.g. augmented rows;
+        at most `params.max_train_samples` of them), early-stopping on `val`."""
+        from flowsentry.models import sft
+        from flowsentry.models.pretrained import resolve
+
+        p = self.params
+        sample = sft.stratified_sample(train, p.max_train_samples, self.seed)
+        texts = sample["sentence"].tolist() if "sentence" in sample else self.sentences(sample)
+        checkpoints = self.checkpoints or Path("models/checkpoints/sft")
+        model, tokenizer, summary = sft.fine_tune(
+            texts,
+            sample["label"].astype(int).to_numpy(),
+            self.sentences(val),
+            val["label"].astype(int).to_numpy(),
+            sft.settings_from(p, self.seed),
+            checkpoints,
+            data_version=sft.frame_digest(sample),
+        )
+        self.model, self.tokenizer, self.device = model.eval(), tokenizer, summary["device"]
+        self._metadata_saved = {
+            "base_model": p.model,
+            "base_model_path": resolve(p.model),
+            "mode": p.mode,
+            "feature_set": self.feature_set,
+            "labels": {str(k): v for k, v in LABELS.items()},
+            "workflows": sorted(set(sample["workflow"].dropna())),
+            "params": p.model_dump(mode="json"),
+            "seed": self.seed,
+            "training": summary,
+        }
+
+    def save(self, target: str | Path) -> Path:
+        """Weights (safetensors), tokenizer and metadata, swapped in atomically."""
+        from flowsentry.models import sft
+
+        return sft.save(self.model, self.tokenizer, Path(target), self.metadata)
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, device: str = "auto", batch_size: int = 64, int8: bool = False
-    ):
-        """Load a model saved by `flowsentry.models.sft.save` (safetensors only).
+        cls, folder: str | Path, device: str = "auto", batch_size: int = 64, int8: bool = False
+    ) -> Self:
+        """Load a model `save` wrote (safetensors only).
 
         `int8`: on CPU, quantise the linear layers to int8 (dynamic); measured 2.3x the
         jobs/s of float32 on a 2-core CPU, with scores that differ slightly.
@@ -85,11 +130,12 @@ class SentenceClassifier:
         from flowsentry.models import device as devices
         from flowsentry.models.pretrained import resolve
 
-        model_dir = Path(model_dir)
-        meta_path = model_dir / METADATA
-        if not meta_path.exists():
-            raise FlowsentryError(f"{model_dir}: not a flowsentry model (no {METADATA})")
-        metadata = json.loads(meta_path.read_text())
+        model_dir = Path(folder)
+        metadata = read_metadata(model_dir)
+        if metadata["kind"] != "sft":
+            raise FlowsentryError(
+                f"{model_dir / METADATA}: kind is '{metadata['kind']}', not 'sft'"
+            )
         placement = devices.select(device)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if metadata["mode"] == "lora":
@@ -115,21 +161,17 @@ class SentenceClassifier:
                     model, {torch.nn.Linear}, dtype=torch.qint8
                 )
             metadata = {**metadata, "int8": True}
-        return cls(model, tokenizer, metadata, placement.device, batch_size)
+        detector = cls.from_model(model, tokenizer, metadata, placement.device)
+        detector.batch_size = batch_size
+        return detector
 
     def sentences(self, jobs: Jobs, k: int | None = None) -> list[str]:
         """The sentences this model reads for `jobs` (context added when needed)."""
-        frame = as_frame(jobs)
-        if any(name in CONTEXT_COLUMNS for name in self.features) and not has_context(frame):
-            frame = add_context(frame)
-        return sentences(frame, self.template, self.features, k)
+        return sentences(self.frame(jobs), self.template, self.features, k)
 
     def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
         """P(anomalous) per job, shape (n_jobs,)."""
         return self.score_texts(self.sentences(jobs, k))
-
-    def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
-        return (self.score(jobs, k) >= self.threshold).astype(int)
 
     def score_texts(self, texts: Iterable[str], progress: bool = False) -> np.ndarray:
         """P(anomalous) for ready-made sentences, in batches, shape (n,)."""

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.io import atomic_dir
-from flowsentry.models.predictor import LABELS, METADATA
+from flowsentry.models.detector import LABELS, METADATA
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,30 @@ class TrainSettings:
     device: str = "auto"
     seed: int = 42
     lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+def settings_from(params: Any, seed: int) -> TrainSettings:
+    """TrainSettings from params.yaml's typed `train` section."""
+    return TrainSettings(
+        model=params.model,
+        mode=params.mode,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+        warmup_fraction=params.warmup_fraction,
+        max_length=params.max_length,
+        early_stopping_patience=params.early_stopping_patience,
+        device=params.device,
+        seed=seed,
+        lora=LoraSettings(
+            params.lora.r,
+            params.lora.alpha,
+            params.lora.dropout,
+            params.lora.target_modules,
+            params.lora.learning_rate,
+        ),
+    )
 
 
 class _Encoded:
@@ -296,17 +320,6 @@ class _RateProgress:
         return RateProgress()
 
 
-def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold that maximises F1 on (validation) labels."""
-    from sklearn.metrics import precision_recall_curve
-
-    precision, recall, thresholds = precision_recall_curve(labels, scores)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    if len(thresholds) == 0:
-        return 0.5
-    return float(thresholds[int(np.argmax(f1[:-1]))])
-
-
 def save(
     model: Any,
     tokenizer: Any,
@@ -319,6 +332,12 @@ def save(
         tokenizer.save_pretrained(tmp)
         (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
     return target
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A content digest of a table (resume checkpoints only for the same data)."""
+    hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False)
+    return hashlib.md5(hashed.to_numpy().tobytes()).hexdigest()
 
 
 def file_md5(path: Path) -> str:

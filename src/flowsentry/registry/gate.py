@@ -1,4 +1,5 @@
-"""The promotion gate: absolute floors, then a margin over the champion. Pure logic."""
+"""The promotion gate: the best candidate on validation, floors on test, then a margin
+over the champion on the same test jobs. Pure logic."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ class GateRules:
     max_bias_gap: float = 0.5
     max_p99_latency_ms: float = 250.0
     min_improvement: float = 0.005
+
+
+def rank(val_metrics: dict[str, dict[str, Any] | None], metric: str) -> list[str]:
+    """Candidate names, best first by `metric` on validation; a candidate without the
+    metric comes last; ties keep the candidates' order."""
+    names = list(val_metrics)
+
+    def key(name: str) -> tuple[int, float, int]:
+        value = (val_metrics[name] or {}).get(metric)
+        return (value is None, -(value or 0.0), names.index(name))
+
+    return sorted(names, key=key)
 
 
 def _check(name: str, value: Any, threshold: Any, ok: bool, note: str = "") -> dict[str, Any]:
@@ -34,8 +47,10 @@ def decide(
     """Promote only if every floor holds and the candidate beats the champion.
 
     `candidate` / `champion` hold test metrics on the same split: accuracy, f1,
-    roc_auc, ..., plus `bias_gap` and `p99_latency_ms` for the candidate. A missing
-    candidate never promotes; with no champion, passing the floors is enough.
+    roc_auc, ..., plus `bias_gap` and `p99_latency_ms` for the candidate (a metric named
+    in the candidate's `not_applicable` passes, e.g. the bias gap of a detector whose
+    scores are not probabilities). A missing candidate never promotes; with no
+    champion, passing the floors is enough.
     """
     if not candidate:
         checks = [
@@ -52,6 +67,9 @@ def decide(
 
     def floor(name: str, key: str, threshold: float, higher_is_better: bool) -> None:
         value = candidate.get(key)
+        if value is None and key in candidate.get("not_applicable", ()):
+            checks.append(_check(name, None, threshold, True, "not applicable to this kind"))
+            return
         if value is None:
             checks.append(_check(name, None, threshold, False, f"'{key}' missing"))
             return

@@ -17,8 +17,8 @@ import pandas as pd
 from pydantic import BaseModel
 
 from flowsentry.data.context import CONTEXT_MEASURES
-from flowsentry.models.loading import load_predictor
-from flowsentry.models.predictor import Predictor
+from flowsentry.models.detector import Detector as Predictor
+from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
 from flowsentry.serving.schemas import JobScore, ModelInfo, PartialScore
 
@@ -43,7 +43,7 @@ class Detector:
         confident_band: float = 0.4,
     ) -> None:
         int8 = os.environ.get("FLOWSENTRY_INT8", "0") == "1"
-        self._loader = loader or (lambda p: load_predictor(p, int8=int8))
+        self._loader = loader or (lambda p: load_detector(p, int8=int8))
         self._lock = threading.Lock()
         self.follow_champion = follow_champion
         self.confident_band = confident_band
@@ -105,8 +105,8 @@ class Detector:
             k += 1
         score = float(predictor.score(frame, k=k)[0])
         base = self._score(job, score, tag, predictor)
-        confident = abs(score - predictor.threshold) >= self.confident_band * max(
-            predictor.threshold, 1 - predictor.threshold
+        confident = abs(score - predictor.threshold_) >= self.confident_band * max(
+            predictor.threshold_, 1 - predictor.threshold_
         )
         return PartialScore(**base.model_dump(), known_features=k, confident=confident)
 
@@ -116,8 +116,8 @@ class Detector:
             run=getattr(job, "run", None),
             job=getattr(job, "job", None),
             score=round(score, 6),
-            label="anomalous" if score >= predictor.threshold else "normal",
-            threshold=predictor.threshold,
+            label="anomalous" if score >= predictor.threshold_ else "normal",
+            threshold=predictor.threshold_,
             model=tag,
         )
 
@@ -141,9 +141,9 @@ class Detector:
             kind=meta.get("kind", "sft"),
             mode=meta.get("mode"),
             workflows=list(meta.get("workflows", [])),
-            template=meta["template"],
+            template=meta.get("template"),
             features=list(predictor.features),
-            threshold=predictor.threshold,
-            data_version=meta.get("data_version", {}),
-            metrics=training.get("val", {}),
+            threshold=predictor.threshold_,
+            data_version=meta.get("data_version") or {},
+            metrics=meta.get("validation") or training.get("val", {}),
         )

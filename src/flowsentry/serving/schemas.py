@@ -104,7 +104,7 @@ class ModelInfo(BaseModel):
     kind: str
     mode: str | None = None
     workflows: list[str]
-    template: str
+    template: str | None = None
     features: list[str]
     threshold: float
     data_version: dict[str, Any]

@@ -1,4 +1,6 @@
-"""Gate: compare the candidate with the champion on the same test split; promote or not."""
+"""Gate: the tournament. The best candidate on validation, of any kind, is checked
+against the floors on test and against the champion re-scored on the same test jobs;
+it is promoted only if it passes every check."""
 
 from __future__ import annotations
 
@@ -9,59 +11,109 @@ from typing import Any
 from flowsentry.config import Config
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.io import write_json
-from flowsentry.models.loading import load_predictor
+from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
-from flowsentry.registry.gate import GateRules, decide
-from flowsentry.stages.validate import read_table
+from flowsentry.registry.gate import GateRules, decide, rank
 
 log = logging.getLogger(__name__)
 
+GATE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 
-def candidate_metrics(cfg: Config) -> dict[str, Any] | None:
-    """The evaluated candidate's gate metrics, or None when evaluation is missing/broken."""
+
+def read_evaluation(cfg: Config) -> dict[str, Any] | None:
+    """The evaluate stage's report, or None when it is missing or broken."""
     path = cfg.paths.reports / "evaluate" / "metrics.json"
     try:
         report = json.loads(path.read_text())
-        sft = report["sft"]
-        return {
-            **{k: sft[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")},
-            "bias_gap": sft["bias"]["mean_gap"],
-            "p99_latency_ms": sft["latency_ms"]["p99"],
-        }
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        log.warning("%s: no usable evaluation (%s): the candidate cannot promote", path, exc)
+        if not isinstance(report.get("candidates"), dict) or not report["candidates"]:
+            raise KeyError("candidates")
+        return report
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("%s: no usable evaluation (%s): no candidate can promote", path, exc)
         return None
 
 
+def gate_metrics(entry: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's test metrics as the gate's floors read them."""
+    test = entry["test"]
+    bias = test.get("bias")
+    metrics = {k: test.get(k) for k in GATE_METRICS}
+    metrics["bias_gap"] = bias["mean_gap"] if bias else None
+    metrics["p99_latency_ms"] = (test.get("latency_ms") or {}).get("p99")
+    if bias is None:
+        metrics["not_applicable"] = ["bias_gap"]  # scores are not probabilities
+    return metrics
+
+
 def champion_metrics(cfg: Config, tag: str) -> dict[str, Any]:
-    """Score the champion on the current test split (the same jobs as the candidate)."""
-    test = read_table(cfg.paths.prepared / "test.parquet")
-    champion = load_predictor(store.get(tag).path, device=cfg.train.device)
+    """Score the champion on the current test jobs (the same jobs as the candidates)."""
+    from flowsentry.stages.evaluate import evaluation_splits
+
+    _, test = evaluation_splits(cfg)
+    champion = load_detector(store.get(tag).path, device=cfg.train.device)
     scores = champion.score(test)
-    return binary_metrics(test["label"].astype(int).to_numpy(), scores, champion.threshold)
+    return binary_metrics(test["label"].astype(int).to_numpy(), scores, champion.threshold_)
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Write reports/gate.json; register and promote the candidate when it passes."""
+    """Write reports/gate.json; register and promote the winner when it passes."""
     rules = GateRules(**cfg.gate.model_dump())
-    candidate = candidate_metrics(cfg)
+    primary = rules.primary_metric
+    report = read_evaluation(cfg)
+    entries: dict[str, Any] = report["candidates"] if report else {}
+    ranking = rank({k: e.get("val") for k, e in entries.items()}, primary) if entries else []
+    best = ranking[0] if ranking else None
+    candidate = gate_metrics(entries[best]) if best else None
     current = store.champion_tag()
     champion = champion_metrics(cfg, current) if current and candidate else None
     decision = decide(candidate, champion, rules)
+
+    rows = []
+    for position, name in enumerate(ranking, start=1):
+        entry = entries[name]
+        val_value = (entry.get("val") or {}).get(primary)
+        if name == best:
+            why = "best on validation; " + (
+                "promoted" if decision["promote"] else "rejected by the checks below"
+            )
+        else:
+            why = (
+                f"lost on validation: {primary} {val_value} < {entries[best]['val'][primary]} "
+                f"({best})"
+            )
+        rows.append(
+            {
+                "candidate": name,
+                "kind": entry.get("kind", name),
+                "rank": position,
+                "val": {k: (entry.get("val") or {}).get(k) for k in GATE_METRICS},
+                "test": {k: entry["test"].get(k) for k in GATE_METRICS},
+                "why": why,
+            }
+        )
     result: dict[str, Any] = {
         "decision": "promote" if decision["promote"] else "reject",
+        "primary_metric": primary,
+        "split": (report or {}).get("split"),
+        "winner": best,
         "checks": decision["checks"],
-        "candidate": {"model_dir": str(cfg.paths.model), "metrics": candidate},
+        "candidates": rows,
+        "candidate": {
+            "name": best,
+            "model_dir": str(cfg.paths.models / best) if best else None,
+            "metrics": candidate,
+        },
         "champion": {"tag": current, "metrics": champion},
         "promoted_tag": None,
     }
-    if decision["promote"]:
-        tag = store.register(cfg.paths.model, candidate or {}, cfg.model_dump(mode="json"))
+    if decision["promote"] and best:
+        metrics = {k: v for k, v in (candidate or {}).items() if k != "not_applicable"}
+        tag = store.register(cfg.paths.models / best, metrics, cfg.model_dump(mode="json"))
         store.promote(tag)
         result["promoted_tag"] = tag
-        log.info("promoted %s (previous champion: %s)", tag, current)
+        log.info("promoted %s, a %s detector (previous champion: %s)", tag, best, current)
     else:
         failed = [c["check"] for c in decision["checks"] if c["verdict"] == "fail"]
-        log.info("candidate rejected: %s", ", ".join(failed))
+        log.info("%s rejected: %s", best, ", ".join(failed))
     write_json(result, cfg.paths.reports / "gate.json")
     return result

@@ -9,7 +9,10 @@ to 0.5/0.5 on uninformative input and teaches it to score partial records:
 - permute: the job's features in a shuffled order (only where names carry meaning);
 - rebalance: minority-class jobs repeated up to parity.
 
-Every added row says which it is in `augmentation`; originals are `none`.
+Every added row says which it is in `augmentation`; originals are `none`. Rows keep
+the job's columns, with the features a prefix or empty row does not show blanked, so
+record-based detectors (gradient boosting, ...) learn from the same partial records as
+the language model reads in `sentence`.
 """
 
 from __future__ import annotations
@@ -21,13 +24,27 @@ import pandas as pd
 
 from flowsentry.text.sentences import sentence
 
-KEEP = ["workflow", "run", "job", "task", "anomaly_type", "label"]
 
-
-def _rows(base: pd.DataFrame, texts: list[str], kind: str) -> pd.DataFrame:
-    out = base[[c for c in KEEP if c in base.columns]].copy()
+def _rows(
+    base: pd.DataFrame,
+    texts: list[str],
+    kind: str,
+    features: Sequence[str] = (),
+    known: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Copies of `base` rows with `texts`; with `known`, each row's features past its
+    first `known[i]` are blanked (not known yet, as in the sentence)."""
+    out = base.copy().reset_index(drop=True)
     out["sentence"] = texts
     out["augmentation"] = kind
+    if known is not None:
+        known = np.asarray(known)
+        for position, name in enumerate(features):
+            if name in out.columns:
+                hidden = known <= position
+                if hidden.any():
+                    out[name] = out[name].astype(object if name == "task" else "float64")
+                    out.loc[hidden, name] = None if name == "task" else np.nan
     return out
 
 
@@ -53,7 +70,7 @@ def augment(
         texts = [
             sentence(records[i], template, features, int(k)) for i, k in zip(picks, ks, strict=True)
         ]
-        parts.append(_rows(train.iloc[picks], texts, "prefix"))
+        parts.append(_rows(train.iloc[picks], texts, "prefix", features, ks))
 
     if empty_fraction > 0:
         count = max(2, round(empty_fraction * n))
@@ -63,7 +80,7 @@ def augment(
         texts = [
             sentence(records[i], template, features, int(k)) for i, k in zip(picks, ks, strict=True)
         ]
-        rows = _rows(train.iloc[picks], texts, "empty")
+        rows = _rows(train.iloc[picks], texts, "empty", features, ks)
         rows["label"] = np.tile([0, 1], count // 2)  # balanced: the input says nothing
         rows["anomaly_type"] = pd.NA
         parts.append(rows)

@@ -1,0 +1,169 @@
+"""The detector contract every kind implements: fit, score, threshold, save, load.
+
+Evaluation, the promotion gate, the service and the experiments use any detector
+through this class (after pyod and scikit-learn): `fit(train, val)` learns from the
+training split and chooses `threshold_` on the validation split, `score(jobs, k)`
+returns P(anomalous) per job (higher = more anomalous), `predict` applies the
+threshold. `jobs` is a DataFrame or a list of dicts with raw Flow-Bench fields; fields
+a job does not have yet are simply absent, and `k` keeps only the first k features
+(online detection). Sibling context is added here, by one function, wherever a
+detector scores: evaluation, gate and service see the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import pandas as pd
+
+from flowsentry.data.context import CONTEXT_COLUMNS, add_context, has_context
+from flowsentry.errors import FlowsentryError
+
+log = logging.getLogger(__name__)
+
+METADATA = "flowsentry.json"
+LABELS = {0: "normal", 1: "anomalous"}
+
+Jobs = pd.DataFrame | Sequence[Mapping[str, Any]]
+ThresholdSetting = float | Literal["auto"]
+
+
+def as_frame(jobs: Jobs) -> pd.DataFrame:
+    """Job records as a DataFrame (a list of dicts or a DataFrame)."""
+    if isinstance(jobs, pd.DataFrame):
+        return jobs
+    return pd.DataFrame(list(jobs))
+
+
+def with_context(jobs: Jobs, features: Sequence[str]) -> pd.DataFrame:
+    """`jobs` as a frame, with sibling context added when `features` read it."""
+    frame = as_frame(jobs)
+    if any(name in CONTEXT_COLUMNS for name in features) and not has_context(frame):
+        frame = add_context(frame)
+    return frame
+
+
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold that maximises F1 on (validation) labels."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    if len(thresholds) == 0:
+        return 0.5
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def choose_threshold(labels: Any, scores: Any, setting: ThresholdSetting = "auto") -> float:
+    """The decision threshold, chosen the same way for every kind, on validation only.
+
+    `auto`: the F1-optimal threshold on the validation labels; a number: that number.
+    A validation set with one class cannot rank thresholds: 0.5 is kept, with a warning.
+    """
+    if setting != "auto":
+        return float(setting)
+    labels = np.asarray(labels).astype(int)
+    if len(np.unique(labels)) < 2:
+        log.warning("validation holds one class: threshold stays 0.5 (use more runs)")
+        return 0.5
+    return best_f1_threshold(labels, np.asarray(scores, dtype="float64"))
+
+
+def read_metadata(folder: str | Path) -> dict[str, Any]:
+    """A saved detector's `flowsentry.json`, or a one-line error naming the file."""
+    path = Path(folder) / METADATA
+    try:
+        metadata = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FlowsentryError(f"{folder}: not a flowsentry model (no {METADATA})") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FlowsentryError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("kind"), str):
+        raise FlowsentryError(f"{path}: field 'kind' is missing: not a flowsentry model")
+    return metadata
+
+
+class Detector(ABC):
+    """A job-level anomaly detector of any kind (see the module docstring)."""
+
+    kind: str
+    #: scores are probabilities (the bias probe and a 0.5 default mean something)
+    probabilistic: ClassVar[bool] = True
+
+    features: tuple[str, ...]
+    threshold_: float = 0.5
+    validation_: dict[str, Any] | None = None
+    #: DVC hashes / MD5s of the data it was trained on (set by the train stage)
+    data_version: dict[str, Any] | None = None
+
+    def fit(
+        self, train: pd.DataFrame, val: pd.DataFrame, threshold: ThresholdSetting = "auto"
+    ) -> Self:
+        """Learn from `train`; choose `threshold_` on `val` (labels in column `label`)."""
+        from flowsentry.evaluation.metrics import binary_metrics
+
+        self._fit(train, val)
+        labels = val["label"].astype(int).to_numpy()
+        scores = self.score(val)
+        self.threshold_ = choose_threshold(labels, scores, threshold)
+        metrics = binary_metrics(labels, scores, self.threshold_)
+        self.validation_ = {k: metrics[k] for k in ("jobs", "accuracy", "f1", "roc_auc")}
+        log.info(
+            "%s: threshold %.4f on %d validation jobs (F1 %.4f)",
+            self.kind,
+            self.threshold_,
+            len(labels),
+            metrics["f1"],
+        )
+        return self
+
+    @abstractmethod
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
+        """Learn the model's parameters (the threshold is chosen by `fit`)."""
+
+    @abstractmethod
+    def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
+        """P(anomalous) per job, shape (n_jobs,)."""
+
+    def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
+        return (self.score(jobs, k) >= self.threshold_).astype(int)
+
+    def frame(self, jobs: Jobs) -> pd.DataFrame:
+        """`jobs` as this detector reads them (context added by the one function)."""
+        return with_context(jobs, self.features)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What `save` writes to flowsentry.json: kind, features, threshold, and more."""
+        return {
+            "kind": self.kind,
+            "features": list(self.features),
+            "threshold": self.threshold_,
+            "validation": self.validation_,
+            "data_version": self.data_version,
+            **self._metadata(),
+        }
+
+    def _restore(self, metadata: dict[str, Any]) -> None:
+        """Set the fitted state every kind saves in its metadata."""
+        self.threshold_ = float(metadata.get("threshold", 0.5))
+        self.validation_ = metadata.get("validation")
+        self.data_version = metadata.get("data_version")
+
+    def _metadata(self) -> dict[str, Any]:
+        return {}
+
+    @abstractmethod
+    def save(self, target: str | Path) -> Path:
+        """Write the detector into the folder `target`, atomically."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: str | Path, device: str = "auto") -> Self:
+        """The detector `save` wrote (refusing files it cannot trust)."""
