@@ -7,7 +7,14 @@ STAMP  := $(VENV)/.installed-stamp
 # stage downloads them from params.yaml `ingest.source_url`.
 export FLOWBENCH_DIR
 
-.PHONY: venv run test lint format clean-venv
+.PHONY: venv run test lint format clean-venv quality-table
+
+# The README's tournament table: every detector on three workflows, whole runs held out
+# (by_run), and the paper's random job split beside it. Each run has its own workspace
+# under reports/experiments/work/; results in reports/experiments/quality_*.json.
+QUALITY_SMALL := --set train.max_train_samples=4000 --set evaluate.max_jobs=6000 \
+	--set evaluate.online_max_jobs=200
+TREES := --set "train.candidates=[gradient_boosting, random_forest, isolation_forest]"
 
 venv: $(STAMP)
 
@@ -36,3 +43,11 @@ format: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+quality-table: $(STAMP)
+	$(VENV)/bin/flowsentry experiment quality --workflow montage $(QUALITY_SMALL)
+	$(VENV)/bin/flowsentry experiment quality --workflow predict_future_sales $(QUALITY_SMALL)
+	for wf in 1000genome montage predict_future_sales; do \
+	  $(VENV)/bin/flowsentry experiment quality --workflow $$wf $(TREES) \
+	    --set split.method=random --set evaluate.online_max_jobs=200 || exit 1; \
+	done

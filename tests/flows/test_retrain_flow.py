@@ -49,7 +49,7 @@ def test_retrain_promotes_packages_then_trains_nothing_new(setup):
     bentofile = str(ROOT / "bentofile.yaml")
     first = retrain(params="params.yaml", flowbench_dir=traces, bentofile=bentofile)
     assert first["gate"]["decision"] == "promote" and first["bento"]
-    model_meta = home / "models" / "sft" / "flowsentry.json"
+    model_meta = home / "models" / "candidates" / "sft" / "flowsentry.json"
     stamp = model_meta.stat().st_mtime_ns
 
     second = retrain(params="params.yaml", flowbench_dir=traces, bentofile=bentofile)
@@ -72,7 +72,7 @@ def test_failed_validation_stops_before_training(setup):
     traces = write(unknown_anomaly)
     state = retrain(params="params.yaml", flowbench_dir=traces, return_state=True)
     assert state.is_failed()
-    assert not (home / "models" / "sft").exists()  # training never ran
+    assert not (home / "models" / "candidates").exists()  # training never ran
 
 
 def test_new_traces_are_ingested_once_and_bad_ones_reported(setup, run_frame):
@@ -133,10 +133,11 @@ def test_flow_versions_data_with_dvc_like_dvc_repro(setup, tiny_encoder):
     )
     assert locked["data/raw"] == result["data_version"]["raw"]["hashes"]["raw"]
     assert data["push"]["pushed"] > 0 and any((home / "remote").rglob("*.dir"))
-    meta = yaml.safe_load((home / "models" / "sft" / "flowsentry.json").read_text())
+    meta = yaml.safe_load((home / "models" / "candidates" / "sft" / "flowsentry.json").read_text())
     assert meta["data_version"]["raw"] == locked["data/raw"]
     assert meta["data_version"]["prepared"] == locked["data/prepared"]
-    assert locked["models/sft"] == result["data_version"]["model"]["committed"]["models/sft"]
+    models = result["data_version"]["model"]["committed"]["models/candidates"]
+    assert locked["models/candidates"] == models
     with Repo(str(home)) as repo:
         assert repo.status() == {}  # `dvc repro` would run nothing: same data, same params
 

@@ -49,8 +49,9 @@ def test_sweep_trains_candidates_on_two_dask_workers_and_gates_the_best(
     assert str(os.getpid()) not in workers
     for r in result["candidates"]:
         assert (Path(r["model_dir"]) / "model.safetensors").exists()
-        assert 0 <= r["metrics"]["f1"] <= 1
-    best_f1 = max(r["metrics"]["f1"] for r in result["candidates"])
-    assert result["best"]["metrics"]["f1"] == best_f1
+    # Selected on validation, never on test.
+    best_f1 = max(r["val"]["f1"] for r in result["candidates"])
+    assert result["best"]["val"]["f1"] == best_f1
     assert result["gate"]["decision"] == "promote" and result["bento"]
     assert result["gate"]["candidate"]["model_dir"] == result["best"]["model_dir"]
+    assert result["gate"]["winner"] == "sft"

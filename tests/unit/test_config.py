@@ -17,8 +17,22 @@ def test_repository_params_load_into_typed_config():
     cfg = load_config(ROOT / "params.yaml")
     assert isinstance(cfg, Config)
     assert cfg.ingest.workflows == ("1000genome",)
-    assert cfg.split.method == "random" and cfg.base.seed == 42
+    assert cfg.split.method == "by_run" and cfg.base.seed == 42
     assert cfg.paths.jobs == Path("data/jobs")
+
+
+def test_defaults_equal_params_yaml():
+    """One source of config: the typed defaults are params.yaml's values."""
+    assert load_config(ROOT / "params.yaml") == Config()
+
+
+def test_candidates_must_be_known_kinds_listed_once():
+    with pytest.raises(ConfigError, match="train.candidates"):
+        load_config(ROOT / "params.yaml", {"train.candidates": ["sft", "sft"]})
+    with pytest.raises(ConfigError, match="train.candidates"):
+        load_config(ROOT / "params.yaml", {"train.candidates": ["xgboost"]})
+    with pytest.raises(ConfigError, match="train.candidates"):
+        load_config(ROOT / "params.yaml", {"train.candidates": []})
 
 
 def test_config_is_immutable():

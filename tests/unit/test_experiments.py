@@ -59,7 +59,10 @@ def test_quality_runs_the_default_pipeline_in_its_own_workspace(two_workflows):
         }
     )
     result = experiments.quality(cfg, "wfb", root, progress=False)
-    assert result["workflow"] == "wfb" and result["train_jobs"] == 100
-    assert {"gradient_boosting", "random_forest", "isolation_forest"} <= set(result["baselines"])
+    assert result["workflow"] == "wfb" and result["split"]["method"] == "by_run"
+    assert set(result["candidates"]) == set(cfg.train.candidates)
+    assert sorted(result["ranking_on_validation"]) == sorted(cfg.train.candidates)
+    for entry in result["candidates"].values():
+        assert set(entry["val"]) == set(entry["test"]) >= {"accuracy", "f1", "roc_auc"}
     assert not (cfg.paths.jobs / "wfb.parquet").exists()  # the main pipeline is untouched
-    assert (cfg.paths.reports / "experiments" / "quality_wfb.json").exists()
+    assert (cfg.paths.reports / "experiments" / "quality_wfb_by_run.json").exists()

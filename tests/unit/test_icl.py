@@ -212,7 +212,7 @@ def test_a_saved_detector_loads_with_its_adapter_and_scores_the_same(tiny_decode
     import copy
 
     from flowsentry.errors import FlowsentryError
-    from flowsentry.models.loading import load_predictor
+    from flowsentry.models.loading import load_detector
 
     model, tokenizer = tiny_decoder
     folder = tmp_path / "tiny-llama"
@@ -234,13 +234,13 @@ def test_a_saved_detector_loads_with_its_adapter_and_scores_the_same(tiny_decode
     detector = ICLDetector(tuned, tokenizer, train, settings)
     saved = detector.save(tmp_path / "icl-model")
     assert (saved / "adapter" / "adapter_model.safetensors").exists()
-    loaded = load_predictor(saved, device="cpu")
+    loaded = load_detector(saved, device="cpu")
     assert isinstance(loaded, ICLDetector) and loaded.metadata["kind"] == "icl"
     jobs = train.tail(5)
     np.testing.assert_allclose(loaded.score(jobs), detector.score(jobs), atol=1e-5)
     (saved / "flowsentry.json").write_text('{"kind": "gbm"}')
     with pytest.raises(FlowsentryError, match="kind 'gbm'"):
-        load_predictor(saved)
+        load_detector(saved)
 
 
 def test_the_default_gguf_decoder_loads_as_a_trainable_float_model():
@@ -258,3 +258,23 @@ def test_the_default_gguf_decoder_loads_as_a_trainable_float_model():
         1,
         1,
     ]
+
+
+def test_icl_fits_through_the_contract_threshold_on_validation(tiny_decoder, train, tmp_path):
+    """fit(train, val): the example pool from train, LoRA when asked, the threshold
+    chosen on validation like every other kind."""
+    import copy
+
+    from flowsentry.models.detector import choose_threshold
+    from flowsentry.models.icl import DecoderLoraSettings
+
+    model, tokenizer = tiny_decoder
+    settings = ICLSettings(model="tiny", features=PAPER_FEATURES, examples="nearest", n_examples=1)
+    lora = DecoderLoraSettings(train_samples=8, output_dir=str(tmp_path / "ckpt"))
+    detector = ICLDetector(copy.deepcopy(model), tokenizer, train.iloc[:0], settings, lora=lora)
+    val = train.tail(10)
+    detector.fit(train.head(30), val)
+    assert hasattr(detector.model, "peft_config")  # decoder LoRA ran
+    assert len(detector.picker.train) == 30
+    assert detector.threshold_ == choose_threshold(val["label"], detector.score(val))
+    assert detector.validation_["jobs"] == 10

@@ -15,7 +15,7 @@ from flowsentry.stages import ingest, prepare, validate
 
 
 def test_pipeline_on_tiny_traces(make_flowbench, project):
-    cfg = project()
+    cfg = project(text={"template": "paper", "feature_set": "paper"})
     root = make_flowbench(n_runs=20, n_jobs=6)
 
     summary = ingest.run(cfg, root, progress=False)

@@ -112,9 +112,15 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     else:
         lora_seconds = None
         final, examples = model, "nearest"
-    # The detector to deploy: gate and service load it like a fine-tuned encoder.
+    # The detector to deploy: its threshold chosen on validation like every other kind's
+    # (the table's rows read the category at 0.5, the paper's protocol).
     settings = settings_for(cfg, examples, cfg.icl.n_examples)
-    ICLDetector(final, tokenizer, train, settings, device).save(cfg.paths.icl_model)
+    val = stratified_sample(
+        read_table(cfg.paths.prepared / "val.parquet"), cfg.icl.sample, cfg.base.seed
+    )
+    deployed = ICLDetector(final, tokenizer, train, settings, device)
+    deployed.fit(train, val, cfg.train.threshold)
+    deployed.save(cfg.paths.icl_model)
     report = {
         "model": cfg.icl.model,
         "template": cfg.icl.template,
@@ -122,7 +128,12 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "test_jobs": len(test),
         "workflows": sorted(set(test["workflow"])),
         "lora_train_seconds": lora_seconds,
-        "saved": {"path": str(cfg.paths.icl_model), "examples": examples},
+        "saved": {
+            "path": str(cfg.paths.icl_model),
+            "examples": examples,
+            "threshold": deployed.threshold_,
+            "val": deployed.validation_,
+        },
         "rows": rows,
         "paper_1000genome": PAPER,
     }

@@ -1,0 +1,98 @@
+"""The service serves whichever kind is champion: a gradient-boosting champion over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowsentry.errors import FlowsentryError
+from flowsentry.models.baselines import FeatureDetector
+from flowsentry.models.loading import load_detector
+from flowsentry.serving.local import local_server
+from flowsentry.serving.schemas import EXAMPLE
+from flowsentry.text.sentences import features_of
+
+FEATURES = features_of("context")
+
+
+def _jobs(n: int, seed: int = 0) -> list[dict]:
+    """Three runs of one workflow; host worker0 is slow in every run (the anomaly)."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for i in range(n):
+        host = f"worker{i % 3}"
+        slow = 4.0 if host == "worker0" else 1.0
+        runtime = float(rng.uniform(100, 200) * slow)
+        jobs.append(
+            dict(
+                EXAMPLE,
+                run=f"run{i % 4}",
+                job=f"individuals_ID{i:07d}",
+                kickstart_hostname=host,
+                runtime=runtime,
+                kickstart_executables_cpu_time=round(runtime * 0.9, 1),
+            )
+        )
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def gb_server(tmp_path_factory):
+    jobs = pd.DataFrame(_jobs(240))
+    jobs["label"] = (jobs["kickstart_hostname"] == "worker0").astype(int)
+    folder = tmp_path_factory.mktemp("models") / "gradient_boosting"
+    FeatureDetector("gradient_boosting", FEATURES).fit(jobs.iloc[:180], jobs.iloc[180:]).save(
+        folder
+    )
+    home = tmp_path_factory.mktemp("bentoml")
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    register = (
+        "import sys; from pathlib import Path; from flowsentry.registry import store; "
+        "t = store.register(Path(sys.argv[1]), {'f1': 0.9}, {}); store.promote(t); print(t)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", register, str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    tag = done.stdout.strip().splitlines()[-1]
+    try:
+        with local_server(env) as url:
+            yield {"url": url, "tag": tag, "folder": folder}
+    except FlowsentryError as exc:
+        pytest.fail(str(exc))
+
+
+def test_gradient_boosting_champion_answers_like_in_process(gb_server):
+    url = gb_server["url"]
+    meta = httpx.post(f"{url}/metadata", json={}, timeout=30).json()
+    assert meta["kind"] == "gradient_boosting" and meta["tag"] == gb_server["tag"]
+    assert meta["template"] is None and meta["features"] == list(FEATURES)
+    jobs = _jobs(24, seed=1)
+    reply = httpx.post(f"{url}/classify", json={"jobs": jobs}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    results = reply.json()
+    local = load_detector(gb_server["folder"])
+    np.testing.assert_allclose([r["score"] for r in results], local.score(jobs), atol=1e-6)
+    assert {r["model"] for r in results} == {gb_server["tag"]}
+    flagged = {r["job"] for r in results if r["label"] == "anomalous"}
+    assert flagged == {j["job"] for j in jobs if j["kickstart_hostname"] == "worker0"}
+
+
+def test_partial_works_and_explain_is_a_clear_400(gb_server):
+    url = gb_server["url"]
+    partial = {"workflow": "1000genome", "run": "r1", "job": "j1", "task": "individuals"}
+    reply = httpx.post(f"{url}/classify_partial", json={"job": partial}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["known_features"] == 1
+    reply = httpx.post(f"{url}/explain", json={"job": EXAMPLE}, timeout=60)
+    assert reply.status_code == 400 and "gradient_boosting" in reply.text
