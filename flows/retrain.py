@@ -144,21 +144,24 @@ def validate_task(cfg: Config) -> dict[str, Any]:
 def _summary(
     report: dict[str, Any], decision: dict[str, Any], bento: str | None, data: dict[str, Any]
 ) -> str:
-    sft = report["sft"]
     rows = [
-        "| detector | accuracy | F1 | ROC-AUC |",
-        "| --- | --- | --- | --- |",
-        f"| fine-tuned | {sft['accuracy']} | {sft['f1']} | {sft['roc_auc']} |",
+        f"Split: {report['split']['method']} ({report['split']['note']})",
+        "",
+        "| detector | val F1 | test accuracy | test F1 | test ROC-AUC |",
+        "| --- | --- | --- | --- | --- |",
     ]
     rows += [
-        f"| {name} | {r['accuracy']} | {r['f1']} | {r['roc_auc']} |"
-        for name, r in report["baselines"].items()
+        f"| {name} | {c['val']['f1']} | {c['test']['accuracy']} | {c['test']['f1']} | "
+        f"{c['test']['roc_auc']} |"
+        for name in report["ranking_on_validation"]
+        for c in [report["candidates"][name]]
     ]
     checks = ["| check | value | threshold | verdict |", "| --- | --- | --- | --- |"]
     checks += [
         f"| {c['check']} | {c['value']} | {c['threshold']} | {c['verdict']} |"
         for c in decision["checks"]
     ]
+    checks += ["", f"Winner on validation: {decision.get('winner')}"]
     return "\n".join(
         [
             "# flowsentry retraining",

@@ -75,9 +75,9 @@ def register(model_dir: Path, metrics: dict[str, Any], params: dict[str, Any]) -
     meta = json.loads(meta_file.read_text())
     labels = {
         "kind": str(meta.get("kind", "sft")),
-        "workflows": ",".join(meta.get("workflows", [])),
-        "mode": str(meta.get("mode", "")),
-        "data_version": str(meta.get("data_version", {}).get("train_md5", "")),
+        "workflows": ",".join(meta.get("workflows") or []),
+        "mode": str(meta.get("mode") or ""),
+        "data_version": str((meta.get("data_version") or {}).get("train_md5", "")),
         "params_hash": params_hash(params),
         "git_commit": git_commit(),
     }
