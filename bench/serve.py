@@ -101,7 +101,7 @@ def main() -> None:
 
     import httpx
 
-    from flowsentry.models.predictor import SentenceClassifier
+    from flowsentry.models.loading import load_detector
     from flowsentry.registry import store
     from flowsentry.serving.local import local_server
 
@@ -129,7 +129,7 @@ def main() -> None:
         over_http(batches[0])  # warm up
         results["http"] = load(over_http, batches, args.clients, args.seconds)
 
-    predictor = SentenceClassifier.load(store.get(tag).path, int8=args.int8)
+    predictor = load_detector(store.get(tag).path, int8=args.int8)  # any kind
     predictor.score(batches[0])
     results["in_process"] = load(predictor.score, batches, 1, args.seconds)
     print(json.dumps(results, indent=2))

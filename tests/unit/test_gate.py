@@ -9,7 +9,7 @@ import pytest
 
 from flowsentry.errors import FlowsentryError
 from flowsentry.registry import store
-from flowsentry.registry.gate import GateRules, decide
+from flowsentry.registry.gate import GateRules, decide, rank
 
 GOOD = {"accuracy": 0.9, "f1": 0.85, "roc_auc": 0.95, "bias_gap": 0.1, "p99_latency_ms": 40.0}
 RULES = GateRules()
@@ -52,6 +52,34 @@ def test_missing_metrics_never_promote():
     assert not decide({}, None, RULES)["promote"]
     partial = decide({k: v for k, v in GOOD.items() if k != "roc_auc"}, None, RULES)
     assert not partial["promote"] and "min_roc_auc" in _failed(partial)
+
+
+def test_rank_orders_by_validation_metric_missing_last_ties_in_order():
+    val = {
+        "sft": {"f1": 0.7},
+        "gradient_boosting": {"f1": 0.8},
+        "random_forest": {"f1": 0.8},
+        "isolation_forest": {"f1": None},
+        "icl": None,
+    }
+    assert rank(val, "f1") == [
+        "gradient_boosting",
+        "random_forest",
+        "sft",
+        "isolation_forest",
+        "icl",
+    ]
+
+
+def test_a_floor_marked_not_applicable_passes_with_a_note():
+    """IsolationForest's scores are not probabilities: no bias gap to check."""
+    candidate = {**GOOD, "bias_gap": None, "not_applicable": ["bias_gap"]}
+    decision = decide(candidate, None, RULES)
+    bias = next(c for c in decision["checks"] if c["check"] == "max_bias_gap")
+    assert decision["promote"] and bias["verdict"] == "pass" and "not applicable" in bias["note"]
+    # Only the metrics named there: any other missing one still fails.
+    unnamed = decide({**candidate, "roc_auc": None}, None, RULES)
+    assert not unnamed["promote"] and _failed(unnamed) == {"min_roc_auc"}
 
 
 def _model_dir(tmp_path, name):

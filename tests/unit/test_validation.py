@@ -80,3 +80,17 @@ def test_wrong_dtype_stops(tiny):
     table["runtime"] = table["runtime"].astype(str)
     with pytest.raises(ValidationFailed, match="runtime is not of type float64"):
         validate_table(table, spec, "tiny.parquet")
+
+
+def test_validation_leaves_nothing_in_the_system_temp_dir(tiny, tmp_path, monkeypatch):
+    """GX's ephemeral context would make a Data Docs site in the temp dir on every run."""
+    import tempfile
+
+    scratch = tmp_path / "system-tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    table, spec = tiny
+    validate_table(table, spec, "tiny.zip", docs_dir=tmp_path / "docs")
+    validate_table(table, spec, "tiny.zip")
+    assert (tmp_path / "docs" / "index.html").exists()
+    assert list(scratch.iterdir()) == []

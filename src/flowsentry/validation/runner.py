@@ -47,7 +47,18 @@ def validate_table(
             logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     table = table.reset_index(drop=True)
-    context = gx.get_context(mode="ephemeral")
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+    )
+
+    # No default Data Docs site: GX would make one in the system temp dir on every run.
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+        ),
+    )
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     if docs_dir is not None:
         context.add_data_docs_site(
