@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flowsentry.data import schema
 from flowsentry.data.flowbench import load_dag, locate, read_workflow
@@ -104,3 +108,53 @@ def test_max_runs_spreads_over_the_sorted_runs(make_flowbench):
     root = make_flowbench(n_runs=10)
     table = read_workflow(locate(root, "tiny"), progress=False, max_runs=3)
     assert sorted(table["run"].unique()) == ["tiny-run0000", "tiny-run0004", "tiny-run0009"]
+
+
+def _deflated_archive(run_frame, n_runs: int = 3) -> tuple[bytes, list[tuple[int, int]]]:
+    """A Flow-Bench zip as upstream ships it (deflated members) and, per member, the
+    byte range of its compressed data."""
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for r in range(n_runs):
+            frame = run_frame(r, 6, anomalous_host=r == 0)
+            archive.writestr(f"tiny-run{r:04d}.csv", frame.to_csv(index=False))
+    data = buffer.getvalue()
+    ranges = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+            ranges.append((start, start + info.compress_size))
+    return data, ranges
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_damaged_archive_bytes_give_one_line_naming_the_archive(run_frame, tmp_path, data):
+    """Any damage to a member's compressed bytes: either the member still reads (the
+    damage hit nothing that matters) or a one-line DataError names archive and member,
+    never a zlib or pandas traceback."""
+    archive, ranges = _deflated_archive(run_frame)
+    start, end = ranges[data.draw(st.integers(0, len(ranges) - 1))]
+    positions = data.draw(st.lists(st.integers(start, end - 1), min_size=1, max_size=8))
+    damaged = bytearray(archive)
+    for position in positions:
+        damaged[position] ^= data.draw(st.integers(1, 255))
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    (root / "adjacency_list_dags").mkdir()
+    (root / "tiny.zip").write_bytes(bytes(damaged))
+    ids = [f"{t}_ID{j:07d}" for j, t in enumerate(["prepare", "compute", "merge"] * 2)]
+    (root / "adjacency_list_dags" / "tiny.json").write_text(json.dumps({i: [] for i in ids}))
+    try:
+        read_workflow(locate(root, "tiny"), progress=False)
+    except DataError as exc:
+        message = str(exc)
+        assert "\n" not in message and "tiny.zip" in message
+        assert "tiny-run" in message  # the member

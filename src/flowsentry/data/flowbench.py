@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +109,17 @@ def iter_run_files(
             origin = f"{traces}:{member}"
             try:
                 payload = archive.read(member)
-            except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
-                raise DataError(origin, f"cannot be read from the archive: {exc}") from None
+            except (
+                zipfile.BadZipFile,
+                zipfile.LargeZipFile,
+                zlib.error,  # damaged deflate data
+                OSError,
+                EOFError,
+                NotImplementedError,  # an unsupported compression method
+                RuntimeError,  # an encrypted member
+            ) as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DataError(origin, f"cannot be read from the archive: {reason}") from None
             yield Path(member).stem, origin, io.BytesIO(payload)
 
 
