@@ -158,3 +158,38 @@ def test_damaged_archive_bytes_give_one_line_naming_the_archive(run_frame, tmp_p
         message = str(exc)
         assert "\n" not in message and "tiny.zip" in message
         assert "tiny-run" in message  # the member
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    column=st.sampled_from(schema.INTEGERS + ("runtime", "stage_in_bytes", "ready")),
+    value=st.one_of(
+        st.integers(min_value=-(10**40), max_value=10**40).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        # cell text (line breaks are CSV structure: tested as unreadable CSVs elsewhere)
+        st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=12),
+    ),
+)
+def test_any_cell_value_is_typed_or_refused_in_one_line(run_frame, column, value):
+    """A cell that does not fit its column's type (a fraction or a huge magnitude in a
+    whole-number column, text, infinity): one line naming file, column, job and value."""
+    import io
+
+    from flowsentry.data.flowbench import read_run, to_jobs_table
+
+    frame = run_frame(0, 4)
+    frame[column] = frame[column].astype(object)
+    frame.loc[1, column] = value
+    raw = read_run(io.BytesIO(frame.to_csv(index=False).encode()), "tiny.zip:run0.csv", "run0")
+    try:
+        table = to_jobs_table(raw, "tiny")
+    except DataError as exc:
+        message = str(exc)
+        assert "\n" not in message and "tiny.zip:run0.csv" in message
+        assert f"column '{column}'" in message and "compute_ID0000001" in message
+    else:
+        assert len(table) == 4

@@ -171,6 +171,9 @@ def to_jobs_table(raw: pd.DataFrame, workflow: str) -> pd.DataFrame:
         fractional = values.notna() & (values != np.floor(values))
         if fractional.any():
             _fail(origin, name, jobs, raw[name], fractional, "is not a whole number")
+        huge = values.notna() & (values.abs() >= 2.0**53)  # beyond exact integers in float
+        if huge.any():
+            _fail(origin, name, jobs, raw[name], huge, "is too large for a whole-number column")
         out[name] = values.astype("Int64")
     for name in schema.FLOATS:
         out[name] = _numeric(raw[name], origin, jobs, name)
