@@ -166,7 +166,7 @@ def test_damaged_archive_bytes_give_one_line_naming_the_archive(run_frame, tmp_p
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    column=st.sampled_from(schema.INTEGERS + ("runtime", "stage_in_bytes", "ready")),
+    column=st.sampled_from((*schema.INTEGERS, "runtime", "stage_in_bytes", "ready")),
     value=st.one_of(
         st.integers(min_value=-(10**40), max_value=10**40).map(str),
         st.floats(allow_nan=True, allow_infinity=True).map(repr),
