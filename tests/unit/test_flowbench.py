@@ -102,6 +102,9 @@ def test_missing_workflow_and_bad_dag_are_clear(make_flowbench, tmp_path):
     bad.write_text('{"a": ["b"]}')
     with pytest.raises(DataError, match="not jobs of the DAG"):
         load_dag(bad)
+    bad.write_text("{}")
+    with pytest.raises(DataError, match=r"dag\.json: the DAG has no jobs"):
+        load_dag(bad)
 
 
 def test_max_runs_spreads_over_the_sorted_runs(make_flowbench):

@@ -71,6 +71,16 @@ def test_failed_ingest_keeps_what_was_already_ingested(make_flowbench, project, 
     assert (cfg.paths.jobs / "tiny.parquet").read_bytes() == table_before
     assert (cfg.paths.raw / "tiny.zip").read_bytes() == raw_before
 
+    root = make_flowbench(n_runs=5)  # the good traces again
+    dag = root / "adjacency_list_dags" / "tiny.json"
+    stored_dag = cfg.paths.raw / "adjacency_list_dags" / "tiny.json"
+    dag_before = stored_dag.read_bytes()
+    dag.write_text("{}")  # a DAG with no jobs never replaces the stored one
+    with pytest.raises(DataError, match="tiny.json: the DAG has no jobs"):
+        ingest.run(cfg, root, progress=False)
+    assert stored_dag.read_bytes() == dag_before
+    assert (cfg.paths.jobs / "tiny.parquet").read_bytes() == table_before
+
 
 def test_bad_rows_are_quarantined_and_counted(make_flowbench, project):
     def negative_runtime(run, frame):

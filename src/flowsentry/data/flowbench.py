@@ -66,6 +66,8 @@ def load_dag(path: str | Path) -> dict[str, list[str]]:
         raise DataError(path, f"unreadable DAG file: {exc}") from None
     if not isinstance(dag, dict) or not all(isinstance(v, list) for v in dag.values()):
         raise DataError(path, "a DAG file must map each job id to a list of child job ids")
+    if not dag:
+        raise DataError(path, "the DAG has no jobs (an empty mapping)")
     unknown = {child for children in dag.values() for child in children} - dag.keys()
     if unknown:
         raise DataError(path, f"children that are not jobs of the DAG: {sorted(unknown)[:5]}")
