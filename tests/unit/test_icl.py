@@ -278,3 +278,23 @@ def test_icl_fits_through_the_contract_threshold_on_validation(tiny_decoder, tra
     assert len(detector.picker.train) == 30
     assert detector.threshold_ == choose_threshold(val["label"], detector.score(val))
     assert detector.validation_["jobs"] == 10
+
+
+def test_icl_prompts_get_sibling_context_from_the_shared_function(tiny_decoder, train):
+    """Records without context columns (as the service receives them): the prompt shows
+    the host's slowdown computed from the run's other jobs, never nan."""
+    from flowsentry.text.sentences import features_of
+
+    model, tokenizer = tiny_decoder
+    settings = ICLSettings(
+        model="tiny", template="compact", features=features_of("context"), n_examples=0
+    )
+    detector = ICLDetector(model, tokenizer, train, settings)
+    jobs = [
+        {"workflow": "wf", "run": "r1", "task": "t", "kickstart_hostname": host, "runtime": rt}
+        for host, rt in (("slow", 400.0), ("fast", 100.0), ("fast", 100.0))
+    ]
+    prefixes, suffixes = detector.prompts(jobs)
+    prompts = [p + s for p, s in zip(prefixes, suffixes, strict=True)]
+    assert "hrun=400" in prompts[0] and "hrun=100" in prompts[1]
+    assert "nan" not in " ".join(suffixes)
