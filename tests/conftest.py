@@ -205,3 +205,29 @@ def bento_home(tmp_path, monkeypatch) -> Path:
 def run_frame() -> Callable[..., pd.DataFrame]:
     """`make_run` as a fixture: one DAG run's CSV frame in the Flow-Bench layout."""
     return make_run
+
+
+@pytest.fixture(scope="session")
+def register_champion() -> Callable[[Path, dict[str, str]], str]:
+    """Register a saved model folder and promote it, in a separate process with `env`
+    (its own BENTOML_HOME); returns the tag."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from flowsentry.registry import store; "
+        "t = store.register(Path(sys.argv[1]), {'f1': 0.9}, {}); store.promote(t); print(t)"
+    )
+
+    def register(folder: Path, env: dict[str, str]) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(folder)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    return register

@@ -47,30 +47,13 @@ def _save_model(source: Path, target: Path, threshold: float) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_encoder, tmp_path_factory):
+def server(tiny_encoder, tmp_path_factory, register_champion):
     home = tmp_path_factory.mktemp("bentoml")
     models = tmp_path_factory.mktemp("models")
     first = _save_model(tiny_encoder, models / "first", 0.5)
     second = _save_model(tiny_encoder, models / "second", 0.25)
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    register = (
-        "import json, sys; from pathlib import Path; from flowsentry.registry import store; "
-        "t = store.register(Path(sys.argv[1]), {'f1': 0.9}, {}); store.promote(t); print(t)"
-    )
-    tags = []
-    for folder in (first, second):
-        tags.append(
-            subprocess.run(
-                [sys.executable, "-c", register, str(folder)],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=120,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+    tags = [register_champion(folder, env) for folder in (first, second)]
     rollback = "from flowsentry.registry import store; store.rollback()"
     subprocess.run([sys.executable, "-c", rollback], env=env, check=True, timeout=120)
     try:

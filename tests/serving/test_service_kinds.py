@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import httpx
 import numpy as np
@@ -43,7 +41,7 @@ def _jobs(n: int, seed: int = 0) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def gb_server(tmp_path_factory):
+def gb_server(tmp_path_factory, register_champion):
     jobs = pd.DataFrame(_jobs(240))
     jobs["label"] = (jobs["kickstart_hostname"] == "worker0").astype(int)
     folder = tmp_path_factory.mktemp("models") / "gradient_boosting"
@@ -52,19 +50,7 @@ def gb_server(tmp_path_factory):
     )
     home = tmp_path_factory.mktemp("bentoml")
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    register = (
-        "import sys; from pathlib import Path; from flowsentry.registry import store; "
-        "t = store.register(Path(sys.argv[1]), {'f1': 0.9}, {}); store.promote(t); print(t)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", register, str(folder)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    tag = done.stdout.strip().splitlines()[-1]
+    tag = register_champion(folder, env)
     try:
         with local_server(env) as url:
             yield {"url": url, "tag": tag, "folder": folder}
