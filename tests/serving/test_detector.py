@@ -57,7 +57,10 @@ def test_detector_scores_and_refuses_unknown_workflows(bento_home, tiny_encoder,
     with pytest.raises(UnknownWorkflow, match="workflow: 'montage'"):
         detector.classify([JobRecord(**{**EXAMPLE, "workflow": "montage"})])
     partial = detector.classify_partial(JobRecord(wms_delay=6.0, queue_delay=20.0))
-    assert partial.known_features == 2
+    assert partial.known_features == 2 and partial.label in ("normal", "anomalous")
+    nothing = detector.classify_partial(JobRecord())  # an empty record: no guess
+    assert nothing.known_features == 0 and nothing.label == "unknown"
+    assert not nothing.confident
     assert detector.info().workflows == ["1000genome"]
 
 

@@ -145,7 +145,8 @@ def test_partial_and_explain(server):
     reply = httpx.post(f"{server['url']}/classify_partial", json={"job": partial}, timeout=60)
     assert reply.status_code == 200, reply.text
     body = reply.json()
-    assert body["known_features"] == 0 and isinstance(body["confident"], bool)  # task missing
+    assert body["known_features"] == 0 and body["label"] == "unknown"  # task missing
+    assert body["confident"] is False
     reply = httpx.post(f"{server['url']}/explain", json={"job": EXAMPLE}, timeout=60)
     assert 400 <= reply.status_code < 500 and "ICL" in reply.text
 

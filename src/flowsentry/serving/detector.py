@@ -104,11 +104,13 @@ class Detector:
                 break
             k += 1
         score = float(predictor.score(frame, k=k)[0])
-        base = self._score(job, score, tag, predictor)
+        base = self._score(job, score, tag, predictor).model_dump()
         confident = abs(score - predictor.threshold_) >= self.confident_band * max(
             predictor.threshold_, 1 - predictor.threshold_
         )
-        return PartialScore(**base.model_dump(), known_features=k, confident=confident)
+        if k == 0:  # nothing known: say so rather than guess from the threshold
+            base["label"], confident = "unknown", False
+        return PartialScore(**base, known_features=k, confident=confident)
 
     def _score(self, job: BaseModel, score: float, tag: str, predictor) -> JobScore:
         return JobScore(

@@ -89,6 +89,9 @@ class JobScore(BaseModel):
 
 
 class PartialScore(JobScore):
+    label: Literal["normal", "anomalous", "unknown"] = Field(
+        description="`unknown` while none of the model's features is known yet."
+    )
     known_features: int = Field(description="Leading features of the model's order present.")
     confident: bool = Field(description="Score outside the uncertain band around threshold.")
 
