@@ -85,16 +85,17 @@ class SentenceClassifier(Detector):
         from flowsentry.models.pretrained import resolve
 
         p = self.params
+        if self.checkpoints is None:
+            raise FlowsentryError("sft: fit needs a checkpoint folder (paths.checkpoints)")
         sample = sft.stratified_sample(train, p.max_train_samples, self.seed)
         texts = sample["sentence"].tolist() if "sentence" in sample else self.sentences(sample)
-        checkpoints = self.checkpoints or Path("models/checkpoints/sft")
         model, tokenizer, summary = sft.fine_tune(
             texts,
             sample["label"].astype(int).to_numpy(),
             self.sentences(val),
             val["label"].astype(int).to_numpy(),
             sft.settings_from(p, self.seed),
-            checkpoints,
+            self.checkpoints,
             data_version=sft.frame_digest(sample),
         )
         self.model, self.tokenizer, self.device = model.eval(), tokenizer, summary["device"]
