@@ -278,9 +278,9 @@ def icl_explain(
     verbose: VerboseOption = False,
 ) -> None:
     """Chain of thought: step-by-step reasoning, then the category (or none, said so)."""
+    from flowsentry.io import read_table
     from flowsentry.models.icl import ICLDetector, load_decoder
     from flowsentry.stages.icl import settings_for
-    from flowsentry.stages.validate import read_table
 
     def work():
         try:

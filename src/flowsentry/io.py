@@ -7,15 +7,21 @@ renames it over the target only once it is complete (rename is atomic on POSIX).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from flowsentry.errors import DataError
+
+# Parquet key-value metadata: {source file name: sha256} of the tables a table was made from.
+SOURCES_KEY = b"flowsentry.sources"
 
 
 @contextlib.contextmanager
@@ -58,10 +64,65 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_parquet(frame: pd.DataFrame, target: str | Path) -> None:
-    """Write `frame` to Parquet atomically (no index)."""
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (the one content hash of the project's files)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_parquet(
+    frame: pd.DataFrame, target: str | Path, sources: Sequence[str | Path] = ()
+) -> None:
+    """Write `frame` to Parquet atomically (no index), recording the files it was made from.
+
+    `sources` are stored with their sha256 so `read_table` can refuse a table whose
+    source changed since (a stage that failed, or was skipped, after its input moved on).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if sources:
+        record = {Path(p).name: file_digest(p) for p in sources}
+        metadata = {**(table.schema.metadata or {}), SOURCES_KEY: json.dumps(record).encode()}
+        table = table.replace_schema_metadata(metadata)
     with atomic_path(target, ".parquet") as tmp:
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
+
+
+def read_table(
+    path: str | Path, sources: Sequence[str | Path] = (), remedy: str = "flowsentry ingest"
+) -> pd.DataFrame:
+    """Read a Parquet table; with `sources`, refuse it unless it was made from their
+    current content. `remedy` is the command that makes the table."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path)
+        metadata = (pq.read_schema(path).metadata or {}) if sources else {}
+    except FileNotFoundError:
+        raise DataError(path, f"not found: run `{remedy}` first") from None
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(path, f"unreadable Parquet file: {exc}".splitlines()[0]) from None
+    if sources:
+        try:
+            record = json.loads(metadata.get(SOURCES_KEY, b"{}"))
+        except (ValueError, UnicodeDecodeError):
+            record = {}
+        for source in map(Path, sources):
+            if not source.exists():
+                raise DataError(source, f"missing (needed to check {path} is current)")
+            if record.get(source.name) != file_digest(source):
+                raise DataError(
+                    path,
+                    f"stale: it was not made from the current {source} (the step that makes "
+                    f"it failed or has not run since); run `{remedy}` first",
+                )
+    return frame
 
 
 def write_json(payload: Any, target: str | Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flowsentry.data import schema
 from flowsentry.data.flowbench import load_dag, locate, read_workflow
 from flowsentry.errors import ValidationFailed
 from flowsentry.validation.runner import validate_table
@@ -94,3 +95,27 @@ def test_validation_leaves_nothing_in_the_system_temp_dir(tiny, tmp_path, monkey
     validate_table(table, spec, "tiny.zip")
     assert (tmp_path / "docs" / "index.html").exists()
     assert list(scratch.iterdir()) == []
+
+
+def test_every_measure_has_a_plausible_maximum(tiny):
+    """At its bound a value passes; above it the job is quarantined, naming the column."""
+    table, spec = tiny
+    columns = sorted(schema.UPPER_BOUNDS)
+    for column in columns:
+        table[column] = schema.UPPER_BOUNDS[column]
+    outcome = validate_table(table, spec, "tiny.parquet")
+    assert outcome.success and outcome.quarantine.empty
+    for i, column in enumerate(columns):
+        table.loc[i % len(table), column] = schema.UPPER_BOUNDS[column] * 1.001
+    reasons = "; ".join(validate_table(table, spec, "tiny.parquet").quarantine["reason"])
+    for column in columns:
+        assert f"{column} is negative or above its plausible maximum" in reasons
+
+
+@pytest.mark.parametrize(("column", "value"), [("is_clustered", 2), ("kickstart_status", 2**40)])
+def test_whole_number_columns_have_ranges(tiny, column, value):
+    table, spec = tiny
+    table.loc[3, column] = value
+    outcome = validate_table(table, spec, "tiny.parquet")
+    assert len(outcome.quarantine) == 1
+    assert f"{column} is outside" in outcome.quarantine.loc[0, "reason"]

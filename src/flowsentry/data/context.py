@@ -31,6 +31,7 @@ HOST_CONTEXT: tuple[str, ...] = tuple(
 )
 CONTEXT_COLUMNS: tuple[str, ...] = TASK_RATIOS + HOST_CONTEXT
 _RUN = ("workflow", "run")
+RATIO_LIMIT = 1e6
 
 
 def add_context(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +51,8 @@ def add_context(jobs: pd.DataFrame) -> pd.DataFrame:
             continue
         values = jobs[measure].astype("float64")
         median = values.groupby([*run, task], dropna=False).transform("median")
-        ratio = values / median.where(median > 0)
+        # A median near zero makes any ratio meaningless: cap it (a million times its task).
+        ratio = (values / median.where(median > 0)).clip(upper=RATIO_LIMIT)
         out[f"{measure}_vs_task"] = ratio
         by_host = ratio.groupby([*run, host], dropna=False)
         out[f"host_{measure}_mean"] = by_host.transform("mean").where(host.notna())

@@ -127,9 +127,14 @@ def iter_run_files(
 
 def read_run(stream: IO[bytes], origin: str, run: str) -> pd.DataFrame:
     """Read one DAG run's CSV as text, checking its structure (columns, job ids)."""
+    payload = stream.read()
     try:
-        raw = pd.read_csv(stream, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(origin, _not_utf8(payload, exc)) from None
+    try:
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(origin, f"unreadable CSV: {exc}".splitlines()[0]) from None
     if raw.shape[1] == 0 or raw.empty:
         raise DataError(origin, "no jobs in this run (empty CSV)")
@@ -152,6 +157,19 @@ def read_run(stream: IO[bytes], origin: str, run: str) -> pd.DataFrame:
     raw.insert(0, "run", run)
     raw.insert(0, "_origin", origin)
     return raw
+
+
+def _not_utf8(payload: bytes, exc: UnicodeDecodeError) -> str:
+    """Where a byte that is not UTF-8 lies: line, job id (the line's first field), byte."""
+    line_start = payload.rfind(b"\n", 0, exc.start) + 1
+    line = payload.count(b"\n", 0, exc.start) + 1
+    job = payload[line_start:].split(b",", 1)[0].split(b"\n", 1)[0]
+    job_text = job.decode("utf-8", errors="replace").strip() or "?"
+    where = "in the header" if line == 1 else f"for job '{job_text}'"
+    return (
+        f"line {line} {where}: byte 0x{payload[exc.start]:02x} at column "
+        f"{exc.start - line_start + 1} is not UTF-8 text"
+    )
 
 
 def to_jobs_table(raw: pd.DataFrame, workflow: str) -> pd.DataFrame:

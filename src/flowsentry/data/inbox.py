@@ -2,45 +2,82 @@
 
 Each file is read and validated on its own before it joins the versioned raw data:
 - good: moved to `<raw>/new_runs/<workflow>/` (ingest reads it with the workflow's traces);
-- a run already ingested or already accepted: moved to `<inbox>/<workflow>/.skipped/`
-  and reported, never counted twice;
-- bad (unreadable, wrong columns or types, a failed expectation): moved to
-  `<quarantine>/inbox/<workflow>/` with `<run>.reason.txt`; the other files proceed.
+- a run already ingested or already accepted, by name or by content (the same jobs
+  under another file name): moved to `<inbox>/<workflow>/.skipped/` and reported, never
+  counted twice;
+- bad (unreadable, wrong columns or types, a failed expectation, or anything else that
+  goes wrong while reading it): moved to `<quarantine>/inbox/<workflow>/` with
+  `<run>.reason.txt`; the other files proceed.
+
+A file never overwrites an earlier one of the same name in `.skipped/` or quarantine:
+the later copy gets a numbered name (`run.1.csv`), so both are kept.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from flowsentry.data.flowbench import read_run, to_jobs_table
 from flowsentry.errors import DataError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
+# Columns that name a run rather than describe its jobs: excluded from its content hash.
+_NAMING = ("workflow", "run")
 
-def _move(src: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / src.name
-    os.replace(src, target) if src.stat().st_dev == folder.stat().st_dev else shutil.move(
-        src, target
-    )
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`folder/name`, or `folder/stem.N.suffix` for the first N not taken."""
+    target = folder / name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    number = 0
+    while target.exists() or target.with_suffix(".reason.txt").exists():
+        number += 1
+        target = folder / f"{stem}.{number}{suffix}"
     return target
 
 
-def check_run(path: Path, workflow: str, spec: dict[str, Any]) -> str | None:
-    """None when the run CSV is good, else the reason it is not."""
+def _move(src: Path, folder: Path) -> Path:
+    """Move `src` into `folder` under a name no earlier file holds; returns where it went."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder, src.name)
+    if src.stat().st_dev == folder.stat().st_dev:
+        os.replace(src, target)
+    else:
+        shutil.move(src, target)
+    return target
+
+
+def run_digests(table: pd.DataFrame) -> dict[str, str]:
+    """Content hash of each run in a jobs table: its jobs' typed values, sorted by job id,
+    without the run's name. The same run under another file name hashes the same."""
+    columns = [c for c in table.columns if c not in _NAMING]
+    digests = {}
+    for run, jobs in table.groupby("run", sort=False):
+        text = jobs[columns].sort_values("job").to_csv(index=False)
+        digests[str(run)] = hashlib.sha256(text.encode()).hexdigest()
+    return digests
+
+
+def read_run_table(path: Path, workflow: str) -> pd.DataFrame:
+    """One run CSV as a typed jobs table (raises DataError naming file, column, job)."""
+    with path.open("rb") as stream:
+        return to_jobs_table(read_run(stream, str(path), path.stem), workflow)
+
+
+def check_run(table: pd.DataFrame, path: Path, spec: dict[str, Any]) -> str | None:
+    """None when the run's jobs meet the suite, else the reason they do not."""
     from flowsentry.validation.runner import validate_table
 
-    try:
-        with path.open("rb") as stream:
-            table = to_jobs_table(read_run(stream, str(path), path.stem), workflow)
-        outcome = validate_table(table, spec, str(path))
-    except (DataError, ValidationFailed) as exc:
-        return str(exc)
+    outcome = validate_table(table, spec, str(path))
     if len(outcome.quarantine):
         reasons = outcome.quarantine["reason"].value_counts()
         return f"{len(outcome.quarantine)} jobs break expectations: " + "; ".join(
@@ -49,37 +86,91 @@ def check_run(path: Path, workflow: str, spec: dict[str, Any]) -> str | None:
     return None
 
 
+def _accepted_digests(folder: Path, workflow: str) -> dict[str, str]:
+    """Content hashes of the runs accepted earlier and not yet ingested."""
+    digests: dict[str, str] = {}
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            digests.update(run_digests(read_run_table(path, workflow)))
+        except DataError:  # accepted files were checked; a damaged one is ingest's to report
+            continue
+    return digests
+
+
 def collect(
     inbox: Path,
     raw: Path,
     quarantine: Path,
-    known_runs: dict[str, set[str]],
+    known: dict[str, dict[str, str]],
     specs: dict[str, dict[str, Any]],
+    report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sort the inbox's run CSVs into accepted / skipped / quarantined; returns a report."""
-    report: dict[str, Any] = {"accepted": [], "skipped": [], "quarantined": []}
+    """Sort the inbox's run CSVs into accepted / skipped / quarantined; returns a report.
+
+    `known` maps each workflow to {run: content hash} of its ingested runs. The report
+    is filled file by file (pass one in to keep what was done if a later step fails).
+    """
+    report = report if report is not None else {}
+    for key in ("accepted", "skipped", "quarantined"):
+        report.setdefault(key, [])
     for workflow, spec in specs.items():
         folder = inbox / workflow
         if not folder.is_dir():
             continue
         accepted_dir = raw / "new_runs" / workflow
+        runs = dict(known.get(workflow, {}))
+        runs.update(_accepted_digests(accepted_dir, workflow))
         for path in sorted(folder.glob("*.csv")):
-            run = path.stem
-            already = known_runs.get(workflow, set()) | {p.stem for p in accepted_dir.glob("*.csv")}
-            if run in already:
-                _move(path, folder / ".skipped")
-                report["skipped"].append(
-                    {"workflow": workflow, "run": run, "note": "already ingested"}
-                )
-                log.info("%s: run %s already ingested; skipped", path, run)
-                continue
-            reason = check_run(path, workflow, spec)
-            if reason is None:
-                _move(path, accepted_dir)
-                report["accepted"].append({"workflow": workflow, "run": run})
-            else:
-                target = _move(path, quarantine / "inbox" / workflow)
-                target.with_suffix(".reason.txt").write_text(reason + "\n")
-                report["quarantined"].append({"workflow": workflow, "run": run, "reason": reason})
-                log.warning("%s quarantined: %s", path, reason)
+            _sort_one(path, workflow, spec, runs, accepted_dir, quarantine, report)
     return report
+
+
+def _sort_one(
+    path: Path,
+    workflow: str,
+    spec: dict[str, Any],
+    runs: dict[str, str],
+    accepted_dir: Path,
+    quarantine: Path,
+    report: dict[str, Any],
+) -> None:
+    """Accept, skip or quarantine one file; whatever goes wrong stays with this file."""
+    run = path.stem
+    entry = {"workflow": workflow, "run": run, "file": path.name}
+    if run in runs:
+        _skip(path, entry, "already ingested (same run name)", report)
+        return
+    try:
+        table = read_run_table(path, workflow)
+        digest = run_digests(table)[run]
+        twin = _first(name for name, known in runs.items() if known == digest)
+        if twin is not None:
+            _skip(path, entry, f"same jobs as run '{twin}' (content hash)", report)
+            return
+        reason = check_run(table, path, spec)
+    except (DataError, ValidationFailed) as exc:
+        reason = str(exc)
+    except Exception as exc:  # one bad file must never stop the batch
+        log.debug("unexpected error reading %s", path, exc_info=True)
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        reason = f"{path}: unexpected error ({type(exc).__name__}) {detail}".rstrip()
+    if reason is None:
+        _move(path, accepted_dir)
+        runs[run] = digest
+        report["accepted"].append(entry)
+        log.info("%s accepted", path)
+        return
+    target = _move(path, quarantine / "inbox" / workflow)
+    target.with_suffix(".reason.txt").write_text(reason + "\n")
+    report["quarantined"].append({**entry, "kept_as": str(target), "reason": reason})
+    log.warning("%s quarantined: %s", path, reason)
+
+
+def _skip(path: Path, entry: dict[str, Any], note: str, report: dict[str, Any]) -> None:
+    target = _move(path, path.parent / ".skipped")
+    report["skipped"].append({**entry, "kept_as": str(target), "note": note})
+    log.info("%s skipped: %s", path, note)
+
+
+def _first(items: Iterable[str]) -> str | None:
+    return next(iter(items), None)

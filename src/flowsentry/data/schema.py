@@ -82,6 +82,35 @@ TIMESTAMP_ORDER = (
 TIMESTAMP_MIN = 946_684_800.0
 TIMESTAMP_MAX = 4_102_444_800.0
 MAX_DELAY_SECONDS = 30 * 24 * 3600.0
+# Upper bounds for every other measure a detector reads, far above anything a job on a
+# cluster node does (Flow-Bench's largest values are 4-6 orders of magnitude below) yet
+# far below where float32 features and sentences break (a job of 30 days on 4,096
+# cores; a petabyte; a terabyte a second; 10^13 system calls).
+MAX_CPU_SECONDS = MAX_DELAY_SECONDS * 4096
+MAX_BYTES = 1e15
+MAX_BYTES_PER_SECOND = 1e12
+MAX_CALLS = 1e13
+UPPER_BOUNDS: dict[str, float] = {
+    **{name: MAX_DELAY_SECONDS for name in DELAYS},
+    **{name: MAX_BYTES for name in BYTES},
+    **{name: MAX_BYTES_PER_SECOND for name in RATES},
+    "kickstart_executables_cpu_time": MAX_CPU_SECONDS,
+    "kickstart_online_iowait": MAX_CPU_SECONDS,
+    "kickstart_online_utime": MAX_CPU_SECONDS,
+    "kickstart_online_stime": MAX_CPU_SECONDS,
+    "kickstart_online_bytes_read": MAX_BYTES,
+    "kickstart_online_bytes_written": MAX_BYTES,
+    "kickstart_online_read_system_calls": MAX_CALLS,
+    "kickstart_online_write_system_calls": MAX_CALLS,
+    "kickstart_online_bytes_read_per_second": MAX_BYTES_PER_SECOND,
+    "kickstart_online_bytes_written_per_second": MAX_BYTES_PER_SECOND,
+}
+# Whole-number columns: clustering is a flag; statuses and exit codes are small integers.
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "is_clustered": (0, 1),
+    "kickstart_status": (-(2**31), 2**31 - 1),
+    "kickstart_executables_exitcode": (-(2**31), 2**31 - 1),
+}
 
 NORMAL = "none"
 # Anomalies injected by Flow-Bench: cpu_K (K cores withheld), hdd_K (disk capped).

@@ -22,6 +22,7 @@ from flowsentry.models.detector import METADATA, Detector, Jobs, read_metadata
 
 KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
 MODEL_FILE = "model.skops"
+FEATURE_LIMIT = 1e30  # well inside float32 (3.4e38)
 
 # skops loads scikit-learn estimators and numpy arrays by its own safe defaults; these are
 # the only other types a saved feature detector holds. Anything else is refused.
@@ -68,6 +69,9 @@ class FeatureDetector(Detector):
             else:
                 columns.append(np.full(len(frame), np.nan))
         x = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+        # scikit-learn's trees read float32: anything validation lets through (a ratio to a
+        # near-zero median included) must stay finite there; NaN stays "unknown".
+        x = np.clip(x, -FEATURE_LIMIT, FEATURE_LIMIT)
         if k is not None:  # online: features past the k-th are not known yet
             x[:, k:] = np.nan
         return x

@@ -6,8 +6,7 @@ import logging
 from typing import Any
 
 from flowsentry.config import Config
-from flowsentry.io import write_json, write_parquet
-from flowsentry.stages.validate import read_table
+from flowsentry.io import read_table, write_json, write_parquet
 from flowsentry.text.augment import augment
 from flowsentry.text.sentences import features_of
 
@@ -16,7 +15,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: Config) -> dict[str, Any]:
     """Write `paths.augmented/train.parquet`; returns counts per augmentation kind."""
-    train = read_table(cfg.paths.prepared / "train.parquet")
+    source = cfg.paths.prepared / "train.parquet"
+    train = read_table(source, remedy="flowsentry prepare")
     params = cfg.augment
     if params.permute_fraction > 0 and cfg.text.template != "compact":
         log.warning("permuting feature order with the '%s' template", cfg.text.template)
@@ -30,7 +30,7 @@ def run(cfg: Config) -> dict[str, Any]:
         permute_fraction=params.permute_fraction,
         rebalance=params.rebalance,
     )
-    write_parquet(out, cfg.paths.augmented / "train.parquet")
+    write_parquet(out, cfg.paths.augmented / "train.parquet", [source])
     kinds = out["augmentation"].value_counts()
     summary: dict[str, Any] = {
         "jobs": len(train),

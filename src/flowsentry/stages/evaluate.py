@@ -20,12 +20,11 @@ import pandas as pd
 from flowsentry.config import Config
 from flowsentry.evaluation import metrics as m
 from flowsentry.evaluation import plots
-from flowsentry.io import write_csv, write_json
+from flowsentry.io import read_table, write_csv, write_json
 from flowsentry.models.detector import Detector
 from flowsentry.models.loading import load_detector
 from flowsentry.models.sft import stratified_sample
 from flowsentry.registry.gate import rank
-from flowsentry.stages.validate import read_table
 from flowsentry.text.augment import uninformative_inputs
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,9 @@ from pandas import DataFrame
 from flowsentry.config import Config
 from flowsentry.evaluation import plots
 from flowsentry.evaluation.metrics import binary_metrics
-from flowsentry.io import write_csv, write_json
+from flowsentry.io import read_table, write_csv, write_json
 from flowsentry.models.icl import ICLDetector, ICLSettings, fine_tune_decoder, load_decoder
 from flowsentry.models.sft import stratified_sample
-from flowsentry.stages.validate import read_table
 from flowsentry.text.sentences import features_of
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,8 @@ import pandas as pd
 from flowsentry.config import Config
 from flowsentry.data.context import add_context
 from flowsentry.data.splits import SPLITS, assign_splits
-from flowsentry.io import write_csv, write_json, write_parquet
+from flowsentry.io import read_table, write_csv, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
-from flowsentry.stages.validate import read_table
 from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sentences
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,12 @@ def token_report(jobs: pd.DataFrame, tokenizer_name: str, sample: int = 5000) ->
 
 def run(cfg: Config) -> dict[str, Any]:
     """Write `paths.prepared/{train,val,test}.parquet` and `split.csv`; returns a summary."""
+    sources = [cfg.paths.validated / f"{ref.name}.parquet" for ref in table_refs(cfg)]
     jobs = pd.concat(
-        [read_table(cfg.paths.validated / f"{ref.name}.parquet") for ref in table_refs(cfg)],
+        [
+            read_table(path, [cfg.paths.jobs / path.name], remedy="flowsentry validate")
+            for path in sources
+        ],
         ignore_index=True,
     )
     split = assign_splits(
@@ -61,7 +64,7 @@ def run(cfg: Config) -> dict[str, Any]:
     }
     for name in SPLITS:
         part = jobs[jobs["split"] == name].drop(columns="split").reset_index(drop=True)
-        write_parquet(part, cfg.paths.prepared / f"{name}.parquet")
+        write_parquet(part, cfg.paths.prepared / f"{name}.parquet", sources)
         summary["splits"][name] = {
             "jobs": len(part),
             "anomalous": int(part["label"].sum()),

@@ -14,10 +14,9 @@ from typing import Any
 
 from flowsentry import versioning
 from flowsentry.config import Config
-from flowsentry.io import write_json
+from flowsentry.io import read_table, write_json
 from flowsentry.models import sft
 from flowsentry.models.loading import create_detector
-from flowsentry.stages.validate import read_table
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,11 @@ log = logging.getLogger(__name__)
 def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Fit and save every candidate; writes reports/train.json (one entry per kind)."""
     started = time.perf_counter()
-    augmented = read_table(cfg.paths.augmented / "train.parquet")
+    augmented = read_table(
+        cfg.paths.augmented / "train.parquet",
+        [cfg.paths.prepared / "train.parquet"],
+        remedy="flowsentry augment",
+    )
     val = sft.stratified_sample(
         read_table(cfg.paths.prepared / "val.parquet"), cfg.train.max_val_samples, cfg.base.seed
     )

@@ -7,26 +7,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from flowsentry.config import Config
 from flowsentry.data.flowbench import load_dag
-from flowsentry.errors import DataError, ValidationFailed
-from flowsentry.io import atomic_path, write_json, write_parquet
+from flowsentry.errors import ValidationFailed
+from flowsentry.io import atomic_path, read_table, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
 from flowsentry.validation.runner import Outcome, validate_table
 from flowsentry.validation.suite import dag_expectation, read_suite
 
 log = logging.getLogger(__name__)
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except FileNotFoundError:
-        raise DataError(path, "not found: run `flowsentry ingest` first") from None
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise DataError(path, f"unreadable Parquet file: {exc}") from None
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -70,8 +59,9 @@ def run(cfg: Config) -> dict[str, Any]:
             )
 
     for name, outcome in outcomes.items():
-        write_parquet(outcome.clean, cfg.paths.validated / f"{name}.parquet")
-        write_parquet(outcome.quarantine, cfg.paths.quarantine / f"{name}.parquet")
+        source = [cfg.paths.jobs / f"{name}.parquet"]
+        write_parquet(outcome.clean, cfg.paths.validated / f"{name}.parquet", source)
+        write_parquet(outcome.quarantine, cfg.paths.quarantine / f"{name}.parquet", source)
     _write_docs_index(docs_root, report)
     write_json(report, cfg.paths.reports / "validation.json")
     return report

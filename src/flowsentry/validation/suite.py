@@ -66,24 +66,25 @@ def suite_spec() -> dict[str, Any]:
         column="label",
         value_set=[0, 1],
     )
-    for column in schema.DELAYS:
+    for column in schema.NON_NEGATIVE:
+        top = schema.UPPER_BOUNDS[column]
         add(
             "expect_column_values_to_be_between",
             "row",
-            f"{column} is negative or longer than {schema.MAX_DELAY_SECONDS:.0f} s",
+            f"{column} is negative or above its plausible maximum ({top:,.0f})",
             column=column,
             min_value=0,
-            max_value=schema.MAX_DELAY_SECONDS,
+            max_value=top,
         )
-    for column in schema.NON_NEGATIVE:
-        if column not in schema.DELAYS:
-            add(
-                "expect_column_values_to_be_between",
-                "row",
-                f"{column} is negative",
-                column=column,
-                min_value=0,
-            )
+    for column, (low, high) in schema.INTEGER_RANGES.items():
+        add(
+            "expect_column_values_to_be_between",
+            "row",
+            f"{column} is outside {low}..{high}",
+            column=column,
+            min_value=low,
+            max_value=high,
+        )
     for column in schema.TIMESTAMPS:
         add(
             "expect_column_values_to_be_between",
