@@ -145,3 +145,32 @@ def test_cli_sentence(project):
     result = runner.invoke(app, ["sentence", '{"wms_delay": 6, "queue_delay": 22}', "--k", "2"])
     assert result.exit_code == 0
     assert result.output.strip() == "wms_delay is 6.0 queue_delay is 22.0"
+
+
+def test_a_stage_refuses_inputs_older_than_their_source(make_flowbench, project, tmp_path):
+    """A stage run by hand after its input moved on (a failed or skipped step) stops with
+    the command to run, instead of working on the older tables."""
+    from flowsentry.stages import augment, train
+
+    cfg = project()
+    ingest.run(cfg, make_flowbench(n_runs=12), progress=False)
+    validate.run(cfg)
+    prepare.run(cfg)
+    augment.run(cfg)
+    reseeded = project(base={"seed": 7})
+    prepare.run(reseeded)  # a new split: the augmented table is now stale
+    with pytest.raises(DataError, match=r"stale: .*run `flowsentry augment` first"):
+        train.run(reseeded, progress=False)
+
+    validated = (cfg.paths.validated / "tiny.parquet").read_bytes()
+
+    def broken(run, frame):
+        frame["runtime"] = -1.0  # every job breaks an expectation
+        return frame
+
+    ingest.run(cfg, make_flowbench(n_runs=12, edit=broken, root=tmp_path / "v2"), progress=False)
+    with pytest.raises(ValidationFailed):
+        validate.run(cfg)
+    assert (cfg.paths.validated / "tiny.parquet").read_bytes() == validated  # kept
+    with pytest.raises(DataError, match=r"stale: .*run `flowsentry validate` first"):
+        prepare.run(cfg)

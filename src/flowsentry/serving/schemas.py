@@ -78,6 +78,24 @@ def _build_job_record() -> type[BaseModel]:
 JobRecord = _build_job_record()
 
 
+class _Request(BaseModel):
+    """A request body: unknown top-level fields are refused too (400 naming them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClassifyRequest(_Request):
+    jobs: Annotated[list[JobRecord], Field(min_length=1, max_length=MAX_BATCH)]  # type: ignore[valid-type]
+
+
+class JobRequest(_Request):
+    job: JobRecord  # type: ignore[valid-type]
+
+
+class EmptyRequest(_Request):
+    pass
+
+
 class JobScore(BaseModel):
     workflow: str | None
     run: str | None

@@ -7,6 +7,7 @@ Loads the registry's champion once (hot-swapping when it changes) and serves
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated
 
 import bentoml
@@ -14,10 +15,14 @@ from pydantic import Field
 
 from flowsentry.registry import store
 from flowsentry.serving.detector import Detector, NotExplainable, UnknownWorkflow
+from flowsentry.serving.guard import RequestGuard
 from flowsentry.serving.schemas import (
     MAX_BATCH,
+    ClassifyRequest,
+    EmptyRequest,
     Explanation,
     JobRecord,
+    JobRequest,
     JobScore,
     ModelInfo,
     PartialScore,
@@ -28,6 +33,12 @@ from flowsentry.serving.schemas import (
 CHAMPION = store.champion_tag() or f"{store.MODEL_NAME}:latest"
 
 
+class Conflict(bentoml.exceptions.BentoMLException):
+    """409: a valid request the current champion cannot answer (explain without ICL)."""
+
+    error_code = HTTPStatus.CONFLICT
+
+
 @bentoml.service(name="flowsentry", traffic={"timeout": 30})
 class AnomalyDetector:
     model = bentoml.models.BentoModel(CHAMPION)
@@ -36,7 +47,9 @@ class AnomalyDetector:
         self.detector = Detector(str(self.model.tag), self.model.path)
 
     # The batcher sheds load (503) when it predicts missing max_latency_ms: CPU needs room.
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000)
+    @bentoml.api(
+        batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000, input_spec=ClassifyRequest
+    )
     def classify(
         self,
         jobs: Annotated[list[JobRecord], Field(min_length=1, max_length=MAX_BATCH)],
@@ -45,28 +58,33 @@ class AnomalyDetector:
         try:
             return self.detector.classify(jobs)
         except UnknownWorkflow as exc:
-            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+            raise bentoml.exceptions.UnprocessableEntity(str(exc)) from None
 
-    @bentoml.api
+    @bentoml.api(input_spec=JobRequest)
     def classify_partial(self, job: JobRecord) -> PartialScore:
         """Online detection: score a job from the fields known so far."""
         try:
             return self.detector.classify_partial(job)
         except UnknownWorkflow as exc:
-            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+            raise bentoml.exceptions.UnprocessableEntity(str(exc)) from None
 
-    @bentoml.api
+    @bentoml.api(input_spec=JobRequest)
     def explain(self, job: JobRecord) -> Explanation:
         """Reasoning plus category; only an in-context-learning decoder can explain."""
         try:
             result = self.detector.explain(job)
-        except (NotExplainable, UnknownWorkflow) as exc:
-            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+        except NotExplainable as exc:
+            raise Conflict(str(exc)) from None
+        except UnknownWorkflow as exc:
+            raise bentoml.exceptions.UnprocessableEntity(str(exc)) from None
         return Explanation(
             reasoning=result["reasoning"], category=result["category"], model=result["model"]
         )
 
-    @bentoml.api(route="/metadata")
+    @bentoml.api(route="/metadata", input_spec=EmptyRequest)
     def metadata(self) -> ModelInfo:
         """The serving model: tag, workflows, features, threshold, data version, metrics."""
         return self.detector.info()
+
+
+AnomalyDetector.add_asgi_middleware(RequestGuard)
