@@ -101,10 +101,15 @@ def build_model(settings: TrainSettings) -> tuple[Any, Any]:
 
     from flowsentry.models.pretrained import resolve
 
+    import torch
+
     source = resolve(settings.model)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(
         source,
+        # float32 master weights whatever the checkpoint holds (fp16/bf16 copies are
+        # common); mixed precision on a GPU comes from autocast, not from the weights.
+        dtype=torch.float32,
         num_labels=2,
         id2label=dict(LABELS),
         label2id={v: k for k, v in LABELS.items()},
