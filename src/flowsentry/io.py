@@ -7,6 +7,7 @@ renames it over the target only once it is complete (rename is atomic on POSIX).
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -24,11 +25,27 @@ from flowsentry.errors import DataError
 SOURCES_KEY = b"flowsentry.sources"
 
 
+def _remove_leftovers(target: Path) -> None:
+    """Temporary siblings of `target` left by a writer that was killed (kill -9, power
+    loss) before it could clean up. Writers of one target never overlap (the pipeline
+    lock), so any such file is a leftover; it is never the target itself. A folder swap
+    cut short between its two renames brings the previous version back first."""
+    previous = target.with_name(f".{target.name}.old")
+    if previous.exists() and not target.exists():
+        os.replace(previous, target)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `target`; rename it onto `target` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
     )
@@ -47,6 +64,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary folder; swap it in for `target` once everything is written."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp

@@ -97,11 +97,10 @@ class _Encoded:
 
 def build_model(settings: TrainSettings) -> tuple[Any, Any]:
     """Tokenizer and a 2-class model for `settings.mode`."""
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from flowsentry.models.pretrained import resolve
-
-    import torch
 
     source = resolve(settings.model)
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -234,6 +233,12 @@ def fine_tune(
         shutil.rmtree(checkpoint_dir)  # written for other settings or data: never resume it
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fingerprint)
+    for partial in checkpoint_dir.glob("checkpoint-*"):
+        # the Trainer writes trainer_state.json last: without it the save was cut short
+        # (a crash or kill -9 mid-save); resuming from it would fail or load half a model
+        if not (partial / "trainer_state.json").exists():
+            log.warning("%s: incomplete checkpoint (save was interrupted); removed", partial)
+            shutil.rmtree(partial)
     resume = any(checkpoint_dir.glob("checkpoint-*"))
 
     train_set = _Encoded(tokenizer, train_texts, train_labels, settings.max_length)

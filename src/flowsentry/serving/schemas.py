@@ -11,12 +11,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowsentry.data import schema
-from flowsentry.data.context import CONTEXT_COLUMNS
+from flowsentry.data.context import CONTEXT_COLUMNS, RATIO_LIMIT
 
 MAX_BATCH = 1024
 
-Seconds = Annotated[float, Field(ge=0, le=schema.MAX_DELAY_SECONDS, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Epoch = Annotated[
     float, Field(ge=schema.TIMESTAMP_MIN, le=schema.TIMESTAMP_MAX, allow_inf_nan=False)
 ]
@@ -40,16 +38,20 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
+def _bounded(top: float) -> Any:
+    return Annotated[float, Field(ge=0, le=top, allow_inf_nan=False)]
+
+
 def _fields() -> dict[str, Any]:
+    """Each measure bounded as the GX suite bounds it (`schema.UPPER_BOUNDS`): the
+    service accepts exactly what validation lets into training."""
     fields: dict[str, Any] = {}
-    for name in schema.DELAYS:
-        fields[name] = (Seconds | None, None)
-    for name in (*schema.BYTES, *schema.RATES, *schema.CPU_TIME, *schema.KICKSTART_COUNTERS):
-        fields[name] = (NonNegative | None, None)
+    for name in schema.NON_NEGATIVE:
+        fields[name] = (_bounded(schema.UPPER_BOUNDS[name]) | None, None)
     for name in schema.TIMESTAMPS:
         fields[name] = (Epoch | None, None)
     for name in CONTEXT_COLUMNS:  # precomputed sibling context, if the caller has it
-        fields[name] = (NonNegative | None, None)
+        fields[name] = (_bounded(RATIO_LIMIT) | None, None)
     return fields
 
 
