@@ -196,3 +196,20 @@ def test_any_cell_value_is_typed_or_refused_in_one_line(run_frame, column, value
         assert f"column '{column}'" in message and "compute_ID0000001" in message
     else:
         assert len(table) == 4
+
+
+def test_a_duplicated_column_and_a_non_utf8_byte_are_named(run_frame):
+    import io
+
+    from flowsentry.data.flowbench import read_run
+
+    text = run_frame(0, 4).to_csv(index=False)
+    header, rest = text.split("\n", 1)
+    doubled = header + ",runtime\n" + "".join(line + ",1\n" for line in rest.splitlines())
+    with pytest.raises(DataError, match="column 'runtime': the column appears more than once"):
+        read_run(io.BytesIO(doubled.encode()), "r.csv", "r")
+    lines = text.encode().split(b"\n")
+    lines[3] = lines[3].replace(b"compute", b"comp\xe9te", 1)
+    with pytest.raises(DataError) as info:
+        read_run(io.BytesIO(b"\n".join(lines)), "r.csv", "r")
+    assert "line 4" in str(info.value) and "byte 0xe9" in str(info.value)

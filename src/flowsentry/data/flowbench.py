@@ -11,6 +11,7 @@ error naming the file, column, job and value. Empty cells stay missing (NaN).
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
@@ -138,6 +139,10 @@ def read_run(stream: IO[bytes], origin: str, run: str) -> pd.DataFrame:
         raise DataError(origin, f"unreadable CSV: {exc}".splitlines()[0]) from None
     if raw.shape[1] == 0 or raw.empty:
         raise DataError(origin, "no jobs in this run (empty CSV)")
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
+    doubled = sorted({name for name in header if header.count(name) > 1})
+    if doubled:  # pandas would rename the second copy and keep the first silently
+        raise DataError(origin, "the column appears more than once in the header", field=doubled[0])
     first = raw.columns[0]
     if first != "" and not first.startswith("Unnamed"):
         raise DataError(origin, "the first column must be the unnamed job-id column", field=first)
