@@ -1,20 +1,25 @@
-"""Prefect retraining flow over the same stage functions as dvc.yaml.
+"""Prefect retraining flow: the DVC pipeline, one Prefect task per `dvc.yaml` stage.
 
-    python flows/retrain.py --flowbench-dir ../shared/flowbench
+    python flows/retrain.py --flowbench-dir ../shared/flowbench     # in the project root
 
-ingest -> validate -> prepare -> augment -> train -> evaluate -> gate -> package (when
-promoted). Each task wraps one `flowsentry.stages` function. Training and evaluation are
-cached on the hashes of their input data and params, so a re-run with nothing new trains
-nothing. A file lock keeps two overlapping runs from touching the data or the registry at
-once. A failed validation stops the flow before training, with the Data Docs linked.
+`dvc.yaml` is the one definition of what runs and what is stale: each task runs
+`dvc repro --single-item <stage>` in the project, so DVC skips a stage whose
+dependencies and params are unchanged and records in `dvc.lock` what it ran (`dvc
+status` is clean afterwards because DVC itself ran every stage). Prefect adds what DVC
+does not: a task per stage with its own state, retries for the I/O-bound ones, the
+inbox of new traces before ingest, a Data Docs link when validation fails, a summary
+artifact, a project lock against overlapping runs, and the push of the data to the DVC
+remote. Ingest is always forced: new traces under `FLOWBENCH_DIR` or accepted from the
+inbox are not dependencies DVC can see; when they change nothing, the jobs tables hash
+the same and every later stage is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,215 +28,130 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from flowsentry import versioning
-from flowsentry.config import Config, load_config, parse_overrides
-from flowsentry.errors import ValidationFailed
-from flowsentry.models.sft import file_md5
-from flowsentry.stages import (
-    augment,
-    evaluate,
-    gate,
-    inbox,
-    ingest,
-    package,
-    prepare,
-    train,
-    validate,
-)
+from flowsentry.config import load_config
+from flowsentry.errors import FlowsentryError
+from flowsentry.stages import inbox
+
+STAGES = ("ingest", "validate", "prepare", "augment", "train", "evaluate", "gate", "package")
+LOCK = ".flowsentry.lock"
 
 
-def _md5(path: Path) -> str:
-    return file_md5(path) if path.exists() else "missing"
+class StageFailed(FlowsentryError):
+    """A DVC stage's command failed (its own one-line error is in the flow's log)."""
 
 
-def _params(cfg: Config, *sections: str) -> str:
-    dumped = cfg.model_dump(mode="json", by_alias=True)
-    return hashlib.sha256(
-        json.dumps([dumped[s] for s in sections], sort_keys=True).encode()
-    ).hexdigest()[:16]
+def repro(root: Path, stage: str, force: bool = False) -> dict[str, Any]:
+    """`dvc repro --single-item <stage>` in `root`; returns whether the stage ran."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
-
-def train_key(_context: Any, parameters: dict[str, Any]) -> str:
-    """Same training data, validation data and params -> the same model: skip training."""
-    cfg: Config = parameters["cfg"]
-    return "train-" + "-".join(
-        [
-            _md5(cfg.paths.augmented / "train.parquet"),
-            _md5(cfg.paths.prepared / "val.parquet"),
-            _params(cfg, "base", "text", "train"),
-        ]
-    )
-
-
-def evaluate_key(_context: Any, parameters: dict[str, Any]) -> str:
-    """Same model, test data and params -> the same evaluation."""
-    cfg: Config = parameters["cfg"]
-    return "evaluate-" + "-".join(
-        [
-            *(_md5(cfg.paths.models / kind / "flowsentry.json") for kind in cfg.train.candidates),
-            _md5(cfg.paths.prepared / "test.parquet"),
-            _params(cfg, "base", "evaluate", "gate"),
-        ]
-    )
-
-
-def _models_gone(cfg: Config) -> bool:
-    """A trained candidate is missing (a cached training result must not stand)."""
-    return any(
-        not (cfg.paths.models / kind / "flowsentry.json").exists() for kind in cfg.train.candidates
-    )
-
-
-inbox_task = task(inbox.run, name="inbox", retries=2, retry_delay_seconds=10)
-ingest_task = task(ingest.run, name="ingest", retries=2, retry_delay_seconds=10)
-prepare_task = task(prepare.run, name="prepare")
-augment_task = task(augment.run, name="augment")
-train_task = task(train.run, name="train", cache_key_fn=train_key, persist_result=True)
-evaluate_task = task(evaluate.run, name="evaluate", cache_key_fn=evaluate_key, persist_result=True)
-gate_task = task(gate.run, name="gate")
-package_task = task(package.run, name="package", retries=1)
-
-
-@task(name="version", retries=2, retry_delay_seconds=10)
-def version_task(cfg: Config, stages: list[str], commit: bool) -> dict[str, Any]:
-    """DVC hashes of the data now; with `commit`, record `stages` in dvc.lock and push."""
-    logger = get_run_logger()
-    result: dict[str, Any] = {"stages": stages, "hashes": versioning.data_version(cfg)}
-    if commit:
-        root = Path.cwd()
-        result["committed"] = versioning.commit(stages, root)
-        result["push"] = versioning.push(root)
-        logger.info(
-            "dvc.lock: %d outputs of %s committed; %d files pushed to DVC remote '%s'",
-            len(result["committed"]),
-            "/".join(stages),
-            result["push"]["pushed"],
-            result["push"]["remote"],
-        )
-    logger.info("data version after %s: %s", "/".join(stages), result["hashes"])
-    return result
-
-
-@task(name="train on the GPU pool")
-def remote_train_task(
-    deployment: str, cfg: Config, params: str, overrides: dict[str, Any] | None
-) -> Any:
-    """Run the `train` flow's deployment (a GPU work pool) and wait for it."""
-    from prefect.deployments import run_deployment
-
-    run = run_deployment(
-        deployment, parameters={"params": params, "overrides": overrides}, timeout=None
-    )
-    if not run.state or not run.state.is_completed():
-        raise RuntimeError(f"training deployment {deployment}: flow run {run.name} {run.state}")
-    return json.loads((cfg.paths.reports / "train.json").read_text())
-
-
-@task(name="validate")
-def validate_task(cfg: Config) -> dict[str, Any]:
-    """Validate; on failure link the Data Docs before stopping the flow."""
+    # the stage commands are `flowsentry <stage>`: the CLI of this interpreter
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     try:
-        return validate.run(cfg)
-    except ValidationFailed:
-        docs = (cfg.paths.reports / "data_docs").resolve()
-        create_link_artifact(
-            key="data-docs",
-            link=f"file://{docs}",
-            description="Validation failed: Great Expectations Data Docs",
-        )
-        raise
+        with Repo(str(root)) as repo:
+            ran = repo.reproduce(stage, single_item=True, force=force)
+    except DvcException as exc:
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise StageFailed(f"dvc repro {stage} failed{cause}".splitlines()[0]) from None
+    return {"stage": stage, "ran": bool(ran)}
 
 
-def _summary(
-    report: dict[str, Any], decision: dict[str, Any], bento: str | None, data: dict[str, Any]
-) -> str:
-    rows = [
-        f"Split: {report['split']['method']} ({report['split']['note']})",
-        "",
-        "| detector | val F1 | test accuracy | test F1 | test ROC-AUC |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    rows += [
-        f"| {name} | {c['val']['f1']} | {c['test']['accuracy']} | {c['test']['f1']} | "
-        f"{c['test']['roc_auc']} |"
-        for name in report["ranking_on_validation"]
+def _stage_task(stage: str, retries: int = 0):
+    @task(name=stage, retries=retries, retry_delay_seconds=10)
+    def run(root: Path, force: bool = False) -> dict[str, Any]:
+        logger = get_run_logger()
+        result = repro(root, stage, force=force)
+        logger.info("%s: %s", stage, "ran" if result["ran"] else "up to date (skipped by DVC)")
+        return result
+
+    return run
+
+
+STAGE_TASKS = {stage: _stage_task(stage, 2 if stage == "ingest" else 0) for stage in STAGES}
+inbox_task = task(inbox.run, name="inbox", retries=2, retry_delay_seconds=10)
+
+
+@task(name="push data", retries=2, retry_delay_seconds=10)
+def push_task(root: Path) -> dict[str, Any]:
+    """Send what DVC cached to the DVC remote (skipped with a note when none is set)."""
+    try:
+        return versioning.push(root)
+    except FlowsentryError as exc:
+        get_run_logger().warning("not pushed: %s", exc)
+        return {"remote": None, "url": None, "pushed": 0, "note": str(exc)}
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _summary(root: Path, stages: dict[str, Any], push: dict[str, Any]) -> str:
+    reports = load_config(root / "params.yaml").under(root).paths.reports
+    report = _read(reports / "evaluate" / "metrics.json") or {}
+    decision = _read(reports / "gate.json") or {}
+    rows = ["| stage | ran |", "| --- | --- |"]
+    rows += [f"| {name} | {'yes' if s['ran'] else 'up to date'} |" for name, s in stages.items()]
+    ranking = [
+        f"| {name} | {c['val']['f1']} | {c['test']['accuracy']} | {c['test']['f1']} |"
+        for name in report.get("ranking_on_validation", [])
         for c in [report["candidates"][name]]
     ]
-    checks = ["| check | value | threshold | verdict |", "| --- | --- | --- | --- |"]
-    checks += [
-        f"| {c['check']} | {c['value']} | {c['threshold']} | {c['verdict']} |"
-        for c in decision["checks"]
-    ]
-    checks += ["", f"Winner on validation: {decision.get('winner')}"]
     return "\n".join(
         [
             "# flowsentry retraining",
             "",
             *rows,
             "",
-            f"## Gate: {decision['decision']} {decision.get('promoted_tag') or ''}",
+            "| detector | val F1 | test accuracy | test F1 |",
+            "| --- | --- | --- | --- |",
+            *ranking,
             "",
-            *checks,
-            "",
-            "## Data (DVC hashes)",
-            "",
-            *[f"- {name}: `{value}`" for name, value in data["hashes"].items()],
-            f"- pushed to DVC remote: {data['push']['remote']} ({data['push']['url']})"
-            if "push" in data
-            else "- not pushed (see the flow log for why dvc.lock was not written)",
-            "",
-            "Plots: `reports/evaluate/png/` (ROC, precision-recall, confusion, early detection).",
-            f"Bento: `{bento}`" if bento else "No new Bento (nothing promoted).",
+            f"Gate: {decision.get('decision')} {decision.get('promoted_tag') or ''}",
+            f"DVC remote: {push.get('remote')} ({push.get('pushed', 0)} files pushed)",
         ]
     )
 
 
-def _committable(params: str, overrides: dict[str, Any] | None) -> str | None:
-    """Why this run must not write dvc.lock, or None when it may."""
-    root = Path.cwd()
-    if not versioning.is_dvc_project(root):
-        return f"{root} is not a DVC project (no dvc.yaml or .dvc/)"
-    if Path(params).resolve() != (root / "params.yaml").resolve():
-        return f"params {params} is not the params.yaml dvc.yaml reads"
-    if overrides:
-        return f"overrides {sorted(overrides)} differ from params.yaml"
-    return None
-
-
 @flow(name="flowsentry-train", log_prints=True)
-def train_flow(params: str = "params.yaml", overrides: dict[str, Any] | None = None) -> Any:
-    """Fine-tune only: the step a GPU work pool runs for `retrain` (see prefect.yaml)."""
-    cfg = load_config(Path(params), overrides)
-    model_gone = _models_gone(cfg)
-    return train_task.with_options(refresh_cache=model_gone)(cfg, progress=False)
+def train_flow(project: str = ".") -> dict[str, Any]:
+    """The train stage alone (`dvc repro train`), for a GPU work pool (prefect.yaml).
+
+    The worker runs in the same project folder as the retraining flow (a shared file
+    system): it reads the augmented data and writes the candidates and dvc.lock there.
+    """
+    return STAGE_TASKS["train"](Path(project).resolve())
 
 
 @flow(name="flowsentry-retrain", log_prints=True)
 def retrain(
-    params: str = "params.yaml",
+    project: str = ".",
     flowbench_dir: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    bentofile: str = "bentofile.yaml",
     inbox_dir: str | None = None,
-    version_data: bool = True,
+    push: bool = True,
     train_deployment: str | None = None,
     lock_timeout_s: float = 3600,
 ) -> dict[str, Any]:
-    """Retrain on the current traces; promote and package only when the gate says so.
+    """Run the DVC pipeline of `project` stage by stage; push the data to the DVC remote.
 
-    version_data: record each stage's outputs in dvc.lock and push them to the DVC
-    remote (in a DVC project with the default params only; the hashes are always
-    recorded in the result and the model's metadata). train_deployment: run training
-    as that deployment (e.g. "flowsentry-train/gpu" on a GPU work pool) instead of here.
+    flowbench_dir: the Flow-Bench data/ folder (else FLOWBENCH_DIR, else the download
+    URL in params.yaml). inbox_dir: sort new run CSVs into the raw data first.
+    train_deployment: run the train stage as that deployment (e.g. "flowsentry-train/gpu").
     """
     logger = get_run_logger()
-    cfg = load_config(Path(params), overrides)
-    source = flowbench_dir or os.environ.get("FLOWBENCH_DIR")
-    why_not = _committable(params, overrides) if version_data else "version_data is off"
-    if why_not:
-        logger.info("not writing dvc.lock: %s", why_not)
-    commit = why_not is None
-    with FileLock(str(cfg.paths.reports.parent / ".flowsentry.lock"), timeout=lock_timeout_s):
-        arrivals = inbox_task(cfg, inbox_dir) if inbox_dir else None
+    root = Path(project).resolve()
+    if not versioning.is_dvc_project(root):
+        raise FlowsentryError(f"{root}: not a DVC project (needs dvc.yaml and .dvc/)")
+    if flowbench_dir:
+        os.environ["FLOWBENCH_DIR"] = str(Path(flowbench_dir).resolve())
+    cfg = load_config(root / "params.yaml").under(root)
+    stages: dict[str, Any] = {}
+    with FileLock(str(root / LOCK), timeout=lock_timeout_s):
+        arrivals = inbox_task(cfg, Path(inbox_dir)) if inbox_dir else None
         if arrivals and arrivals["quarantined"]:
             create_markdown_artifact(
                 key="inbox-quarantine",
@@ -240,61 +160,60 @@ def retrain(
                 ),
                 description="New trace files put in quarantine",
             )
-        ingested = ingest_task(cfg, source, progress=False)
-        raw_version = version_task(cfg, ["ingest"], commit, wait_for=[ingested])
-        report = validate_task(cfg, wait_for=[raw_version])
-        prepared = prepare_task(cfg, wait_for=[report])
-        augmented = augment_task(cfg, wait_for=[prepared])
-        data_version = version_task(
-            cfg, ["validate", "prepare", "augment"], commit, wait_for=[augmented]
-        )
-        # A cached result stands only while its artifact does: refresh when it is gone.
-        model_gone = _models_gone(cfg)
-        if train_deployment:
-            trained = remote_train_task(
-                train_deployment, cfg, params, overrides, wait_for=[data_version]
-            )
-        else:
-            trained = train_task.with_options(refresh_cache=model_gone)(
-                cfg, progress=False, wait_for=[data_version]
-            )
-        metrics_gone = not (cfg.paths.reports / "evaluate" / "metrics.json").exists()
-        evaluated = evaluate_task.with_options(refresh_cache=model_gone or metrics_gone)(
-            cfg, progress=False, wait_for=[trained]
-        )
-        decision = gate_task(cfg, wait_for=[evaluated])
-        promoted = decision["decision"] == "promote"
-        bento = package_task(cfg, Path(bentofile))["bento"] if promoted else None
-        model_version = version_task(
-            cfg, ["train", "evaluate", "gate", *(["package"] if promoted else [])], commit
-        )
-    logger.info("gate: %s; bento: %s", decision["decision"], bento)
+        for stage in STAGES:
+            if stage == "train" and train_deployment:
+                stages[stage] = _remote_train(train_deployment, root)
+                continue
+            try:
+                stages[stage] = STAGE_TASKS[stage](root, force=stage == "ingest")
+            except StageFailed:
+                if stage == "validate":
+                    docs = (cfg.paths.reports / "data_docs").resolve()
+                    create_link_artifact(
+                        key="data-docs",
+                        link=f"file://{docs}",
+                        description="Validation failed: Great Expectations Data Docs",
+                    )
+                raise
+        pushed = push_task(root) if push else {"remote": None, "pushed": 0}
+    decision = _read(cfg.paths.reports / "gate.json") or {}
+    promoted = stages["gate"]["ran"] and decision.get("decision") == "promote"
+    package = _read(cfg.paths.reports / "package.json") or {}
+    bento = package.get("bento") if promoted and stages["package"]["ran"] else None
+    logger.info("gate: %s; bento: %s", decision.get("decision"), bento)
     create_markdown_artifact(
-        markdown=_summary(evaluated, decision, bento, model_version),
+        markdown=_summary(root, stages, pushed),
         key="retrain-summary",
-        description="Metrics, gate checks and the Bento",
+        description="Stages run, metrics, gate and data version",
     )
     return {
         "inbox": arrivals,
-        "data_version": {"raw": raw_version, "data": data_version, "model": model_version},
-        "ingest": ingested,
-        "train": trained,
-        "evaluate": evaluated,
+        "stages": stages,
+        "ingest": _read(cfg.paths.reports / "ingest.json"),
+        "train": _read(cfg.paths.reports / "train.json"),
+        "evaluate": _read(cfg.paths.reports / "evaluate" / "metrics.json"),
         "gate": decision,
         "bento": bento,
+        "push": pushed,
+        "data_version": versioning.data_version(cfg),
     }
+
+
+@task(name="train on the GPU pool")
+def _remote_train(deployment: str, root: Path) -> dict[str, Any]:
+    """Run the `train` flow's deployment (a GPU work pool) on this project and wait."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(deployment, parameters={"project": str(root)}, timeout=None)
+    if not run.state or not run.state.is_completed():
+        raise StageFailed(f"training deployment {deployment}: flow run {run.name} {run.state}")
+    return run.state.result()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=retrain.__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--project", default=".")
     parser.add_argument("--flowbench-dir", default=None)
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="Override a param."
-    )
+    parser.add_argument("--inbox-dir", default=None)
     args = parser.parse_args()
-    retrain(
-        params=args.params,
-        flowbench_dir=args.flowbench_dir,
-        overrides=parse_overrides(args.set) or None,
-    )
+    retrain(project=args.project, flowbench_dir=args.flowbench_dir, inbox_dir=args.inbox_dir)

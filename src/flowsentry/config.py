@@ -44,6 +44,14 @@ class Paths(_Section):
     sweep: Path = Path("models/sweep")
     icl_model: Path = Path("models/icl")
 
+    def under(self, root: str | Path) -> Paths:
+        """The same locations inside `root` (a project or workspace folder); absolute
+        paths stay as they are."""
+        root = Path(root)
+        return self.model_copy(
+            update={name: root / value for name, value in self if not Path(value).is_absolute()}
+        )
+
 
 class TextSource(_Section):
     """A CSV in the paper's public text format (`text,label`)."""
@@ -244,6 +252,10 @@ class Config(_Section):
     sweep: SweepParams = SweepParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def under(self, root: str | Path) -> Config:
+        """This config with every artifact path inside `root` (see `Paths.under`)."""
+        return self.model_copy(update={"paths": self.paths.under(root)})
 
 
 def load_config(
