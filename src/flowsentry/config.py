@@ -41,6 +41,7 @@ class Paths(_Section):
     augmented: Path = Path("data/augmented")
     models: Path = Path("models/candidates")
     checkpoints: Path = Path("models/checkpoints/sft")
+    icl_checkpoints: Path = Path("models/checkpoints/icl")
     sweep: Path = Path("models/sweep")
     icl_model: Path = Path("models/icl")
 
@@ -63,7 +64,6 @@ class TextSource(_Section):
 class IngestParams(_Section):
     workflows: tuple[str, ...] = ("1000genome",)
     source_url: str = "https://github.com/PoSeiDon-Workflows/FlowBench/raw/main/data"
-    verify_checksums: bool = True
     text_sources: tuple[TextSource, ...] = ()
     max_runs: int | None = Field(
         None, ge=1, description="Read only N runs of each workflow, spread evenly by name."

@@ -27,7 +27,7 @@ def _model(tiny_encoder, target, threshold=0.5):
                 "threshold": threshold,
                 "max_length": 128,
                 "workflows": ["1000genome"],
-                "data_version": {"train_md5": "x"},
+                "data_version": {"augmented": "x"},
             }
         )
     )

@@ -39,7 +39,7 @@ def _save_model(source: Path, target: Path, threshold: float) -> Path:
                 "threshold": threshold,
                 "max_length": 128,
                 "workflows": ["1000genome"],
-                "data_version": {"train_md5": "t"},
+                "data_version": {"augmented": "t"},
             }
         )
     )

@@ -91,7 +91,7 @@ def _model_dir(tmp_path, name):
                 "kind": "sft",
                 "mode": "full",
                 "workflows": ["1000genome"],
-                "data_version": {"train_md5": "abc"},
+                "data_version": {"augmented": "abc"},
             }
         )
     )

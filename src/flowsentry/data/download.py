@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from flowsentry.errors import DataError, SourceUnavailable
-from flowsentry.io import atomic_dir, atomic_path
+from flowsentry.io import atomic_dir, atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,6 @@ def known_checksums() -> dict[str, str]:
     text = resources.files("flowsentry.data").joinpath("checksums.json").read_text()
     return json.loads(text)
 
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while block := stream.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(
@@ -54,7 +47,7 @@ def fetch(
     arrives with the wrong checksum. An existing `dest` with the right checksum is kept.
     """
     expected = (checksums or {}).get(relative)
-    if dest.exists() and expected and sha256_of(dest) == expected:
+    if dest.exists() and expected and file_digest(dest) == expected:
         return dest
     url = f"{base_url.rstrip('/')}/{relative}"
     digest = hashlib.sha256()
@@ -92,7 +85,7 @@ def copy_verified(src: Path, dest: Path, relative: str, checksums: dict[str, str
         return dest
     expected = (checksums or {}).get(relative)
     if expected:
-        actual = sha256_of(src)
+        actual = file_digest(src)
         if actual != expected:
             raise DataError(src, f"checksum mismatch: sha256 {actual}, expected {expected}")
     with atomic_path(dest) as tmp:

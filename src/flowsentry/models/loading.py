@@ -66,7 +66,7 @@ def create_detector(kind: str, cfg: Config) -> Detector:
                 train_samples=i.lora.train_samples,
                 examples=i.lora.examples,
                 n_examples=i.lora.n_examples,
-                output_dir=str(cfg.paths.checkpoints.parent / "icl"),
+                output_dir=str(cfg.paths.icl_checkpoints),
             )
         import pandas as pd
 

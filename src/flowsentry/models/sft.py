@@ -350,15 +350,6 @@ def frame_digest(frame: pd.DataFrame) -> str:
     return hashlib.md5(hashed.to_numpy().tobytes()).hexdigest()
 
 
-def file_md5(path: Path) -> str:
-    """MD5 of a file's bytes: the hash DVC records for it."""
-    digest = hashlib.md5()
-    with Path(path).open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stratified_sample(frame: pd.DataFrame, n: int | None, seed: int, column: str = "label"):
     """At most `n` rows keeping the class shares (all rows when n is None or larger)."""
     from sklearn.model_selection import train_test_split

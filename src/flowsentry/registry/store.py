@@ -77,7 +77,8 @@ def register(model_dir: Path, metrics: dict[str, Any], params: dict[str, Any]) -
         "kind": str(meta.get("kind", "sft")),
         "workflows": ",".join(meta.get("workflows") or []),
         "mode": str(meta.get("mode") or ""),
-        "data_version": str((meta.get("data_version") or {}).get("train_md5", "")),
+        # the DVC hash of the augmented training data (what dvc.lock records for it)
+        "data_version": str((meta.get("data_version") or {}).get("augmented") or ""),
         "params_hash": params_hash(params),
         "git_commit": git_commit(),
     }

@@ -97,7 +97,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             tokenizer,
             detector,
             sample,
-            cfg.paths.checkpoints.parent / "icl",
+            cfg.paths.icl_checkpoints,
             lora.r,
             lora.alpha,
             lora.learning_rate,

@@ -19,7 +19,7 @@ from flowsentry.data import download, flowbench
 from flowsentry.data.flowbench import DAG_FOLDER
 from flowsentry.data.textsource import read_text_source
 from flowsentry.errors import DataError, SourceUnavailable
-from flowsentry.io import write_json, write_parquet
+from flowsentry.io import file_digest, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def _sources(
     cfg: Config, flowbench_dir: Path | None, progress: bool
 ) -> list[flowbench.WorkflowSource]:
-    checksums = download.known_checksums() if cfg.ingest.verify_checksums else {}
+    checksums = download.known_checksums()  # always: a download is verified or refused
     if flowbench_dir is not None:
         if not flowbench_dir.is_dir():
             raise SourceUnavailable(f"FLOWBENCH_DIR={flowbench_dir} is not a folder")
@@ -39,7 +39,7 @@ def _sources(
         for source in sources:  # verify before parsing: a corrupt copy is named early
             if source.traces.is_file():
                 rel = source.traces.name
-                if rel in checksums and download.sha256_of(source.traces) != checksums[rel]:
+                if rel in checksums and file_digest(source.traces) != checksums[rel]:
                     log.warning("%s differs from the upstream release (sha256)", source.traces)
         return sources
     sources = []

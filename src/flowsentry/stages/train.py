@@ -14,7 +14,7 @@ from typing import Any
 
 from flowsentry import versioning
 from flowsentry.config import Config
-from flowsentry.io import read_table, write_json
+from flowsentry.io import file_digest, read_table, write_json
 from flowsentry.models import sft
 from flowsentry.models.loading import create_detector
 
@@ -34,9 +34,9 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     )
     version = {
         **versioning.data_version(cfg),
-        "train_md5": sft.file_md5(cfg.paths.prepared / "train.parquet"),
-        "augmented_md5": sft.file_md5(cfg.paths.augmented / "train.parquet"),
-        "val_md5": sft.file_md5(cfg.paths.prepared / "val.parquet"),
+        "train_sha256": file_digest(cfg.paths.prepared / "train.parquet"),
+        "augmented_sha256": file_digest(cfg.paths.augmented / "train.parquet"),
+        "val_sha256": file_digest(cfg.paths.prepared / "val.parquet"),
     }
     summary: dict[str, Any] = {"split_method": cfg.split.method, "candidates": {}}
     for kind in cfg.train.candidates:
