@@ -54,7 +54,7 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
     packages, pushes to the DVC remote; the second finds nothing new: DVC skips every
     stage after ingest, nothing is trained or promoted, `dvc status` stays clean."""
     from dvc.repo import Repo
-    from flows.retrain import STAGES, retrain
+    from flowsentry.flows.retrain import STAGES, retrain
 
     write, home = setup
     traces = write()
@@ -82,7 +82,7 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
 
 
 def test_failed_validation_stops_before_training(setup):
-    from flows.retrain import retrain
+    from flowsentry.flows.retrain import retrain
 
     write, home = setup
 
@@ -97,7 +97,12 @@ def test_failed_validation_stops_before_training(setup):
 
 
 def test_new_traces_are_ingested_once_and_bad_ones_reported(setup, run_frame):
-    from flows.retrain import retrain
+    """Through the command line: `flowsentry retrain --inbox-dir ...`."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from flowsentry.cli import app
 
     make_run = run_frame
     write, home = setup
@@ -106,19 +111,23 @@ def test_new_traces_are_ingested_once_and_bad_ones_reported(setup, run_frame):
     box.mkdir(parents=True)
     make_run(200).to_csv(box / "tiny-run0200.csv", index=False)
     make_run(201).drop(columns="runtime").to_csv(box / "tiny-run0201.csv", index=False)
-    result = retrain(
-        project=str(home), flowbench_dir=traces, inbox_dir=str(home / "inbox"), push=False
-    )
-    assert [r["run"] for r in result["inbox"]["accepted"]] == ["tiny-run0200"]
-    assert [r["run"] for r in result["inbox"]["quarantined"]] == ["tiny-run0201"]
-    assert result["ingest"]["tables"]["tiny"]["runs"] == 31  # 30 + exactly the new one
+    args = ["retrain", "--project", str(home), "--flowbench-dir", traces]
+    args += ["--inbox-dir", str(home / "inbox"), "--no-push"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "package    ran" in done.output
+    arrivals = json.loads((home / "reports" / "inbox.json").read_text())
+    assert [r["run"] for r in arrivals["accepted"]] == ["tiny-run0200"]
+    assert [r["run"] for r in arrivals["quarantined"]] == ["tiny-run0201"]
+    ingested = json.loads((home / "reports" / "ingest.json").read_text())
+    assert ingested["tables"]["tiny"]["runs"] == 31  # 30 + exactly the new one
 
 
 def test_an_overlapping_run_waits_for_the_lock_and_touches_nothing(setup):
     """While one run holds the project lock, another gives up after its timeout without
     reading or writing any data (no half-written tables, no registry change)."""
     from filelock import FileLock
-    from flows.retrain import retrain
+    from flowsentry.flows.retrain import retrain
 
     write, home = setup
     traces = write()

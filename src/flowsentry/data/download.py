@@ -32,7 +32,6 @@ def known_checksums() -> dict[str, str]:
     return json.loads(text)
 
 
-
 def fetch(
     base_url: str,
     relative: str,

@@ -1,0 +1,3 @@
+from flowsentry.cli import app
+
+app()

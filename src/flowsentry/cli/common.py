@@ -1,0 +1,122 @@
+"""What every command shares: the console, the common options, and `command`, the one
+decorator that loads params.yaml into a `Config`, sets up logging and turns a
+`FlowsentryError` into a one-line message and exit code 1."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from flowsentry import logs
+from flowsentry.config import load_config, parse_overrides
+from flowsentry.errors import FlowsentryError
+
+console = Console(stderr=True)
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="The params file to read.", show_default=True)
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a param for this run, e.g. --set split.method=by_run (YAML value).",
+    ),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+FlowbenchOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="FLOWBENCH_DIR",
+        help="Folder in the Flow-Bench data/ layout (<workflow>.zip + adjacency_list_dags/). "
+        "Unset: download from ingest.source_url.",
+    ),
+]
+
+_COMMON = {
+    "params": (ParamsOption, Path("params.yaml")),
+    "set_": (SetOption, None),
+    "verbose": (VerboseOption, False),
+}
+
+
+def progress() -> bool:
+    """Progress bars only where a person watches (a terminal)."""
+    return sys.stderr.isatty()
+
+
+def command(group: typer.Typer, name: str | None = None, config: bool = True) -> Callable:
+    """Register `fn` on `group` with the common options.
+
+    `fn` takes its own options, plus `cfg` (the loaded Config) when `config` is true;
+    `--params`, `--set` (when `config`) and `--verbose` are added here, once. A command
+    that hands the params file on (a flow) declares `params` / `set_` to receive them.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        wanted = set(inspect.signature(fn).parameters)
+        own = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.name != "cfg" and p.name not in _COMMON
+        ]
+        hints = {
+            k: v
+            for k, v in inspect.get_annotations(fn, eval_str=True).items()
+            if k != "cfg" and k not in _COMMON
+        }
+        common = {k: v for k, v in _COMMON.items() if config or k == "verbose" or k in wanted}
+
+        @functools.wraps(fn)
+        def run(**kwargs: Any) -> Any:
+            params = kwargs.pop("params", None)
+            overrides = kwargs.pop("set_", None)
+            logs.setup(kwargs.pop("verbose", False))
+            if "params" in wanted:  # the command hands the file on (a flow reads it)
+                kwargs["params"] = params
+            if "set_" in wanted:
+                kwargs["set_"] = overrides
+            try:
+                if config:
+                    kwargs["cfg"] = load_config(params, parse_overrides(overrides))
+                return fn(**kwargs)
+            except FlowsentryError as exc:
+                console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=1) from None
+
+        extra = [
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for k, (a, d) in common.items()
+        ]
+        ordered = [
+            p.replace(
+                kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation)
+            )
+            for p in own
+        ] + extra
+        run.__signature__ = inspect.Signature(ordered)  # type: ignore[attr-defined]
+        run.__annotations__ = {**hints, **{k: a for k, (a, _) in common.items()}}
+        group.command(name)(run)
+        return run
+
+    return decorate
+
+
+def json_record(text: str, option: str) -> dict[str, Any]:
+    """A job record given as JSON on the command line."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FlowsentryError(f"{option}: not valid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise FlowsentryError(f"{option}: expected a JSON object of field -> value")
+    return record

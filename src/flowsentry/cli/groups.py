@@ -1,0 +1,152 @@
+"""Command groups: `icl`, `registry`, `experiment`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from flowsentry.cli.common import FlowbenchOption, command, console, json_record, progress
+from flowsentry.config import Config
+
+icl_app = typer.Typer(help="In-context learning with a decoder LLM.", no_args_is_help=True)
+registry_app = typer.Typer(help="The model registry (BentoML model store).", no_args_is_help=True)
+experiment_app = typer.Typer(
+    help="The paper's studies: transfer learning, catastrophic forgetting, debiasing, and "
+    "the quality table.",
+    no_args_is_help=True,
+)
+TrainSamples = Annotated[int, typer.Option(help="Training jobs per fine-tune (CPU budget).")]
+TestSamples = Annotated[int, typer.Option(help="Test jobs scored per evaluation.")]
+
+
+@command(icl_app, "evaluate")
+def icl_evaluate(cfg: Config) -> None:
+    """Zero/few-shot (negative, positive, balanced, nearest) with and without LoRA."""
+    from flowsentry.stages import icl as stage
+
+    for row in stage.run(cfg, progress=progress())["rows"]:
+        console.print(
+            f"FT={row['fine_tuned']!s:5s} {row['examples']:9s} n={row['n_examples']:2d}  "
+            f"acc {row['accuracy']:.3f}  F1 {row['f1']:.3f}  ROC-AUC {row['roc_auc']}"
+        )
+
+
+@command(icl_app, "explain")
+def icl_explain(
+    cfg: Config,
+    job: Annotated[str, typer.Option(help="The job record as JSON.")],
+    max_new_tokens: Annotated[int, typer.Option(help="Length of the reasoning.")] = 160,
+) -> None:
+    """Chain of thought: step-by-step reasoning, then the category (or none, said so)."""
+    from flowsentry.io import read_table
+    from flowsentry.models.icl import ICLDetector, load_decoder
+    from flowsentry.stages.icl import settings_for
+
+    record = json_record(job, "--job")
+    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
+    train = read_table(cfg.paths.prepared / "train.parquet", remedy="flowsentry prepare")
+    detector = ICLDetector(model, tokenizer, train, settings_for(cfg, "balanced", 0), device)
+    result = detector.explain(record, max_new_tokens)
+    console.print(result["reasoning"], highlight=False)
+    console.print(f"category: {result['category'] or 'none (the reasoning ended without one)'}")
+
+
+@command(registry_app, "list", config=False)
+def registry_list() -> None:
+    """Every stored model, newest first; * marks the champion."""
+    from flowsentry.registry import store
+
+    for row in store.listing():
+        mark = "*" if row["champion"] else " "
+        labels = row["labels"]
+        console.print(
+            f"{mark} {row['tag']}  {row['created']}  {labels.get('kind')}/{labels.get('mode')} "
+            f"workflows={labels.get('workflows')} f1={row['metrics'].get('f1')} "
+            f"data={labels.get('data_version', '')[:8]} commit={labels.get('git_commit')}"
+        )
+
+
+@command(registry_app, "promote", config=False)
+def registry_promote(
+    tag: Annotated[str, typer.Argument(help="Model tag, e.g. flowsentry-detector:abc123.")],
+) -> None:
+    """Make TAG the champion by hand (the previous one is kept for rollback)."""
+    from flowsentry.registry import store
+
+    console.print(f"champion: {store.promote(tag)['champion']}")
+
+
+@command(registry_app, "rollback", config=False)
+def registry_rollback() -> None:
+    """Reinstate the previous champion."""
+    from flowsentry.registry import store
+
+    console.print(f"champion: {store.rollback()['champion']}")
+
+
+@command(experiment_app, "transfer")
+def experiment_transfer(
+    cfg: Config,
+    source: Annotated[str, typer.Option(help="Workflow to fine-tune on first.")] = "1000genome",
+    target: Annotated[str, typer.Option(help="Workflow to transfer to.")] = "montage",
+    n_train: TrainSamples = 2000,
+    n_target: Annotated[int, typer.Option(help="Jobs of the short target fine-tune.")] = 500,
+    n_test: TestSamples = 1000,
+    flowbench_dir: FlowbenchOption = None,
+) -> None:
+    """Fine-tune on SOURCE; test on TARGET zero-shot and after a short fine-tune."""
+    from flowsentry import experiments
+
+    result = experiments.transfer(
+        cfg, source, target, flowbench_dir, n_train, n_target, n_test, progress=progress()
+    )
+    console.print(json.dumps({k: v for k, v in result.items() if isinstance(v, dict)}, indent=1))
+
+
+@command(experiment_app, "forgetting")
+def experiment_forgetting(
+    cfg: Config,
+    first: Annotated[str, typer.Option(help="Workflow D1.")] = "1000genome",
+    second: Annotated[str, typer.Option(help="Workflow D2, trained after D1.")] = "montage",
+    n_train: TrainSamples = 2000,
+    n_test: TestSamples = 1000,
+    flowbench_dir: FlowbenchOption = None,
+) -> None:
+    """Train on D1, continue on D2 (full, head, one LoRA adapter per workflow)."""
+    from flowsentry import experiments
+
+    result = experiments.forgetting(
+        cfg, first, second, flowbench_dir, n_train, n_test, progress=progress()
+    )
+    console.print(json.dumps(result, indent=1))
+
+
+@command(experiment_app, "debias")
+def experiment_debias(
+    cfg: Config,
+    workflow: Annotated[str, typer.Option(help="Workflow to train and test on.")] = "1000genome",
+    n_train: TrainSamples = 2000,
+    n_test: TestSamples = 1000,
+    flowbench_dir: FlowbenchOption = None,
+) -> None:
+    """The same fine-tune with and without augmentation: bias gap and accuracy."""
+    from flowsentry import experiments
+
+    result = experiments.debias(cfg, workflow, flowbench_dir, n_train, n_test, progress=progress())
+    console.print(json.dumps(result, indent=1))
+
+
+@command(experiment_app, "quality")
+def experiment_quality(
+    cfg: Config,
+    workflow: Annotated[str, typer.Option(help="Workflow to run the default pipeline on.")],
+    flowbench_dir: FlowbenchOption = None,
+) -> None:
+    """The default pipeline on one workflow: every candidate on validation and test
+    (by_run split by default; --set split.method=random for the paper's protocol)."""
+    from flowsentry import experiments
+
+    result = experiments.quality(cfg, workflow, flowbench_dir, progress=progress())
+    console.print(json.dumps(result, indent=1))

@@ -1,0 +1,148 @@
+"""The pipeline's stages (`dvc.yaml` runs these), the inbox and small helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flowsentry.cli.common import FlowbenchOption, command, console, json_record, progress
+from flowsentry.config import Config
+from flowsentry.errors import FlowsentryError
+
+
+def register(app: typer.Typer) -> None:
+    @command(app)
+    def ingest(cfg: Config, flowbench_dir: FlowbenchOption = None) -> None:
+        """Read Flow-Bench traces into one jobs table (Parquet) per workflow."""
+        from flowsentry.stages import ingest as stage
+
+        summary = stage.run(cfg, flowbench_dir, progress=progress())
+        for name, t in summary["tables"].items():
+            console.print(f"{name}: {t['runs']} runs, {t['jobs']} jobs, {t['anomalous']} anomalous")
+
+    @command(app)
+    def inbox(
+        cfg: Config,
+        folder: Annotated[Path, typer.Argument(help="Inbox: <folder>/<workflow>/<run>.csv.")],
+    ) -> None:
+        """Accept new DAG runs into the raw data (skip known runs, quarantine bad files)."""
+        from flowsentry.stages import inbox as stage
+
+        report = stage.run(cfg, folder)
+        console.print(
+            f"accepted {len(report['accepted'])}, skipped {len(report['skipped'])}, "
+            f"quarantined {len(report['quarantined'])}"
+        )
+        for item in report["quarantined"]:
+            console.print(f"quarantined {item['workflow']}/{item['run']}: {item['reason']}")
+
+    @command(app)
+    def validate(cfg: Config) -> None:
+        """Check jobs tables against the GX expectation suite; quarantine bad rows; Data Docs."""
+        from flowsentry.stages import validate as stage
+
+        report = stage.run(cfg)
+        for name, t in report["tables"].items():
+            met = t["expectations"] - t["expectations_failed"]
+            console.print(
+                f"{name}: {t['clean']} clean, {t['quarantined']} quarantined, "
+                f"{met}/{t['expectations']} expectations met"
+            )
+        console.print(f"Data Docs: {cfg.paths.reports / 'data_docs' / 'index.html'}")
+
+    @command(app)
+    def prepare(cfg: Config) -> None:
+        """Turn validated jobs into sentences and train/val/test splits."""
+        from flowsentry.stages import prepare as stage
+
+        console.print(json.dumps(stage.run(cfg)["splits"]))
+
+    @command(app)
+    def augment(cfg: Config) -> None:
+        """Add prefix / empty / permuted / rebalanced sentences to the training split."""
+        from flowsentry.stages import augment as stage
+
+        summary = stage.run(cfg)
+        console.print(f"{summary['jobs']} jobs -> {summary['rows']} rows {summary['by_kind']}")
+
+    @command(app)
+    def train(cfg: Config) -> None:
+        """Train every kind in train.candidates (the language model on the augmented set,
+        gradient boosting, random forest, isolation forest on the prepared jobs); each
+        chooses its threshold on the validation split. Saves them under paths.models."""
+        from flowsentry.stages import train as stage
+
+        summary = stage.run(cfg, progress=progress())
+        for kind, entry in summary["candidates"].items():
+            val = entry["val"]
+            console.print(
+                f"{kind:20s} {entry['seconds']:7.1f} s  val accuracy {val['accuracy']:.4f}  "
+                f"F1 {val['f1']:.4f}  threshold {entry['threshold']:.4f}"
+            )
+
+    @command(app)
+    def evaluate(cfg: Config) -> None:
+        """Score every candidate on the validation and test splits: metrics, bias, latency,
+        early detection, plots (reports/evaluate). The split method is printed with them."""
+        from flowsentry.stages import evaluate as stage
+
+        report = stage.run(cfg, progress=progress())
+        console.print(f"split: {report['split']['method']} ({report['split']['note']})")
+        for name in report["ranking_on_validation"]:
+            val, test = report["candidates"][name]["val"], report["candidates"][name]["test"]
+            console.print(
+                f"{name:20s} val F1 {val['f1']:.4f} | test acc {test['accuracy']:.4f}  "
+                f"F1 {test['f1']:.4f}  ROC-AUC {test['roc_auc']}"
+            )
+
+    @command(app)
+    def gate(cfg: Config) -> None:
+        """The tournament: the best candidate on validation (any kind) is promoted if it
+        passes every floor on test and beats the champion on the same test jobs."""
+        from flowsentry.stages import gate as stage
+
+        result = stage.run(cfg)
+        for row in result["candidates"]:
+            console.print(f"#{row['rank']} {row['candidate']:20s} {row['why']}")
+        for check in result["checks"]:
+            console.print(
+                f"{check['verdict']:4s} {check['check']:20s} value {check['value']} "
+                f"threshold {check['threshold']} {check['note']}"
+            )
+        console.print(f"decision: {result['decision']} {result['promoted_tag'] or ''}")
+
+    @command(app)
+    def package(cfg: Config) -> None:
+        """Build a Bento (bentoml build) serving the current champion."""
+        from flowsentry.stages import package as stage
+
+        result = stage.run(cfg)
+        console.print(f"bento {result['bento']} serving {result['model']}")
+
+    @command(app, "write-suite")
+    def write_suite(cfg: Config) -> None:
+        """Regenerate the committed GX expectation suite from the schema."""
+        from flowsentry.validation.suite import write_suite as write
+
+        write(cfg.paths.gx_suite)
+        console.print(f"wrote {cfg.paths.gx_suite}")
+
+    @command(app, config=False)
+    def sentence(
+        job: Annotated[str, typer.Argument(help="A job record as JSON: '{\"wms_delay\": 6}'.")],
+        template: Annotated[str, typer.Option(help="paper or compact")] = "paper",
+        feature_set: Annotated[str, typer.Option(help="paper, extended or context")] = "paper",
+        k: Annotated[int | None, typer.Option(help="Only the first k features (online).")] = None,
+    ) -> None:
+        """Print the sentence a job record becomes."""
+        from flowsentry.text.sentences import features_of
+        from flowsentry.text.sentences import sentence as make
+
+        record = json_record(job, "job")
+        try:
+            typer.echo(make(record, template, features_of(feature_set), k))
+        except ValueError as exc:
+            raise FlowsentryError(str(exc)) from None

@@ -1,0 +1,209 @@
+"""Prefect retraining flow: the DVC pipeline, one Prefect task per `dvc.yaml` stage.
+
+    flowsentry retrain --flowbench-dir ../shared/flowbench     # in the project root
+
+`dvc.yaml` is the one definition of what runs and what is stale: each task runs
+`dvc repro --single-item <stage>` in the project, so DVC skips a stage whose
+dependencies and params are unchanged and records in `dvc.lock` what it ran (`dvc
+status` is clean afterwards because DVC itself ran every stage). Prefect adds what DVC
+does not: a task per stage with its own state, retries for the I/O-bound ones, the
+inbox of new traces before ingest, a Data Docs link when validation fails, a summary
+artifact, a project lock against overlapping runs, and the push of the data to the DVC
+remote. Ingest is always forced: new traces under `FLOWBENCH_DIR` or accepted from the
+inbox are not dependencies DVC can see; when they change nothing, the jobs tables hash
+the same and every later stage is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+from flowsentry import versioning
+from flowsentry.config import load_config
+from flowsentry.errors import FlowsentryError
+from flowsentry.stages import inbox
+
+STAGES = ("ingest", "validate", "prepare", "augment", "train", "evaluate", "gate", "package")
+LOCK = ".flowsentry.lock"
+
+
+class StageFailed(FlowsentryError):
+    """A DVC stage's command failed (its own one-line error is in the flow's log)."""
+
+
+def repro(root: Path, stage: str, force: bool = False) -> dict[str, Any]:
+    """`dvc repro --single-item <stage>` in `root`; returns whether the stage ran."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    # the stage commands are `flowsentry <stage>`: the CLI of this interpreter
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    try:
+        with Repo(str(root)) as repo:
+            ran = repo.reproduce(stage, single_item=True, force=force)
+    except DvcException as exc:
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise StageFailed(f"dvc repro {stage} failed{cause}".splitlines()[0]) from None
+    return {"stage": stage, "ran": bool(ran)}
+
+
+def _stage_task(stage: str, retries: int = 0):
+    @task(name=stage, retries=retries, retry_delay_seconds=10)
+    def run(root: Path, force: bool = False) -> dict[str, Any]:
+        logger = get_run_logger()
+        result = repro(root, stage, force=force)
+        logger.info("%s: %s", stage, "ran" if result["ran"] else "up to date (skipped by DVC)")
+        return result
+
+    return run
+
+
+STAGE_TASKS = {stage: _stage_task(stage, 2 if stage == "ingest" else 0) for stage in STAGES}
+inbox_task = task(inbox.run, name="inbox", retries=2, retry_delay_seconds=10)
+
+
+@task(name="push data", retries=2, retry_delay_seconds=10)
+def push_task(root: Path) -> dict[str, Any]:
+    """Send what DVC cached to the DVC remote (skipped with a note when none is set)."""
+    try:
+        return versioning.push(root)
+    except FlowsentryError as exc:
+        get_run_logger().warning("not pushed: %s", exc)
+        return {"remote": None, "url": None, "pushed": 0, "note": str(exc)}
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _summary(root: Path, stages: dict[str, Any], push: dict[str, Any]) -> str:
+    reports = load_config(root / "params.yaml").under(root).paths.reports
+    report = _read(reports / "evaluate" / "metrics.json") or {}
+    decision = _read(reports / "gate.json") or {}
+    rows = ["| stage | ran |", "| --- | --- |"]
+    rows += [f"| {name} | {'yes' if s['ran'] else 'up to date'} |" for name, s in stages.items()]
+    ranking = [
+        f"| {name} | {c['val']['f1']} | {c['test']['accuracy']} | {c['test']['f1']} |"
+        for name in report.get("ranking_on_validation", [])
+        for c in [report["candidates"][name]]
+    ]
+    return "\n".join(
+        [
+            "# flowsentry retraining",
+            "",
+            *rows,
+            "",
+            "| detector | val F1 | test accuracy | test F1 |",
+            "| --- | --- | --- | --- |",
+            *ranking,
+            "",
+            f"Gate: {decision.get('decision')} {decision.get('promoted_tag') or ''}",
+            f"DVC remote: {push.get('remote')} ({push.get('pushed', 0)} files pushed)",
+        ]
+    )
+
+
+@flow(name="flowsentry-train", log_prints=True)
+def train_flow(project: str = ".") -> dict[str, Any]:
+    """The train stage alone (`dvc repro train`), for a GPU work pool (prefect.yaml).
+
+    The worker runs in the same project folder as the retraining flow (a shared file
+    system): it reads the augmented data and writes the candidates and dvc.lock there.
+    """
+    return STAGE_TASKS["train"](Path(project).resolve())
+
+
+@flow(name="flowsentry-retrain", log_prints=True)
+def retrain(
+    project: str = ".",
+    flowbench_dir: str | None = None,
+    inbox_dir: str | None = None,
+    push: bool = True,
+    train_deployment: str | None = None,
+    lock_timeout_s: float = 3600,
+) -> dict[str, Any]:
+    """Run the DVC pipeline of `project` stage by stage; push the data to the DVC remote.
+
+    flowbench_dir: the Flow-Bench data/ folder (else FLOWBENCH_DIR, else the download
+    URL in params.yaml). inbox_dir: sort new run CSVs into the raw data first.
+    train_deployment: run the train stage as that deployment (e.g. "flowsentry-train/gpu").
+    """
+    logger = get_run_logger()
+    root = Path(project).resolve()
+    if not versioning.is_dvc_project(root):
+        raise FlowsentryError(f"{root}: not a DVC project (needs dvc.yaml and .dvc/)")
+    if flowbench_dir:
+        os.environ["FLOWBENCH_DIR"] = str(Path(flowbench_dir).resolve())
+    cfg = load_config(root / "params.yaml").under(root)
+    stages: dict[str, Any] = {}
+    with FileLock(str(root / LOCK), timeout=lock_timeout_s):
+        arrivals = inbox_task(cfg, Path(inbox_dir)) if inbox_dir else None
+        if arrivals and arrivals["quarantined"]:
+            create_markdown_artifact(
+                key="inbox-quarantine",
+                markdown="\n".join(
+                    f"- {q['workflow']}/{q['run']}: {q['reason']}" for q in arrivals["quarantined"]
+                ),
+                description="New trace files put in quarantine",
+            )
+        for stage in STAGES:
+            if stage == "train" and train_deployment:
+                stages[stage] = _remote_train(train_deployment, root)
+                continue
+            try:
+                stages[stage] = STAGE_TASKS[stage](root, force=stage == "ingest")
+            except StageFailed:
+                if stage == "validate":
+                    docs = (cfg.paths.reports / "data_docs").resolve()
+                    create_link_artifact(
+                        key="data-docs",
+                        link=f"file://{docs}",
+                        description="Validation failed: Great Expectations Data Docs",
+                    )
+                raise
+        pushed = push_task(root) if push else {"remote": None, "pushed": 0}
+    decision = _read(cfg.paths.reports / "gate.json") or {}
+    promoted = stages["gate"]["ran"] and decision.get("decision") == "promote"
+    package = _read(cfg.paths.reports / "package.json") or {}
+    bento = package.get("bento") if promoted and stages["package"]["ran"] else None
+    logger.info("gate: %s; bento: %s", decision.get("decision"), bento)
+    create_markdown_artifact(
+        markdown=_summary(root, stages, pushed),
+        key="retrain-summary",
+        description="Stages run, metrics, gate and data version",
+    )
+    return {
+        "inbox": arrivals,
+        "stages": stages,
+        "ingest": _read(cfg.paths.reports / "ingest.json"),
+        "train": _read(cfg.paths.reports / "train.json"),
+        "evaluate": _read(cfg.paths.reports / "evaluate" / "metrics.json"),
+        "gate": decision,
+        "bento": bento,
+        "push": pushed,
+        "data_version": versioning.data_version(cfg),
+    }
+
+
+@task(name="train on the GPU pool")
+def _remote_train(deployment: str, root: Path) -> dict[str, Any]:
+    """Run the `train` flow's deployment (a GPU work pool) on this project and wait."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(deployment, parameters={"project": str(root)}, timeout=None)
+    if not run.state or not run.state.is_completed():
+        raise StageFailed(f"training deployment {deployment}: flow run {run.name} {run.state}")
+    return run.state.result()
