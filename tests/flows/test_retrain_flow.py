@@ -54,6 +54,7 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
     packages, pushes to the DVC remote; the second finds nothing new: DVC skips every
     stage after ingest, nothing is trained or promoted, `dvc status` stays clean."""
     from dvc.repo import Repo
+
     from flowsentry.flows.retrain import STAGES, retrain
 
     write, home = setup
@@ -127,6 +128,7 @@ def test_an_overlapping_run_waits_for_the_lock_and_touches_nothing(setup):
     """While one run holds the project lock, another gives up after its timeout without
     reading or writing any data (no half-written tables, no registry change)."""
     from filelock import FileLock
+
     from flowsentry.flows.retrain import retrain
 
     write, home = setup

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from flowsentry.data.flowbench import load_dag, locate, read_workflow
+from flowsentry.data.flowbench import WORKFLOWS, load_dag, locate, read_workflow
 from flowsentry.stages import ingest, prepare, validate
 from flowsentry.validation.runner import validate_table
 from flowsentry.validation.suite import dag_expectation, suite_spec
 
 pytestmark = pytest.mark.integration
-
-WORKFLOWS = (
-    "1000genome",
-    "montage",
-    "predict_future_sales",
-    "eht_difmap",
-    "eht_imaging",
-    "eht_smili",
-    "pycbc_inference",
-    "somospie",
-)
 
 
 def test_1000genome_pipeline_counts(flowbench_dir, project):

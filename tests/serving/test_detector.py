@@ -40,6 +40,9 @@ def test_schema_rejects_bad_values_naming_the_field():
         {"runtime": float("nan")},
         {"runtime": float("inf")},
         {"runtime": "fast"},
+        {"runtime": "12"},  # a number as text is not a number
+        {"runtime": True},  # nor is a boolean
+        {"run": 7},  # nor is a number a name
         {"colour": "red"},
         {"ready": 12.0},
     ):

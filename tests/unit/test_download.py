@@ -40,15 +40,8 @@ def test_unreachable_source_is_source_unavailable(tmp_path):
 
 def test_known_checksums_cover_the_eight_workflows():
     sums = known_checksums()
-    for workflow in (
-        "1000genome",
-        "montage",
-        "predict_future_sales",
-        "eht_difmap",
-        "eht_imaging",
-        "eht_smili",
-        "pycbc_inference",
-        "somospie",
-    ):
+    from flowsentry.data.flowbench import WORKFLOWS
+
+    for workflow in WORKFLOWS:
         assert len(sums[f"{workflow}.zip"]) == 64
         assert len(sums[f"adjacency_list_dags/{workflow}.json"]) == 64

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.conftest import EASY_GATE
 
 TRAIN = textwrap.dedent(
     """
@@ -161,7 +162,7 @@ def trained_project(make_flowbench, project, bento_home):
     cfg = project(
         train={"candidates": ["gradient_boosting", "random_forest"], "device": "cpu"},
         evaluate={"online_max_jobs": 40},
-        gate={"min_f1": 0.0, "min_roc_auc": 0.0, "max_p99_latency_ms": 10000, "max_bias_gap": 1.0},
+        gate=EASY_GATE,
     )
     ingest.run(cfg, make_flowbench(n_runs=40, n_jobs=6), progress=False)
     validate.run(cfg)

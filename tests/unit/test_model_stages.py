@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import EASY_GATE
 
 from flowsentry.models.detector import choose_threshold
 from flowsentry.models.loading import load_detector
@@ -32,7 +33,7 @@ def trained(make_flowbench, project, tiny_encoder, bento_home):
         },
         augment={"prefix_fraction": 0.5, "empty_fraction": 0.05},
         evaluate={"online_max_jobs": 40},
-        gate={"min_f1": 0.0, "min_roc_auc": 0.0, "max_p99_latency_ms": 10000, "max_bias_gap": 1.0},
+        gate=EASY_GATE,
     )
     ingest.run(cfg, make_flowbench(n_runs=40, n_jobs=6), progress=False)
     validate.run(cfg)

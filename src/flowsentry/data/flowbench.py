@@ -33,6 +33,17 @@ from flowsentry.errors import DataError
 log = logging.getLogger(__name__)
 
 DAG_FOLDER = "adjacency_list_dags"
+# The eight workflows of the Flow-Bench release (data/<workflow>.zip).
+WORKFLOWS = (
+    "1000genome",
+    "montage",
+    "predict_future_sales",
+    "eht_difmap",
+    "eht_imaging",
+    "eht_smili",
+    "pycbc_inference",
+    "somospie",
+)
 _MISSING = {"", "nan", "NaN", "NA", "null", "NULL"}
 _ID_SUFFIX = re.compile(r"_ID\d+$")
 

@@ -15,10 +15,12 @@ from flowsentry.data.context import CONTEXT_COLUMNS, RATIO_LIMIT
 
 MAX_BATCH = 1024
 
+# strict: a JSON true/false or "12" is not a number, 7 is not a name (the schema's types)
 Epoch = Annotated[
-    float, Field(ge=schema.TIMESTAMP_MIN, le=schema.TIMESTAMP_MAX, allow_inf_nan=False)
+    float,
+    Field(ge=schema.TIMESTAMP_MIN, le=schema.TIMESTAMP_MAX, allow_inf_nan=False, strict=True),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200, strict=True)]
 
 EXAMPLE: dict[str, Any] = {
     "workflow": "1000genome",
@@ -39,7 +41,7 @@ EXAMPLE: dict[str, Any] = {
 
 
 def _bounded(top: float) -> Any:
-    return Annotated[float, Field(ge=0, le=top, allow_inf_nan=False)]
+    return Annotated[float, Field(ge=0, le=top, allow_inf_nan=False, strict=True)]
 
 
 def _fields() -> dict[str, Any]:
