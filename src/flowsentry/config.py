@@ -28,6 +28,10 @@ class BaseParams(_Section):
     seed: int = Field(42, description="Seed for every random choice (splits, training).")
 
 
+# Paths that name inputs versioned with the code, not artifacts a run writes.
+INPUT_PATHS = ("gx_suite",)
+
+
 class Paths(_Section):
     """Artifact locations; dvc.yaml references these same keys."""
 
@@ -45,12 +49,18 @@ class Paths(_Section):
     sweep: Path = Path("models/sweep")
     icl_model: Path = Path("models/icl")
 
-    def under(self, root: str | Path) -> Paths:
-        """The same locations inside `root` (a project or workspace folder); absolute
-        paths stay as they are."""
+    def under(self, root: str | Path, artifacts_only: bool = False) -> Paths:
+        """The same locations inside `root`: a project folder, or (`artifacts_only`) a
+        workspace that keeps reading the project's inputs (the expectation suite).
+        Absolute paths stay as they are."""
         root = Path(root)
+        keep = INPUT_PATHS if artifacts_only else ()
         return self.model_copy(
-            update={name: root / value for name, value in self if not Path(value).is_absolute()}
+            update={
+                name: root / value
+                for name, value in self
+                if not Path(value).is_absolute() and name not in keep
+            }
         )
 
 
@@ -253,9 +263,9 @@ class Config(_Section):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    def under(self, root: str | Path) -> Config:
-        """This config with every artifact path inside `root` (see `Paths.under`)."""
-        return self.model_copy(update={"paths": self.paths.under(root)})
+    def under(self, root: str | Path, artifacts_only: bool = False) -> Config:
+        """This config with its paths inside `root` (see `Paths.under`)."""
+        return self.model_copy(update={"paths": self.paths.under(root, artifacts_only)})
 
 
 def load_config(

@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
+from flowsentry import pipeline
 from flowsentry.config import Config
 from flowsentry.evaluation import metrics as m
 from flowsentry.io import write_json
 from flowsentry.models import sft
 from flowsentry.models.predictor import SentenceClassifier
-from flowsentry.stages import ingest, prepare, validate
 from flowsentry.stages.evaluate import PAPER_SFT_ACCURACY
 from flowsentry.text.augment import augment, uninformative_inputs
 from flowsentry.text.sentences import features_of, sentences
@@ -38,35 +38,19 @@ class Splits:
 
 def workspace(cfg: Config, workflow: str, root: Path) -> Config:
     """`cfg` for one workflow with every artifact path under `root`."""
-    names = (
-        "raw",
-        "jobs",
-        "validated",
-        "quarantine",
-        "prepared",
-        "augmented",
-        "models",
-        "checkpoints",
-    )
-    paths: dict[str, Path] = {name: root / name for name in names}
-    paths["reports"] = root / "reports"
-    return cfg.model_copy(
+    return cfg.under(root, artifacts_only=True).model_copy(
         update={
-            "paths": cfg.paths.model_copy(update=paths),
             "ingest": cfg.ingest.model_copy(update={"workflows": (workflow,), "text_sources": ()}),
         }
     )
 
 
 def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path | None) -> Splits:
-    """Run ingest -> validate -> prepare for one workflow into `work/<workflow>`."""
-    root = work / workflow
-    sub = workspace(cfg, workflow, root)
-    if not (root / "prepared" / "test.parquet").exists():
-        ingest.run(sub, flowbench_dir, progress=False)
-        validate.run(sub)
-        prepare.run(sub)
-    read = lambda name: pd.read_parquet(root / "prepared" / f"{name}.parquet")  # noqa: E731
+    """The pipeline through `prepare` for one workflow, in the workspace `work/<workflow>`."""
+    sub = workspace(cfg, workflow, work / workflow)
+    if not (sub.paths.prepared / "test.parquet").exists():
+        pipeline.run(sub, until="prepare", flowbench_dir=flowbench_dir)
+    read = lambda name: pd.read_parquet(sub.paths.prepared / f"{name}.parquet")  # noqa: E731
     return Splits(read("train"), read("val"), read("test"))
 
 
@@ -105,9 +89,7 @@ class _Lab:
         tokenizer: Any = None,
         train_frame: pd.DataFrame | None = None,
     ):
-        settings = sft.settings_from(self.cfg.train, self.seed)
-        if mode:
-            settings = sft.TrainSettings(**{**settings.__dict__, "mode": mode})
+        settings = self.cfg.train.model_copy(update={"mode": mode}) if mode else self.cfg.train
         frame = train_frame if train_frame is not None else splits.train
         train = sft.stratified_sample(frame, n or self.n_train, self.seed)
         val = sft.stratified_sample(splits.val, 500, self.seed)
@@ -124,6 +106,7 @@ class _Lab:
             progress=self.progress,
             model=model,
             tokenizer=tokenizer,
+            seed=self.seed,
         )
         summary["seconds"] = round(time.perf_counter() - started, 1)
         return model, tokenizer, summary
@@ -237,9 +220,8 @@ def forgetting(
         }
 
     # One LoRA adapter per workflow over one shared, frozen pretrained encoder.
-    settings = sft.settings_from(cfg.train, cfg.base.seed)
-    lora = sft.lora_config(settings)
-    tokenizer, base = build_model(sft.TrainSettings(**{**settings.__dict__, "mode": "full"}))
+    lora = sft.lora_config(cfg.train)
+    tokenizer, base = build_model(cfg.train.model_copy(update={"mode": "full"}))
     shared = get_peft_model(base, lora, adapter_name=first)
     shared, tokenizer, sa = lab.train(
         d1, f"forget-lora-{first}", mode="lora", model=shared, tokenizer=tokenizer
@@ -316,19 +298,12 @@ def quality(
     """The default pipeline (ingest -> evaluate, params.yaml) on one workflow, in its own
     workspace; reports every candidate on validation and test under the configured
     split (`--set split.method=random` for the paper's protocol)."""
-    from flowsentry.stages import augment as augment_stage
-    from flowsentry.stages import evaluate, train
-
     method = cfg.split.method
     root = cfg.paths.reports / "experiments" / "work" / f"quality-{workflow}-{method}"
     sub = workspace(cfg, workflow, root)
     started = time.perf_counter()
-    ingest.run(sub, flowbench_dir, progress=False)
-    validate.run(sub)
-    prepare.run(sub)
-    augment_stage.run(sub)
-    trained = train.run(sub, progress=progress)
-    report = evaluate.run(sub, progress=progress)
+    ran = pipeline.run(sub, until="evaluate", flowbench_dir=flowbench_dir, progress=progress)
+    trained, report = ran["train"], ran["evaluate"]
     pick = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
     result = {
         "workflow": workflow,

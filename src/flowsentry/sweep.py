@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowsentry import pipeline
 from flowsentry.config import Config
 from flowsentry.errors import FlowsentryError
 from flowsentry.experiments import workspace
-from flowsentry.stages import augment, evaluate, ingest, prepare, train, validate
 
 
 @dataclass(frozen=True)
@@ -73,18 +73,15 @@ def candidate_config(cfg: Config, candidate: Candidate) -> Config:
 
 def prepare_data(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -> dict[str, Any]:
     """ingest -> validate -> prepare -> augment for one workflow (shared by its candidates)."""
-    sub = data_config(cfg, workflow)
-    ingest.run(sub, flowbench_dir, progress=False)
-    validate.run(sub)
-    prepare.run(sub)
-    return augment.run(sub)
+    ran = pipeline.run(data_config(cfg, workflow), until="augment", flowbench_dir=flowbench_dir)
+    return ran["augment"]
 
 
 def train_and_evaluate(cfg: Config, candidate: Candidate) -> dict[str, Any]:
     """Fine-tune and evaluate one candidate; its metrics and where its model is."""
     sub = candidate_config(cfg, candidate)
-    trained = train.run(sub, progress=False)
-    report = evaluate.run(sub, progress=False)
+    ran = pipeline.run(sub, start="train", until="evaluate")
+    trained, report = ran["train"], ran["evaluate"]
     keep = ("accuracy", "f1", "roc_auc", "pr_auc")
     return {
         "candidate": candidate.name,

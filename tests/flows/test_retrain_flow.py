@@ -57,9 +57,13 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
 
     from flowsentry.flows.retrain import STAGES, retrain
 
+    import os
+
     write, home = setup
     traces = write()
+    environment = dict(os.environ)
     first = retrain(project=str(home), flowbench_dir=traces)
+    assert dict(os.environ) == environment  # FLOWBENCH_DIR and PATH went to DVC only
     assert all(first["stages"][stage]["ran"] for stage in STAGES)
     assert first["gate"]["decision"] == "promote" and first["bento"]
     assert first["push"]["pushed"] > 0 and any((home / "remote").rglob("*.dir"))

@@ -24,14 +24,15 @@ TRAIN = textwrap.dedent(
     import json, sys
     from pathlib import Path
     import numpy as np
+    from flowsentry.config import TrainParams
     from flowsentry.models import sft
     model, ckpt, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     rng = np.random.default_rng(0)
     labels = (rng.random(1600) < 0.5).astype(int)
     texts = [f"wms_delay is 5.0 runtime is {900 + i % 7 if y else 100 + i % 5}.0"
              for i, y in enumerate(labels)]
-    settings = sft.TrainSettings(model=model, mode="full", epochs=3, batch_size=4,
-                                 learning_rate=5e-3, device="cpu", max_length=32)
+    settings = TrainParams(model=model, mode="full", epochs=3, batch_size=4,
+                           learning_rate=5e-3, device="cpu", max_length=32)
     trained, tokenizer, summary = sft.fine_tune(
         texts, labels, texts[:64], labels[:64], settings, ckpt, data_version="v1",
         progress=False)

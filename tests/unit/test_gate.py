@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from flowsentry.config import GateParams
 from flowsentry.errors import FlowsentryError
 from flowsentry.registry import store
-from flowsentry.registry.gate import GateRules, decide, rank
+from flowsentry.registry.gate import decide, rank
 
 GOOD = {"accuracy": 0.9, "f1": 0.85, "roc_auc": 0.95, "bias_gap": 0.1, "p99_latency_ms": 40.0}
-RULES = GateRules()
+RULES = GateParams()  # the defaults, as params.yaml sets them
 
 
 def _failed(decision):

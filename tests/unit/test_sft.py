@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flowsentry.config import LoraParams, TrainParams
 from flowsentry.models import sft
 from flowsentry.models.detector import Detector
 from flowsentry.models.predictor import SentenceClassifier
@@ -34,9 +35,9 @@ def _settings(tiny_encoder, mode, **extra):
         learning_rate=5e-3,
         device="cpu",
         max_length=64,
-        lora=sft.LoraSettings(r=4, alpha=8, target_modules=("query", "value")),
+        lora=LoraParams(r=4, alpha=8, target_modules=("query", "value")),
     )
-    return sft.TrainSettings(**{**values, **extra})
+    return TrainParams(**{**values, **extra})
 
 
 @pytest.mark.parametrize("mode", ["full", "lora", "head"])

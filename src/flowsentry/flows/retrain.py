@@ -16,9 +16,11 @@ the same and every later stage is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +41,34 @@ class StageFailed(FlowsentryError):
     """A DVC stage's command failed (its own one-line error is in the flow's log)."""
 
 
-def repro(root: Path, stage: str, force: bool = False) -> dict[str, Any]:
+@contextlib.contextmanager
+def _environment(updates: dict[str, str]) -> Iterator[None]:
+    """`updates` in os.environ while DVC runs the stage commands; restored afterwards
+    (a flow run inside a longer-lived process must not leave its settings behind)."""
+    before = {name: os.environ.get(name) for name in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def repro(
+    root: Path, stage: str, force: bool = False, flowbench_dir: str | None = None
+) -> dict[str, Any]:
     """`dvc repro --single-item <stage>` in `root`; returns whether the stage ran."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     # the stage commands are `flowsentry <stage>`: the CLI of this interpreter
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    updates = {"PATH": path, **({"FLOWBENCH_DIR": flowbench_dir} if flowbench_dir else {})}
     try:
-        with Repo(str(root)) as repo:
+        with _environment(updates), Repo(str(root)) as repo:
             ran = repo.reproduce(stage, single_item=True, force=force)
     except DvcException as exc:
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
@@ -59,9 +78,9 @@ def repro(root: Path, stage: str, force: bool = False) -> dict[str, Any]:
 
 def _stage_task(stage: str, retries: int = 0):
     @task(name=stage, retries=retries, retry_delay_seconds=10)
-    def run(root: Path, force: bool = False) -> dict[str, Any]:
+    def run(root: Path, force: bool = False, flowbench_dir: str | None = None) -> dict[str, Any]:
         logger = get_run_logger()
-        result = repro(root, stage, force=force)
+        result = repro(root, stage, force=force, flowbench_dir=flowbench_dir)
         logger.info("%s: %s", stage, "ran" if result["ran"] else "up to date (skipped by DVC)")
         return result
 
@@ -145,8 +164,7 @@ def retrain(
     root = Path(project).resolve()
     if not versioning.is_dvc_project(root):
         raise FlowsentryError(f"{root}: not a DVC project (needs dvc.yaml and .dvc/)")
-    if flowbench_dir:
-        os.environ["FLOWBENCH_DIR"] = str(Path(flowbench_dir).resolve())
+    source = str(Path(flowbench_dir).resolve()) if flowbench_dir else None
     cfg = load_config(root / "params.yaml").under(root)
     stages: dict[str, Any] = {}
     with FileLock(str(root / LOCK), timeout=lock_timeout_s):
@@ -164,7 +182,9 @@ def retrain(
                 stages[stage] = _remote_train(train_deployment, root)
                 continue
             try:
-                stages[stage] = STAGE_TASKS[stage](root, force=stage == "ingest")
+                stages[stage] = STAGE_TASKS[stage](
+                    root, force=stage == "ingest", flowbench_dir=source
+                )
             except StageFailed:
                 if stage == "validate":
                     docs = (cfg.paths.reports / "data_docs").resolve()

@@ -94,9 +94,10 @@ class SentenceClassifier(Detector):
             sample["label"].astype(int).to_numpy(),
             self.sentences(val),
             val["label"].astype(int).to_numpy(),
-            sft.settings_from(p, self.seed),
+            p,
             self.checkpoints,
             data_version=sft.frame_digest(sample),
+            seed=self.seed,
         )
         self.model, self.tokenizer, self.device = model.eval(), tokenizer, summary["device"]
         self._metadata_saved = {

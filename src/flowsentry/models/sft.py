@@ -14,13 +14,13 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from flowsentry.config import TrainParams
 from flowsentry.io import atomic_dir
 from flowsentry.models.detector import LABELS, METADATA
 
@@ -28,55 +28,6 @@ log = logging.getLogger(__name__)
 
 # Parameter names of classification heads across architectures.
 HEAD_MODULES = ("classifier", "score", "pre_classifier")
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.1
-    target_modules: tuple[str, ...] = ("query", "value")
-    learning_rate: float | None = None  # adapters usually want more than full fine-tuning
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    model: str = "minilm"
-    mode: str = "full"
-    epochs: float = 1.0
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.06
-    max_length: int = 128
-    early_stopping_patience: int = 1
-    device: str = "auto"
-    seed: int = 42
-    lora: LoraSettings = field(default_factory=LoraSettings)
-
-
-def settings_from(params: Any, seed: int) -> TrainSettings:
-    """TrainSettings from params.yaml's typed `train` section."""
-    return TrainSettings(
-        model=params.model,
-        mode=params.mode,
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        learning_rate=params.learning_rate,
-        weight_decay=params.weight_decay,
-        warmup_fraction=params.warmup_fraction,
-        max_length=params.max_length,
-        early_stopping_patience=params.early_stopping_patience,
-        device=params.device,
-        seed=seed,
-        lora=LoraSettings(
-            params.lora.r,
-            params.lora.alpha,
-            params.lora.dropout,
-            params.lora.target_modules,
-            params.lora.learning_rate,
-        ),
-    )
 
 
 class _Encoded:
@@ -95,7 +46,7 @@ class _Encoded:
         return item
 
 
-def build_model(settings: TrainSettings) -> tuple[Any, Any]:
+def build_model(settings: TrainParams) -> tuple[Any, Any]:
     """Tokenizer and a 2-class model for `settings.mode`."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -118,7 +69,7 @@ def build_model(settings: TrainSettings) -> tuple[Any, Any]:
     return tokenizer, apply_mode(model, settings)
 
 
-def apply_mode(model: Any, settings: TrainSettings) -> Any:
+def apply_mode(model: Any, settings: TrainParams) -> Any:
     """Make only the parameters of `settings.mode` trainable."""
     if settings.mode == "full":
         for parameter in model.parameters():
@@ -141,7 +92,7 @@ def apply_mode(model: Any, settings: TrainSettings) -> Any:
     raise ValueError(f"unknown mode '{settings.mode}' (know full, lora, head)")
 
 
-def lora_config(settings: TrainSettings) -> Any:
+def lora_config(settings: TrainParams) -> Any:
     """peft LoRA settings for sequence classification (the classifier head trains too)."""
     from peft import LoraConfig, TaskType
 
@@ -175,8 +126,11 @@ def _metrics(eval_prediction: Any) -> dict[str, float]:
     return result
 
 
-def _fingerprint(settings: TrainSettings, data_version: str) -> str:
-    payload = json.dumps({"settings": repr(settings), "data": data_version}, sort_keys=True)
+def _fingerprint(settings: TrainParams, seed: int, data_version: str) -> str:
+    payload = json.dumps(
+        {"settings": settings.model_dump(mode="json"), "seed": seed, "data": data_version},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -185,12 +139,13 @@ def fine_tune(
     train_labels: np.ndarray,
     val_texts: list[str],
     val_labels: np.ndarray,
-    settings: TrainSettings,
+    settings: TrainParams,
     checkpoint_dir: Path,
     data_version: str = "",
     progress: bool = True,
     model: Any = None,
     tokenizer: Any = None,
+    seed: int = 42,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Fine-tune; returns (model with the best weights, tokenizer, training summary).
 
@@ -209,7 +164,7 @@ def fine_tune(
 
     from flowsentry.models import device as devices
 
-    set_seed(settings.seed)
+    set_seed(seed)
     placement = devices.select(settings.device)
     if model is None or tokenizer is None:
         tokenizer, model = build_model(settings)
@@ -227,7 +182,7 @@ def fine_tune(
         " (bf16)" if placement.bf16 else " (fp16)" if placement.fp16 else "",
     )
 
-    fingerprint = _fingerprint(settings, data_version)
+    fingerprint = _fingerprint(settings, seed, data_version)
     stamp = checkpoint_dir / "fingerprint"
     if checkpoint_dir.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
         shutil.rmtree(checkpoint_dir)  # written for other settings or data: never resume it
@@ -263,8 +218,8 @@ def fine_tune(
         metric_for_best_model="f1",
         greater_is_better=True,
         logging_steps=max(1, steps_per_epoch // 10),
-        seed=settings.seed,
-        data_seed=settings.seed,
+        seed=seed,
+        data_seed=seed,
         use_cpu=placement.device == "cpu",
         bf16=placement.bf16,
         fp16=placement.fp16,

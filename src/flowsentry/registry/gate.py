@@ -3,18 +3,9 @@ over the champion on the same test jobs. Pure logic."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class GateRules:
-    primary_metric: str = "f1"
-    min_f1: float = 0.7
-    min_roc_auc: float = 0.85
-    max_bias_gap: float = 0.5
-    max_p99_latency_ms: float = 250.0
-    min_improvement: float = 0.005
+from flowsentry.config import GateParams
 
 
 def rank(val_metrics: dict[str, dict[str, Any] | None], metric: str) -> list[str]:
@@ -42,7 +33,7 @@ def _check(name: str, value: Any, threshold: Any, ok: bool, note: str = "") -> d
 def decide(
     candidate: dict[str, Any] | None,
     champion: dict[str, Any] | None,
-    rules: GateRules,
+    rules: GateParams,
 ) -> dict[str, Any]:
     """Promote only if every floor holds and the candidate beats the champion.
 

@@ -13,7 +13,7 @@ from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.io import write_json
 from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
-from flowsentry.registry.gate import GateRules, decide, rank
+from flowsentry.registry.gate import decide, rank
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def champion_metrics(cfg: Config, tag: str) -> dict[str, Any]:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Write reports/gate.json; register and promote the winner when it passes."""
-    rules = GateRules(**cfg.gate.model_dump())
+    rules = cfg.gate
     primary = rules.primary_metric
     report = read_evaluation(cfg)
     entries: dict[str, Any] = report["candidates"] if report else {}
