@@ -147,6 +147,9 @@ def tiny_encoder(tmp_path_factory) -> Path:
         max_position_embeddings=256,
         num_labels=2,
     )
+    import torch
+
+    torch.manual_seed(0)  # the same tiny model in every session: no flaky test
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
