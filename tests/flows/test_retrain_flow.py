@@ -53,11 +53,11 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
     """The first run reproduces every stage (dvc.lock records them), promotes and
     packages, pushes to the DVC remote; the second finds nothing new: DVC skips every
     stage after ingest, nothing is trained or promoted, `dvc status` stays clean."""
+    import os
+
     from dvc.repo import Repo
 
     from flowsentry.flows.retrain import STAGES, retrain
-
-    import os
 
     write, home = setup
     traces = write()
