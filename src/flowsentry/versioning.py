@@ -2,17 +2,15 @@
 
 `dvc_hash` computes the content hash DVC records in dvc.lock (`<md5>.dir` for a folder),
 without needing a DVC repository, so the train stage can stamp every model with the exact
-raw and prepared data behind it, whether it ran under `dvc repro` or the Prefect flow.
-`commit` records stage outputs in dvc.lock and the DVC cache, as `dvc repro` would have,
-and `push` sends them to the configured remote (a local folder by default, see
-.dvc/config; S3, GCS, ... by `dvc remote add`).
+raw and prepared data behind it (the Prefect flow runs `dvc repro` itself, so dvc.lock
+holds the same hashes). `push` sends the cache to the configured remote (a local folder
+by default, see .dvc/config; S3, GCS, ... by `dvc remote add`).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,30 +47,6 @@ def data_version(cfg: Config) -> dict[str, str | None]:
 
 def is_dvc_project(root: Path) -> bool:
     return (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()
-
-
-def commit(stages: Sequence[str], root: Path) -> dict[str, str]:
-    """Record the current outputs of `stages` in dvc.lock and the DVC cache.
-
-    What `dvc commit --force <stage>` does: the outputs were made by the same stage
-    functions dvc.yaml runs, so the lock then says what `dvc repro` would have said.
-    Returns {output path: hash} for the committed stages.
-    """
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
-    recorded: dict[str, str] = {}
-    try:
-        with Repo(str(root)) as repo:
-            for name in stages:
-                for stage in repo.commit(target=name, force=True):
-                    for out in stage.outs:
-                        if out.hash_info and out.hash_info.value:
-                            recorded[str(out.def_path)] = out.hash_info.value
-    except DvcException as exc:
-        raise FlowsentryError(f"{root / 'dvc.yaml'}: cannot commit {list(stages)}: {exc}") from exc
-    log.info("dvc commit %s: %d outputs recorded", ", ".join(stages), len(recorded))
-    return recorded
 
 
 def push(root: Path, remote: str | None = None) -> dict[str, Any]:

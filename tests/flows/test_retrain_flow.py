@@ -71,7 +71,7 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
     assert set(lock) == set(STAGES)
     locked = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
     meta = yaml.safe_load((home / "models" / "candidates" / "sft" / "flowsentry.json").read_text())
-    assert meta["data_version"]["raw"] == locked["data/raw"] == first["data_version"]["raw"]
+    assert meta["data_version"]["raw"] == locked["data/raw"] == first["data_version"]["data/raw"]
     assert meta["data_version"]["prepared"] == locked["data/prepared"]
     with Repo(str(home)) as repo:
         assert repo.status() == {}  # DVC ran every stage itself: nothing is stale

@@ -108,8 +108,19 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _summary(root: Path, stages: dict[str, Any], push: dict[str, Any]) -> str:
-    reports = load_config(root / "params.yaml").under(root).paths.reports
+def _locked_outputs(root: Path) -> dict[str, str]:
+    """{output path: hash} as dvc.lock records them (the data version of this run)."""
+    import yaml
+
+    lock = yaml.safe_load((root / "dvc.lock").read_text()) if (root / "dvc.lock").exists() else {}
+    return {
+        out["path"]: out.get("md5", "")
+        for stage in (lock or {}).get("stages", {}).values()
+        for out in stage.get("outs", [])
+    }
+
+
+def _summary(reports: Path, stages: dict[str, Any], push: dict[str, Any]) -> str:
     report = _read(reports / "evaluate" / "metrics.json") or {}
     decision = _read(reports / "gate.json") or {}
     rows = ["| stage | ran |", "| --- | --- |"]
@@ -201,7 +212,7 @@ def retrain(
     bento = package.get("bento") if promoted and stages["package"]["ran"] else None
     logger.info("gate: %s; bento: %s", decision.get("decision"), bento)
     create_markdown_artifact(
-        markdown=_summary(root, stages, pushed),
+        markdown=_summary(cfg.paths.reports, stages, pushed),
         key="retrain-summary",
         description="Stages run, metrics, gate and data version",
     )
@@ -214,7 +225,7 @@ def retrain(
         "gate": decision,
         "bento": bento,
         "push": pushed,
-        "data_version": versioning.data_version(cfg),
+        "data_version": _locked_outputs(root),
     }
 
 
