@@ -30,18 +30,20 @@ def main() -> None:
     args = parser.parse_args()
 
     from flowsentry.config import load_config
-    from flowsentry.models.icl import ICLDetector, load_decoder, reference_scores
-    from flowsentry.models.sft import stratified_sample
-    from flowsentry.stages.icl import settings_for
-    from flowsentry.stages.validate import read_table
+    from flowsentry.data.splits import stratified_sample
+    from flowsentry.io import read_table
+    from flowsentry.models.icl import ICLDetector
+    from flowsentry.models.likelihood import reference_scores
+    from flowsentry.models.pretrained import load_decoder
 
     cfg = load_config(args.params)
     train = read_table(cfg.paths.prepared / "train.parquet")
     test = stratified_sample(read_table(cfg.paths.prepared / "test.parquet"), args.jobs, 42)
-    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
+    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
     results = {"machine": machine(), "jobs": len(test), "model": cfg.icl.model, "rows": []}
     for examples in ("balanced", "nearest"):
-        detector = ICLDetector(model, tokenizer, train, settings_for(cfg, examples, 4), device)
+        params = cfg.icl.model_copy(update={"examples": examples, "n_examples": 4})
+        detector = ICLDetector(model, tokenizer, train, params, device, cfg.base.seed)
         prefixes, suffixes = detector.prompts(test)
         started = time.perf_counter()
         naive = reference_scores(

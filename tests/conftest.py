@@ -119,6 +119,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     def cfg(**sections):
         raw = {
+            "base": {"device": "cpu"},  # tests run on the CPU, GPU or not
             "ingest": {"workflows": ["tiny"]},
             "paths": {"gx_suite": str(suite)},
             **sections,

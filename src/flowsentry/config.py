@@ -26,6 +26,9 @@ class _Section(BaseModel):
 
 class BaseParams(_Section):
     seed: int = Field(42, description="Seed for every random choice (splits, training).")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where models train and score: auto takes CUDA, then MPS, then CPU."
+    )
 
 
 # Paths that name inputs versioned with the code, not artifacts a run writes.
@@ -162,7 +165,6 @@ class TrainParams(_Section):
     max_val_samples: int | None = Field(1000, ge=10)
     early_stopping_patience: int = Field(1, ge=0)
     threshold: float | Literal["auto"] = "auto"
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     lora: LoraParams = LoraParams()
 
     @field_validator("candidates")
@@ -207,6 +209,9 @@ class ICLParams(_Section):
     template: Literal["paper", "compact"] = "paper"
     feature_set: Literal["paper", "extended", "context", "relative"] = "paper"
     statistics: bool = True
+    examples: Literal["balanced", "negative", "positive", "random", "nearest"] = Field(
+        "nearest", description="Examples in the deployed detector's prompts."
+    )
     n_examples: int = Field(4, ge=0, le=64)
     curve: tuple[int, ...] = (0, 1, 2, 4, 6, 8, 10)
     sample: int = Field(100, ge=10, description="Stratified test jobs per configuration.")

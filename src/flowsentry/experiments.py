@@ -18,6 +18,7 @@ import pandas as pd
 
 from flowsentry import pipeline
 from flowsentry.config import Config
+from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import metrics as m
 from flowsentry.io import write_json
 from flowsentry.models import sft
@@ -91,8 +92,8 @@ class _Lab:
     ):
         settings = self.cfg.train.model_copy(update={"mode": mode}) if mode else self.cfg.train
         frame = train_frame if train_frame is not None else splits.train
-        train = sft.stratified_sample(frame, n or self.n_train, self.seed)
-        val = sft.stratified_sample(splits.val, 500, self.seed)
+        train = stratified_sample(frame, n or self.n_train, self.seed)
+        val = stratified_sample(splits.val, 500, self.seed)
         texts = train["sentence"].tolist() if "sentence" in train else self.texts(train)
         started = time.perf_counter()
         model, tokenizer, summary = sft.fine_tune(
@@ -107,12 +108,13 @@ class _Lab:
             model=model,
             tokenizer=tokenizer,
             seed=self.seed,
+            device=self.cfg.base.device,
         )
         summary["seconds"] = round(time.perf_counter() - started, 1)
         return model, tokenizer, summary
 
     def score(self, model: Any, tokenizer: Any, splits: Splits) -> dict[str, Any]:
-        test = sft.stratified_sample(splits.test, self.n_test, self.seed)
+        test = stratified_sample(splits.test, self.n_test, self.seed)
         classifier = self.classifier(model, tokenizer)
         scores = classifier.score_texts(self.texts(test))
         return m.binary_metrics(test["label"].astype(int).to_numpy(), scores, 0.5)
@@ -259,7 +261,7 @@ def debias(
     work = cfg.paths.reports / "experiments" / "work"
     lab = _Lab(cfg, work, n_train, n_test, progress)
     splits = prepared(cfg, workflow, work, flowbench_dir)
-    test = sft.stratified_sample(splits.test, n_test, cfg.base.seed)
+    test = stratified_sample(splits.test, n_test, cfg.base.seed)
     result: dict[str, Any] = {
         "workflow": workflow,
         "n_train": n_train,

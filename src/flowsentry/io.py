@@ -1,4 +1,4 @@
-"""Atomic writes: a failed step never leaves a half-written or clobbered file.
+"""Atomic writes (a failed step never leaves a half-written or clobbered file) and content hashes.
 
 Every writer puts its output into a temporary file in the destination folder and
 renames it over the target only once it is complete (rename is atomic on POSIX).
@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,21 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes (the one content hash of the project's files)."""
-    digest = hashlib.sha256()
     with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def digest(content: bytes | str | pd.DataFrame | Mapping[str, Any]) -> str:
+    """sha256 of content in memory: bytes, text, a table's values (index and row order
+    as given) or a JSON-able mapping (keys sorted): the one content hash for data."""
+    if isinstance(content, pd.DataFrame):
+        hashed = pd.util.hash_pandas_object(content.reset_index(drop=True), index=False)
+        content = hashed.to_numpy().tobytes()
+    elif isinstance(content, Mapping):
+        content = json.dumps(content, sort_keys=True, default=str)
+    if isinstance(content, str):
+        content = content.encode()
+    return hashlib.sha256(content).hexdigest()
 
 
 def write_parquet(

@@ -20,7 +20,8 @@ def test_sweep_trains_candidates_on_two_dask_workers_and_gates_the_best(
         "ingest": {"workflows": ["tiny"]},
         "paths": {"gx_suite": str(ROOT / "gx" / "expectations" / "flowbench_jobs.json")},
         "text": {"template": "compact", "feature_set": "context"},
-        "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "device": "cpu"},
+        "base": {"device": "cpu"},
+        "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3},
         "evaluate": {"online_max_jobs": 20},
         "gate": {
             "min_f1": 0.0,

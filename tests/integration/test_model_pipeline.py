@@ -22,7 +22,6 @@ def test_real_subset_pipeline(flowbench_dir, project):
             "max_train_samples": 400,
             "max_val_samples": 100,
             "learning_rate": 2e-4,
-            "device": "cpu",
         },
         evaluate={"online_max_jobs": 60},
     )

@@ -82,7 +82,8 @@ def test_an_icl_champion_classifies_and_explains(bento_home, tiny_decoder, tmp_p
     import numpy as np
     import pandas as pd
 
-    from flowsentry.models.icl import ICLDetector, ICLSettings
+    from flowsentry.config import ICLParams
+    from flowsentry.models.icl import ICLDetector
 
     model, tokenizer = tiny_decoder
     folder = tmp_path / "tiny-llama"
@@ -92,8 +93,8 @@ def test_an_icl_champion_classifies_and_explains(bento_home, tiny_decoder, tmp_p
     rng = np.random.default_rng(0)
     pool = pd.DataFrame({f: rng.normal(10, 1, 20) for f in features})
     pool["label"], pool["workflow"] = [0, 1] * 10, "1000genome"
-    settings = ICLSettings(model=str(folder), features=features, n_examples=2)
-    saved = ICLDetector(model, tokenizer, pool, settings).save(tmp_path / "icl")
+    params = ICLParams(model=str(folder), feature_set="paper", n_examples=2)
+    saved = ICLDetector(model, tokenizer, pool, params).save(tmp_path / "icl")
     tag = store.register(saved, {}, {})
     store.promote(tag)
     detector = Detector(tag, store.get(tag).path)

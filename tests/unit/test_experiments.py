@@ -18,7 +18,6 @@ def two_workflows(make_flowbench, project, tiny_encoder, tmp_path):
             "epochs": 1,
             "batch_size": 16,
             "learning_rate": 1e-3,
-            "device": "cpu",
         },
     )
     return cfg, root

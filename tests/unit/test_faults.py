@@ -32,10 +32,10 @@ TRAIN = textwrap.dedent(
     texts = [f"wms_delay is 5.0 runtime is {900 + i % 7 if y else 100 + i % 5}.0"
              for i, y in enumerate(labels)]
     settings = TrainParams(model=model, mode="full", epochs=3, batch_size=4,
-                           learning_rate=5e-3, device="cpu", max_length=32)
+                           learning_rate=5e-3, max_length=32)
     trained, tokenizer, summary = sft.fine_tune(
         texts, labels, texts[:64], labels[:64], settings, ckpt, data_version="v1",
-        progress=False)
+        progress=False, device="cpu")
     import torch
     with torch.no_grad():
         batch = tokenizer(texts[:16], padding=True, return_tensors="pt")
@@ -161,7 +161,7 @@ def trained_project(make_flowbench, project, bento_home):
     from flowsentry.stages import augment, evaluate, gate, ingest, prepare, train, validate
 
     cfg = project(
-        train={"candidates": ["gradient_boosting", "random_forest"], "device": "cpu"},
+        train={"candidates": ["gradient_boosting", "random_forest"]},
         evaluate={"online_max_jobs": 40},
         gate=EASY_GATE,
     )

@@ -9,21 +9,35 @@ import pandas as pd
 import pytest
 import torch
 
+from flowsentry.config import ICLLoraParams, ICLParams
 from flowsentry.errors import FlowsentryError
-from flowsentry.models.icl import (
+from flowsentry.models.decoder_lora import fine_tune_decoder
+from flowsentry.models.examples import ExamplePicker
+from flowsentry.models.icl import ICLDetector
+from flowsentry.models.likelihood import LikelihoodScorer, reference_scores
+from flowsentry.text.prompts import (
     CATEGORIES,
-    ExamplePicker,
-    ICLDetector,
-    ICLSettings,
-    LikelihoodScorer,
     PromptSpec,
     build_prompt,
     class_statistics,
-    fine_tune_decoder,
     parse_category,
-    reference_scores,
 )
 from flowsentry.text.sentences import PAPER_FEATURES
+
+
+def _params(**changes):
+    """The icl section with the paper's features and `changes`."""
+    return ICLParams(feature_set="paper", **changes)
+
+
+def _tune(model, tokenizer, detector, jobs, folder, **lora):
+    """Decoder LoRA on `jobs` with `detector`'s training prompts."""
+    prefixes, suffixes = detector.prompts(jobs, from_train=True)
+    params = ICLLoraParams(**{"learning_rate": 5e-3, **lora})
+    labels = jobs["label"].astype(int).tolist()
+    return fine_tune_decoder(
+        model, tokenizer, prefixes, suffixes, labels, params, folder, device="cpu", progress=False
+    )
 
 
 @pytest.fixture
@@ -74,8 +88,7 @@ def test_example_sets(train):
 
 def test_training_prompts_never_show_the_job_its_own_label(tiny_decoder, train):
     model, tokenizer = tiny_decoder
-    settings = ICLSettings(features=PAPER_FEATURES, examples="nearest", n_examples=1)
-    detector = ICLDetector(model, tokenizer, train, settings)
+    detector = ICLDetector(model, tokenizer, train, _params(examples="nearest", n_examples=1))
     jobs = train.head(5)
     scoring, _ = detector.prompts(jobs)
     training, suffixes = detector.prompts(jobs, from_train=True)
@@ -133,10 +146,8 @@ def test_parse_category():
 @pytest.mark.parametrize("examples", ["balanced", "negative", "positive", "random", "nearest"])
 def test_detector_follows_the_predictor_contract(tiny_decoder, train, examples):
     model, tokenizer = tiny_decoder
-    settings = ICLSettings(
-        features=PAPER_FEATURES, examples=examples, n_examples=2, max_prompt_tokens=1024
-    )
-    detector = ICLDetector(model, tokenizer, train, settings)
+    params = _params(examples=examples, n_examples=2, max_prompt_tokens=1024)
+    detector = ICLDetector(model, tokenizer, train, params)
     jobs = train.head(4)
     scores = detector.score(jobs)
     assert scores.shape == (4,) and ((scores > 0) & (scores < 1)).all()
@@ -148,7 +159,7 @@ def test_detector_follows_the_predictor_contract(tiny_decoder, train, examples):
 
 def test_explain_reports_reasoning_and_never_guesses(tiny_decoder, train):
     model, tokenizer = tiny_decoder
-    detector = ICLDetector(model, tokenizer, train, ICLSettings(features=PAPER_FEATURES))
+    detector = ICLDetector(model, tokenizer, train, _params())
     result = detector.explain(train.iloc[0].to_dict(), max_new_tokens=8)
     assert isinstance(result["reasoning"], str)
     assert result["parsed"] == (result["category"] is not None)
@@ -159,21 +170,14 @@ def test_lora_fine_tuning_runs_and_changes_scores(tiny_decoder, train, tmp_path)
     import copy
 
     base = copy.deepcopy(model)
-    settings = ICLSettings(features=PAPER_FEATURES, n_examples=0, statistics=False)
-    detector = ICLDetector(base, tokenizer, train, settings)
+    params = _params(n_examples=0, statistics=False)
+    detector = ICLDetector(base, tokenizer, train, params)
     before = detector.score(train.head(6))
-    tuned = fine_tune_decoder(
-        base,
-        tokenizer,
-        detector,
-        train.head(16),
-        tmp_path,
-        epochs=2,
-        learning_rate=5e-3,
-        batch_size=4,
-        progress=False,
-    )
-    after = ICLDetector(tuned, tokenizer, train, settings).score(train.head(6))
+    tuned = _tune(base, tokenizer, detector, train.head(16), tmp_path, epochs=2)
+    assert {n for n, _ in tuned.named_parameters() if "lora_" in n} and all(
+        ("q_proj" in n or "v_proj" in n) for n, _ in tuned.named_parameters() if "lora_" in n
+    )  # peft's default modules for Llama
+    after = ICLDetector(tuned, tokenizer, train, params).score(train.head(6))
     assert not np.allclose(before, after)
 
 
@@ -192,7 +196,6 @@ def test_icl_stage_writes_the_table(tiny_decoder, make_flowbench, project, tmp_p
             "curve": [0, 1, 2],
             "lora": {"train_samples": 12},
         },
-        train={"device": "cpu"},
     )
     ingest.run(cfg, make_flowbench(n_runs=20), progress=False)
     validate.run(cfg)
@@ -218,20 +221,11 @@ def test_a_saved_detector_loads_with_its_adapter_and_scores_the_same(tiny_decode
     folder = tmp_path / "tiny-llama"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    settings = ICLSettings(
-        model=str(folder), features=PAPER_FEATURES, examples="nearest", n_examples=2
-    )
+    params = _params(model=str(folder), examples="nearest", n_examples=2)
     base = copy.deepcopy(model)
-    tuned = fine_tune_decoder(
-        base,
-        tokenizer,
-        ICLDetector(base, tokenizer, train, settings),
-        train.head(8),
-        tmp_path / "ckpt",
-        learning_rate=5e-3,
-        progress=False,
-    )
-    detector = ICLDetector(tuned, tokenizer, train, settings)
+    untuned = ICLDetector(base, tokenizer, train, params)
+    tuned = _tune(base, tokenizer, untuned, train.head(8), tmp_path / "ckpt")
+    detector = ICLDetector(tuned, tokenizer, train, params)
     saved = detector.save(tmp_path / "icl-model")
     assert (saved / "adapter" / "adapter_model.safetensors").exists()
     loaded = load_detector(saved, device="cpu")
@@ -248,7 +242,7 @@ def test_the_default_gguf_decoder_loads_as_a_trainable_float_model():
     Trainer refuse LoRA ("quantized with GGUF ... do not support training")."""
     from transformers.trainer_utils import validate_quantization_for_training
 
-    from flowsentry.models.icl import load_decoder
+    from flowsentry.models.pretrained import load_decoder
 
     model, tokenizer, device = load_decoder("smollm2", "cpu")
     assert device == "cpu" and model.config.model_type == "llama"
@@ -266,12 +260,12 @@ def test_icl_fits_through_the_contract_threshold_on_validation(tiny_decoder, tra
     import copy
 
     from flowsentry.models.detector import choose_threshold
-    from flowsentry.models.icl import DecoderLoraSettings
 
     model, tokenizer = tiny_decoder
-    settings = ICLSettings(model="tiny", features=PAPER_FEATURES, examples="nearest", n_examples=1)
-    lora = DecoderLoraSettings(train_samples=8, output_dir=str(tmp_path / "ckpt"))
-    detector = ICLDetector(copy.deepcopy(model), tokenizer, train.iloc[:0], settings, lora=lora)
+    params = _params(model="tiny", n_examples=1, lora={"train_samples": 10})
+    detector = ICLDetector(
+        copy.deepcopy(model), tokenizer, train.iloc[:0], params, checkpoints=tmp_path / "ckpt"
+    )
     val = train.tail(10)
     detector.fit(train.head(30), val)
     assert hasattr(detector.model, "peft_config")  # decoder LoRA ran
@@ -283,13 +277,9 @@ def test_icl_fits_through_the_contract_threshold_on_validation(tiny_decoder, tra
 def test_icl_prompts_get_sibling_context_from_the_shared_function(tiny_decoder, train):
     """Records without context columns (as the service receives them): the prompt shows
     the host's slowdown computed from the run's other jobs, never nan."""
-    from flowsentry.text.sentences import features_of
-
     model, tokenizer = tiny_decoder
-    settings = ICLSettings(
-        model="tiny", template="compact", features=features_of("context"), n_examples=0
-    )
-    detector = ICLDetector(model, tokenizer, train, settings)
+    params = ICLParams(model="tiny", template="compact", feature_set="context", n_examples=0)
+    detector = ICLDetector(model, tokenizer, train, params)
     jobs = [
         {"workflow": "wf", "run": "r1", "task": "t", "kickstart_hostname": host, "runtime": rt}
         for host, rt in (("slow", 400.0), ("fast", 100.0), ("fast", 100.0))

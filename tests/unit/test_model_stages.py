@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from tests.conftest import EASY_GATE
 
+from flowsentry.data.splits import stratified_sample
 from flowsentry.models.detector import choose_threshold
 from flowsentry.models.loading import load_detector
-from flowsentry.models.sft import stratified_sample
 from flowsentry.stages import augment, evaluate, gate, ingest, prepare, train, validate
 
 KINDS = ("sft", "gradient_boosting", "random_forest", "isolation_forest")
@@ -29,7 +29,6 @@ def trained(make_flowbench, project, tiny_encoder, bento_home):
             "learning_rate": 1e-3,
             "max_train_samples": 200,
             "max_val_samples": 60,
-            "device": "cpu",
         },
         augment={"prefix_fraction": 0.5, "empty_fraction": 0.05},
         evaluate={"online_max_jobs": 40},

@@ -33,7 +33,6 @@ def _settings(tiny_encoder, mode, **extra):
         epochs=2,
         batch_size=16,
         learning_rate=5e-3,
-        device="cpu",
         max_length=64,
         lora=LoraParams(r=4, alpha=8, target_modules=("query", "value")),
     )
@@ -77,9 +76,10 @@ def test_fine_tune_save_load_round_trip(tiny_encoder, tmp_path, mode):
         "threshold": 0.5,
         "max_length": 64,
     }
-    in_memory = SentenceClassifier.from_model(model, tokenizer, metadata).score_texts(texts[:8])
+    detector = SentenceClassifier.from_model(model, tokenizer, metadata)
+    in_memory = detector.score_texts(texts[:8])
 
-    sft.save(model, tokenizer, tmp_path / "model", metadata)
+    detector.save(tmp_path / "model")
     saved = {p.name for p in (tmp_path / "model").iterdir()}
     assert any(name.endswith(".safetensors") for name in saved)
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in saved)

@@ -41,13 +41,13 @@ def icl_explain(
 ) -> None:
     """Chain of thought: step-by-step reasoning, then the category (or none, said so)."""
     from flowsentry.io import read_table
-    from flowsentry.models.icl import ICLDetector, load_decoder
-    from flowsentry.stages.icl import settings_for
+    from flowsentry.models.icl import ICLDetector
+    from flowsentry.models.pretrained import load_decoder
 
     record = json_record(job, "--job")
-    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
+    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
     train = read_table(cfg.paths.prepared / "train.parquet", remedy="flowsentry prepare")
-    detector = ICLDetector(model, tokenizer, train, settings_for(cfg, "balanced", 0), device)
+    detector = ICLDetector(model, tokenizer, train, cfg.icl, device, cfg.base.seed)
     result = detector.explain(record, max_new_tokens)
     console.print(result["reasoning"], highlight=False)
     console.print(f"category: {result['category'] or 'none (the reasoning ended without one)'}")

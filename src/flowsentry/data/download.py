@@ -7,7 +7,6 @@ into place only when its checksum matches, so a failed download leaves nothing b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -49,7 +48,6 @@ def fetch(
     if dest.exists() and expected and file_digest(dest) == expected:
         return dest
     url = f"{base_url.rstrip('/')}/{relative}"
-    digest = hashlib.sha256()
     with atomic_path(dest) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as out:
@@ -63,12 +61,11 @@ def fetch(
                 ) as bar:
                     while block := response.read(_CHUNK):
                         out.write(block)
-                        digest.update(block)
                         bar.update(len(block))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise SourceUnavailable(f"cannot download {url}: {reason}") from None
-        actual = digest.hexdigest()
+        actual = file_digest(tmp)
         if expected and actual != expected:
             raise DataError(url, f"checksum mismatch: sha256 {actual}, expected {expected}")
         if not expected:

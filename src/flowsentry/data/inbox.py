@@ -15,7 +15,6 @@ the later copy gets a numbered name (`run.1.csv`), so both are kept.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ import pandas as pd
 
 from flowsentry.data.flowbench import read_run, to_jobs_table
 from flowsentry.errors import DataError, ValidationFailed
+from flowsentry.io import digest
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def run_digests(table: pd.DataFrame) -> dict[str, str]:
     digests = {}
     for run, jobs in table.groupby("run", sort=False):
         text = jobs[columns].sort_values("job").to_csv(index=False)
-        digests[str(run)] = hashlib.sha256(text.encode()).hexdigest()
+        digests[str(run)] = digest(text)
     return digests
 
 

@@ -1,4 +1,4 @@
-"""Train / val / test assignment. Same params, same split, always.
+"""Train / val / test assignment (same params, same split, always), and stratified samples.
 
 - `random`: the paper's protocol, jobs shuffled with a seed and cut 80/10/10.
 - `by_run` (default): whole DAG runs are assigned, so no run (and no host of a run) is
@@ -113,3 +113,15 @@ def _from_manifest(jobs: pd.DataFrame, path: Path) -> pd.Series:
     if unknown > 0:
         log.warning("%s: %d manifest rows name jobs not in the data", path, unknown)
     return split
+
+
+def stratified_sample(frame: pd.DataFrame, n: int | None, seed: int, column: str = "label"):
+    """At most `n` rows keeping the class shares (all rows when n is None or larger)."""
+    from sklearn.model_selection import train_test_split
+
+    if n is None or len(frame) <= n:
+        return frame
+    labels = frame[column].astype(int)
+    stratify = labels if labels.value_counts().min() >= 2 else None
+    sample, _ = train_test_split(frame, train_size=n, stratify=stratify, random_state=seed)
+    return sample

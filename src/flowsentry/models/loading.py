@@ -30,47 +30,28 @@ def create_detector(kind: str, cfg: Config) -> Detector:
             cfg.text.feature_set,
             cfg.base.seed,
             cfg.paths.checkpoints,
+            device=cfg.base.device,
         )
     if kind in FEATURE_KINDS:
         from flowsentry.models.baselines import FeatureDetector
 
         return FeatureDetector(kind, features_of(cfg.text.feature_set), cfg.base.seed)
     if kind == "icl":
-        from flowsentry.models.icl import (
-            DecoderLoraSettings,
-            ICLDetector,
-            ICLSettings,
-            load_decoder,
-        )
-
-        i = cfg.icl
-        model, tokenizer, device = load_decoder(i.model, cfg.train.device)
-        settings = ICLSettings(
-            model=i.model,
-            template=i.template,
-            features=features_of(i.feature_set),
-            examples="nearest",
-            n_examples=i.n_examples,
-            statistics=i.statistics,
-            max_prompt_tokens=i.max_prompt_tokens,
-            batch_size=i.batch_size,
-            seed=cfg.base.seed,
-        )
-        lora = None
-        if i.lora.enabled:
-            lora = DecoderLoraSettings(
-                r=i.lora.r,
-                alpha=i.lora.alpha,
-                learning_rate=i.lora.learning_rate,
-                epochs=i.lora.epochs,
-                train_samples=i.lora.train_samples,
-                examples=i.lora.examples,
-                n_examples=i.lora.n_examples,
-                output_dir=str(cfg.paths.icl_checkpoints),
-            )
         import pandas as pd
 
-        return ICLDetector(model, tokenizer, pd.DataFrame(), settings, device, lora=lora)
+        from flowsentry.models.icl import ICLDetector
+        from flowsentry.models.pretrained import load_decoder
+
+        model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
+        return ICLDetector(
+            model,
+            tokenizer,
+            pd.DataFrame(),
+            cfg.icl,
+            device,
+            cfg.base.seed,
+            checkpoints=cfg.paths.icl_checkpoints,
+        )
     raise FlowsentryError(f"unknown detector kind '{kind}' (know {', '.join(KINDS)})")
 
 

@@ -8,6 +8,7 @@ features saved in its metadata, so evaluation, gate and service read identical t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
@@ -16,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.config import TrainParams
+from flowsentry.data.splits import stratified_sample
 from flowsentry.errors import FlowsentryError
+from flowsentry.io import atomic_dir, digest
 from flowsentry.models.detector import LABELS, METADATA, Detector, Jobs, read_metadata
 from flowsentry.text.sentences import features_of, sentences
 
@@ -34,6 +37,7 @@ class SentenceClassifier(Detector):
         seed: int = 42,
         checkpoints: str | Path | None = None,
         batch_size: int = 64,
+        device: str = "auto",
     ) -> None:
         """An unfitted detector: `fit` fine-tunes `params.model` per `params`."""
         self.params = params or TrainParams()
@@ -46,7 +50,7 @@ class SentenceClassifier(Detector):
         self.max_length = self.params.max_length
         self.model: Any = None
         self.tokenizer: Any = None
-        self.device = "cpu"
+        self.device = device  # where `fit` trains; then where the model is
         self.threshold_ = 0.5
         self._metadata_saved: dict[str, Any] = {}
 
@@ -87,7 +91,7 @@ class SentenceClassifier(Detector):
         p = self.params
         if self.checkpoints is None:
             raise FlowsentryError("sft: fit needs a checkpoint folder (paths.checkpoints)")
-        sample = sft.stratified_sample(train, p.max_train_samples, self.seed)
+        sample = stratified_sample(train, p.max_train_samples, self.seed)
         texts = sample["sentence"].tolist() if "sentence" in sample else self.sentences(sample)
         model, tokenizer, summary = sft.fine_tune(
             texts,
@@ -96,8 +100,9 @@ class SentenceClassifier(Detector):
             val["label"].astype(int).to_numpy(),
             p,
             self.checkpoints,
-            data_version=sft.frame_digest(sample),
+            data_version=digest(sample),
             seed=self.seed,
+            device=self.device,
         )
         self.model, self.tokenizer, self.device = model.eval(), tokenizer, summary["device"]
         self._metadata_saved = {
@@ -114,9 +119,12 @@ class SentenceClassifier(Detector):
 
     def save(self, target: str | Path) -> Path:
         """Weights (safetensors), tokenizer and metadata, swapped in atomically."""
-        from flowsentry.models import sft
-
-        return sft.save(self.model, self.tokenizer, Path(target), self.metadata)
+        target = Path(target)
+        with atomic_dir(target) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / METADATA).write_text(json.dumps(self.metadata, indent=2, default=str) + "\n")
+        return target
 
     @classmethod
     def load(

@@ -9,8 +9,6 @@ resume from the last checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
@@ -18,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from flowsentry.config import TrainParams
-from flowsentry.io import atomic_dir
-from flowsentry.models.detector import LABELS, METADATA
+from flowsentry.io import digest
+from flowsentry.models.detector import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +124,9 @@ def _metrics(eval_prediction: Any) -> dict[str, float]:
 
 
 def _fingerprint(settings: TrainParams, seed: int, data_version: str) -> str:
-    payload = json.dumps(
-        {"settings": settings.model_dump(mode="json"), "seed": seed, "data": data_version},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return digest(
+        {"settings": settings.model_dump(mode="json"), "seed": seed, "data": data_version}
+    )[:16]
 
 
 def fine_tune(
@@ -146,12 +141,14 @@ def fine_tune(
     model: Any = None,
     tokenizer: Any = None,
     seed: int = 42,
+    device: str = "auto",
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Fine-tune; returns (model with the best weights, tokenizer, training summary).
 
     Resumes from the last checkpoint in `checkpoint_dir` when it was written for the
-    same settings and data; otherwise starts afresh. Pass `model`/`tokenizer` to
-    continue training an already fine-tuned model (transfer, forgetting).
+    same settings and data; otherwise starts afresh. Pass `model`/`tokenizer` to continue
+    training an already fine-tuned model (transfer, forgetting). `device`: auto, cpu,
+    cuda or mps.
     """
     from transformers import (
         DataCollatorWithPadding,
@@ -165,7 +162,7 @@ def fine_tune(
     from flowsentry.models import device as devices
 
     set_seed(seed)
-    placement = devices.select(settings.device)
+    placement = devices.select(device)
     if model is None or tokenizer is None:
         tokenizer, model = build_model(settings)
     else:
@@ -283,35 +280,3 @@ class _RateProgress:
                 super().on_log(args, state, control, logs=logs, **kwargs)
 
         return RateProgress()
-
-
-def save(
-    model: Any,
-    tokenizer: Any,
-    target: Path,
-    metadata: dict[str, Any],
-) -> Path:
-    """Save weights (safetensors), tokenizer and metadata; swap in atomically."""
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
-    return target
-
-
-def frame_digest(frame: pd.DataFrame) -> str:
-    """A content digest of a table (resume checkpoints only for the same data)."""
-    hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False)
-    return hashlib.md5(hashed.to_numpy().tobytes()).hexdigest()
-
-
-def stratified_sample(frame: pd.DataFrame, n: int | None, seed: int, column: str = "label"):
-    """At most `n` rows keeping the class shares (all rows when n is None or larger)."""
-    from sklearn.model_selection import train_test_split
-
-    if n is None or len(frame) <= n:
-        return frame
-    labels = frame[column].astype(int)
-    stratify = labels if labels.value_counts().min() >= 2 else None
-    sample, _ = train_test_split(frame, train_size=n, stratify=stratify, random_state=seed)
-    return sample

@@ -9,7 +9,6 @@ holding the current tag and the history of earlier champions (for rollback).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsentry.errors import FlowsentryError
-from flowsentry.io import atomic_path
+from flowsentry.io import atomic_path, digest
 
 MODEL_NAME = "flowsentry-detector"
 
@@ -62,7 +61,7 @@ def git_commit() -> str:
 
 
 def params_hash(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return digest(params)[:12]
 
 
 def register(model_dir: Path, metrics: dict[str, Any], params: dict[str, Any]) -> str:

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.config import Config
+from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import metrics as m
 from flowsentry.evaluation import plots
 from flowsentry.io import read_table, write_csv, write_json
 from flowsentry.models.detector import Detector
 from flowsentry.models.loading import load_detector
-from flowsentry.models.sft import stratified_sample
 from flowsentry.registry.gate import rank
 from flowsentry.text.augment import uninformative_inputs
 
@@ -133,7 +133,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     online: dict[str, Any] = {}
     features: tuple[str, ...] = ()
     for kind in cfg.train.candidates:
-        detector = load_detector(cfg.paths.models / kind, device=cfg.train.device)
+        detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
         candidates[kind], scores[kind] = evaluate_candidate(detector, val, test, progress)
         features = detector.features
         online[kind] = m.early_detection(

@@ -50,7 +50,7 @@ def champion_metrics(cfg: Config, tag: str) -> dict[str, Any]:
     from flowsentry.stages.evaluate import evaluation_splits
 
     _, test = evaluation_splits(cfg)
-    champion = load_detector(store.get(tag).path, device=cfg.train.device)
+    champion = load_detector(store.get(tag).path, device=cfg.base.device)
     scores = champion.score(test)
     return binary_metrics(test["label"].astype(int).to_numpy(), scores, champion.threshold_)
 

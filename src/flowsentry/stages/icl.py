@@ -10,12 +10,13 @@ import numpy as np
 from pandas import DataFrame
 
 from flowsentry.config import Config
+from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import plots
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.io import read_table, write_csv, write_json
-from flowsentry.models.icl import ICLDetector, ICLSettings, fine_tune_decoder, load_decoder
-from flowsentry.models.sft import stratified_sample
-from flowsentry.text.sentences import features_of
+from flowsentry.models.decoder_lora import fine_tune_decoder
+from flowsentry.models.icl import ICLDetector
+from flowsentry.models.pretrained import load_decoder
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +28,6 @@ PAPER = {
 }
 
 
-def settings_for(cfg: Config, examples: str, n: int) -> ICLSettings:
-    i = cfg.icl
-    return ICLSettings(
-        model=i.model,
-        template=i.template,
-        features=features_of(i.feature_set),
-        examples=examples,
-        n_examples=n,
-        statistics=i.statistics,
-        max_prompt_tokens=i.max_prompt_tokens,
-        batch_size=i.batch_size,
-        seed=cfg.base.seed,
-    )
-
-
 def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Score a stratified test sample under every configuration; write reports/icl/."""
     train = read_table(cfg.paths.prepared / "train.parquet")
@@ -50,11 +36,13 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     )
     labels = test["label"].astype(int).to_numpy()
     out = cfg.paths.reports / "icl"
-    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.train.device)
+    model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
+    # Every row shares the decoder and the example pool; only the examples change.
+    base = ICLDetector(model, tokenizer, train, cfg.icl, device, cfg.base.seed)
     rows: list[dict[str, Any]] = []
 
     def measure(model, examples: str, n: int, fine_tuned: bool) -> None:
-        detector = ICLDetector(model, tokenizer, train, settings_for(cfg, examples, n), device)
+        detector = base.with_examples(examples, n, model)
         started = time.perf_counter()
         scores = detector.score(test)
         seconds = time.perf_counter() - started
@@ -81,28 +69,23 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     for n in cfg.icl.curve:
         if n not in (0, cfg.icl.n_examples):
             measure(model, "balanced", n, False)
-    if cfg.icl.lora.enabled:
-        lora = cfg.icl.lora
+    lora = cfg.icl.lora
+    if lora.enabled:
         sample = stratified_sample(train, lora.train_samples, cfg.base.seed)
-        detector = ICLDetector(
-            model,
-            tokenizer,
-            train,
-            settings_for(cfg, lora.examples, lora.n_examples),
-            device,
+        prefixes, suffixes = base.with_examples(lora.examples, lora.n_examples).prompts(
+            sample, from_train=True
         )
         started = time.perf_counter()
         tuned = fine_tune_decoder(
             model,
             tokenizer,
-            detector,
-            sample,
+            prefixes,
+            suffixes,
+            sample["label"].astype(int).tolist(),
+            lora,
             cfg.paths.icl_checkpoints,
-            lora.r,
-            lora.alpha,
-            lora.learning_rate,
-            lora.epochs,
             seed=cfg.base.seed,
+            device=device,
             progress=progress,
         )
         lora_seconds = round(time.perf_counter() - started, 1)
@@ -110,14 +93,13 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         final, examples = tuned, lora.examples
     else:
         lora_seconds = None
-        final, examples = model, "nearest"
+        final, examples = model, cfg.icl.examples
     # The detector to deploy: its threshold chosen on validation like every other kind's
     # (the table's rows read the category at 0.5, the paper's protocol).
-    settings = settings_for(cfg, examples, cfg.icl.n_examples)
     val = stratified_sample(
         read_table(cfg.paths.prepared / "val.parquet"), cfg.icl.sample, cfg.base.seed
     )
-    deployed = ICLDetector(final, tokenizer, train, settings, device)
+    deployed = base.with_examples(examples, cfg.icl.n_examples, final)
     deployed.fit(train, val, cfg.train.threshold)
     deployed.save(cfg.paths.icl_model)
     report = {

@@ -14,8 +14,8 @@ from typing import Any
 
 from flowsentry import versioning
 from flowsentry.config import Config
+from flowsentry.data.splits import stratified_sample
 from flowsentry.io import file_digest, read_table, write_json
-from flowsentry.models import sft
 from flowsentry.models.loading import create_detector
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         [cfg.paths.prepared / "train.parquet"],
         remedy="flowsentry augment",
     )
-    val = sft.stratified_sample(
+    val = stratified_sample(
         read_table(cfg.paths.prepared / "val.parquet"), cfg.train.max_val_samples, cfg.base.seed
     )
     version = {
