@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -67,15 +68,107 @@ def test_detector_scores_and_refuses_unknown_workflows(bento_home, tiny_encoder,
     assert detector.info().workflows == ["1000genome"]
 
 
-def test_hot_swap_follows_the_registry(bento_home, tiny_encoder, tmp_path):
+def test_hot_swap_follows_the_registry(bento_home, tiny_encoder, tmp_path, monkeypatch):
     first = store.register(_model(tiny_encoder, tmp_path / "a", 0.5), {}, {})
     second = store.register(_model(tiny_encoder, tmp_path / "b", 0.3), {}, {})
     store.promote(first)
-    detector = Detector(first, store.get(first).path)
-    assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+    detector = Detector(second, store.get(second).path)  # asked for second: serves the champion
+    reads = []
+    monkeypatch.setattr(
+        store, "champion_tag", lambda real=store.champion_tag: reads.append(1) or real()
+    )
+    for _ in range(5):
+        assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+    assert reads == []  # an unchanged pointer is never parsed again
     store.promote(second)
+    detector.classify([JobRecord(**EXAMPLE)])
+    detector.wait_loaded(60)
     reply = detector.classify([JobRecord(**EXAMPLE)])[0]
-    assert reply.model == second and reply.threshold == 0.3
+    assert reply.model == second and reply.threshold == 0.3 and len(reads) == 1
+    store.rollback()
+    detector.classify([JobRecord(**EXAMPLE)])
+    detector.wait_loaded(60)
+    assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+
+
+def test_hot_swap_under_concurrent_requests(bento_home, tiny_encoder, tmp_path):
+    """Requests keep being answered by the old champion while the new one loads (slowly,
+    on its own thread); every reply is whole (a tag with its own threshold); after the
+    load every reply comes from the new champion."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flowsentry.models.loading import load_detector
+
+    first = store.register(_model(tiny_encoder, tmp_path / "a", 0.5), {}, {})
+    second = store.register(_model(tiny_encoder, tmp_path / "b", 0.3), {}, {})
+    store.promote(first)
+    release = threading.Event()
+
+    def slow_loader(path):
+        predictor = load_detector(path)
+        if predictor.threshold_ == 0.3:
+            release.wait(60)  # the new champion takes as long as the test wants
+        return predictor
+
+    detector = Detector(first, store.get(first).path, loader=slow_loader)
+    thresholds = {first: 0.5, second: 0.3}
+
+    def ask(_):
+        started = time.perf_counter()
+        reply = detector.classify([JobRecord(**EXAMPLE)])[0]
+        return reply.model, reply.threshold, time.perf_counter() - started
+
+    with ThreadPoolExecutor(8) as pool:
+        before = list(pool.map(ask, range(16)))
+        store.promote(second)
+        during = list(pool.map(ask, range(32)))  # the load is blocked: the old one answers
+        assert detector.loading is not None and detector.loading.is_alive()
+        release.set()
+        detector.wait_loaded(60)
+        after = list(pool.map(ask, range(16)))
+    assert {tag for tag, _, _ in before + during} == {first}
+    assert {tag for tag, _, _ in after} == {second}
+    assert all(thresholds[tag] == threshold for tag, threshold, _ in before + during + after)
+    assert max(seconds for _, _, seconds in during) < 30  # nobody waited for the load
+
+
+def test_a_champion_that_fails_to_load_leaves_the_old_one_serving(
+    bento_home, tiny_encoder, tmp_path
+):
+    first = store.register(_model(tiny_encoder, tmp_path / "a", 0.5), {}, {})
+    broken = store.register(_model(tiny_encoder, tmp_path / "b", 0.3), {}, {})
+    (Path(store.get(broken).path) / "flowsentry.json").write_text("{not json")
+    store.promote(first)
+    detector = Detector(first, store.get(first).path)
+    store.promote(broken)
+    detector.classify([JobRecord(**EXAMPLE)])
+    detector.wait_loaded(60)
+    assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+
+
+def test_int8_serving_quantises_the_encoder_and_keeps_its_scores(
+    bento_home, tiny_encoder, tmp_path, monkeypatch
+):
+    """FLOWSENTRY_INT8=1: the encoder's linear layers are int8 (dynamic quantisation)
+    and the scores stay close to float32's."""
+    import numpy as np
+    import torch
+
+    folder = _model(tiny_encoder, tmp_path / "m1")
+    jobs = [JobRecord(**{**EXAMPLE, "runtime": float(r)}) for r in (10, 300, 5000)]
+    exact = Detector("m:1", folder, follow_champion=False)
+    monkeypatch.setenv("FLOWSENTRY_INT8", "1")
+    quantised = Detector("m:1", folder, follow_champion=False)
+    int8_linear = torch.ao.nn.quantized.dynamic.Linear
+    assert int8_linear in {type(m) for m in quantised.predictor.model.modules()}
+    assert int8_linear not in {type(m) for m in exact.predictor.model.modules()}
+    np.testing.assert_allclose(
+        [r.score for r in quantised.classify(jobs)],
+        [r.score for r in exact.classify(jobs)],
+        atol=0.05,
+    )
 
 
 def test_an_icl_champion_classifies_and_explains(bento_home, tiny_decoder, tmp_path):

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -159,6 +160,15 @@ def test_hot_swap_is_visible_in_replies(server):
         check=True,
         timeout=120,
     )
-    reply = httpx.post(f"{server['url']}/classify", json={"jobs": _jobs(2)}, timeout=60)
-    assert {r["model"] for r in reply.json()} == {server["tags"][1]}
+    # The new champion loads in the background; replies switch to it once it is in.
+    deadline = time.monotonic() + 60
+    while True:
+        reply = httpx.post(f"{server['url']}/classify", json={"jobs": _jobs(2)}, timeout=60)
+        assert reply.status_code == 200
+        models = {r["model"] for r in reply.json()}
+        if models == {server["tags"][1]} or time.monotonic() > deadline:
+            break
+        assert models == {server["tags"][0]}  # the old one answers meanwhile
+        time.sleep(0.2)
+    assert models == {server["tags"][1]}
     assert {r["threshold"] for r in reply.json()} == {0.25}

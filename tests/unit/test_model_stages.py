@@ -69,7 +69,10 @@ def test_evaluate_scores_every_candidate_on_val_and_test(trained):
         assert entry["kind"] == kind
         assert entry["test"]["jobs"] == test_jobs and entry["val"]["jobs"] > 0
         assert set(entry["test"]["recall_by_anomaly_type"]) <= {"cpu_2"}
-        assert len(report["online"][kind]["accuracy_by_k"]) == len(report["online"]["features"]) + 1
+        assert (
+            len(report["online"][kind]["accuracy_by_k"])
+            == len(report["online"][kind]["features"]) + 1
+        )
     assert set(report["candidates"]["sft"]["test"]["bias"]["p_anomalous"]) == {
         "empty",
         "all_missing",

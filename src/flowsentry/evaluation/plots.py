@@ -75,15 +75,21 @@ def confusion(matrix: Mapping[str, int], title: str, path: Path) -> Path:
 
 
 def early_detection(
-    series: Mapping[str, Sequence[float]], feature_names: Sequence[str], path: Path
+    series: Mapping[str, tuple[Sequence[str], Sequence[float]]], path: Path
 ) -> Path:
-    """Accuracy against the number of features known (online detection)."""
+    """Accuracy against the number of features known (online detection); `series`:
+    per candidate its feature order and its accuracy with the first k known."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    ks = list(range(len(feature_names) + 1))
-    for name, values in series.items():
-        ax.plot(ks, values, marker="o", label=name)
-    ax.set_xticks(ks, ["(none)", *feature_names], rotation=60, ha="right", fontsize=7)
+    for name, (_, values) in series.items():
+        ax.plot(range(len(values)), values, marker="o", label=name)
+    orders = {tuple(features) for features, _ in series.values()}
+    if len(orders) == 1:  # one feature order: name the ticks
+        (names,) = orders
+        ks = list(range(len(names) + 1))
+        ax.set_xticks(ks, ["(none)", *names], rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xlabel("features known (k, in each candidate's order)")
     ax.set(ylabel="accuracy", title="Early detection: accuracy from the first k features")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

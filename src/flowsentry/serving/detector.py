@@ -1,6 +1,10 @@
-"""The detector behind the service: loads the champion once, hot-swaps on promotion.
+"""The detector behind the service: serves the champion, hot-swaps on promotion.
 
-Kept free of BentoML so it can be tested in-process; service.py only wires it.
+At start it serves the registry's champion (or the model it was given when there is
+no pointer, as inside a Bento). A request costs one `stat` of the champion pointer;
+only when the file changed is it read, and a new champion is loaded on a background
+thread while requests go on with the current one, then swapped in at once. Kept free
+of BentoML so it can be tested in-process; service.py only wires it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class NotExplainable(ValueError):
 
 
 class Detector:
+    """Scores job records with the current model; see the module docstring."""
+
     def __init__(
         self,
         tag: str,
@@ -45,22 +51,68 @@ class Detector:
         int8 = os.environ.get("FLOWSENTRY_INT8", "0") == "1"
         self._loader = loader or (lambda p: load_detector(p, int8=int8))
         self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None  # the pointer file last read
+        self.loading: threading.Thread | None = None
         self.follow_champion = follow_champion
         self.confident_band = confident_band
-        self.tag, self.predictor = tag, self._loader(Path(path))
+        if follow_champion:
+            self._stamp = self._pointer_stamp()
+            champion = store.champion_tag()
+            if champion and champion != tag:
+                log.info("the registry's champion is %s (asked for %s): serving it", champion, tag)
+                tag, path = champion, store.get(champion).path
+        # One tuple, replaced whole: a request never sees a tag with another's model.
+        self._serving: tuple[str, Predictor] = (tag, self._loader(Path(path)))
         log.info("serving %s", tag)
 
+    @property
+    def tag(self) -> str:
+        return self._serving[0]
+
+    @property
+    def predictor(self) -> Predictor:
+        return self._serving[1]
+
+    @staticmethod
+    def _pointer_stamp() -> tuple[int, int, int] | None:
+        try:
+            stat = store.pointer_path().stat()
+        except FileNotFoundError:
+            return None
+        # The pointer is replaced by rename: a new inode even within one mtime tick.
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
     def _current(self) -> tuple[str, Predictor]:
-        """The champion now: reload when the registry's pointer moved (promote/rollback)."""
-        if self.follow_champion:
-            champion = store.champion_tag()
-            if champion and champion != self.tag:
-                with self._lock:
-                    if champion != self.tag:
-                        predictor = self._loader(Path(store.get(champion).path))
-                        log.info("champion changed: %s -> %s", self.tag, champion)
-                        self.tag, self.predictor = champion, predictor
-        return self.tag, self.predictor
+        """The model to answer with now; starts loading a new champion when the
+        registry's pointer changed (promote, rollback) and answers with the current one."""
+        if self.follow_champion and self._pointer_stamp() != self._stamp:
+            with self._lock:
+                stamp = self._pointer_stamp()
+                busy = self.loading is not None and self.loading.is_alive()
+                if stamp != self._stamp and not busy:
+                    self._stamp = stamp
+                    champion = store.champion_tag()
+                    if champion and champion != self.tag:
+                        self.loading = threading.Thread(
+                            target=self._swap, args=(champion,), name="load-champion", daemon=True
+                        )
+                        self.loading.start()
+        return self._serving
+
+    def _swap(self, champion: str) -> None:
+        """Load `champion` (off the request threads) and serve it from then on."""
+        try:
+            predictor = self._loader(Path(store.get(champion).path))
+        except Exception:  # a broken model must not take the service down
+            log.exception("could not load champion %s; still serving %s", champion, self.tag)
+            return
+        log.info("champion changed: %s -> %s", self.tag, champion)
+        self._serving = (champion, predictor)
+
+    def wait_loaded(self, timeout: float | None = None) -> None:
+        """Block until a champion being loaded is served (tests, benchmarks)."""
+        if self.loading is not None:
+            self.loading.join(timeout)
 
     def _frame(self, jobs: Sequence[BaseModel], predictor: Predictor) -> pd.DataFrame:
         known = set(predictor.metadata.get("workflows") or [])

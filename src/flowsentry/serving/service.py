@@ -1,8 +1,12 @@
 """The BentoML service: `bentoml serve flowsentry.serving.service:AnomalyDetector`.
 
-Loads the registry's champion once (hot-swapping when it changes) and serves
-`classify` (adaptive batching), `classify_partial` (online detection), `explain`
-(ICL decoders only) and `metadata`; BentoML adds /healthz, /readyz and /docs.
+Serves the model named by the Bento argument `model` (given at build time:
+`flowsentry package` builds with the champion's tag; `bentoml serve --arg
+model=flowsentry-detector:<version>` picks one by hand; by default the newest stored
+model) and then follows the registry's champion where a pointer exists (see
+`serving/detector.py`). Endpoints: `classify` (adaptive batching), `classify_partial`
+(online detection), `explain` (ICL decoders only) and `metadata`; BentoML adds
+/healthz, /readyz and /docs. Importing this module reads no file.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from http import HTTPStatus
 from typing import Annotated
 
 import bentoml
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from flowsentry.registry import store
+from flowsentry.registry.store import MODEL_NAME
 from flowsentry.serving.detector import Detector, NotExplainable, UnknownWorkflow
 from flowsentry.serving.guard import RequestGuard
 from flowsentry.serving.schemas import (
@@ -28,9 +32,14 @@ from flowsentry.serving.schemas import (
     PartialScore,
 )
 
-# The champion when this module is imported (at `bentoml build` it is packaged with
-# the Bento); inside a Bento, where no pointer exists, the packaged model is `latest`.
-CHAMPION = store.champion_tag() or f"{store.MODEL_NAME}:latest"
+
+class ServiceArguments(BaseModel):
+    """Bento arguments (`bentoml build/serve --arg model=...`), kept in the Bento."""
+
+    model: str = Field(f"{MODEL_NAME}:latest", description="The registry tag to serve.")
+
+
+ARGUMENTS = bentoml.use_arguments(ServiceArguments)
 
 
 class Conflict(bentoml.exceptions.BentoMLException):
@@ -41,7 +50,7 @@ class Conflict(bentoml.exceptions.BentoMLException):
 
 @bentoml.service(name="flowsentry", traffic={"timeout": 30})
 class AnomalyDetector:
-    model = bentoml.models.BentoModel(CHAMPION)
+    model = bentoml.models.BentoModel(ARGUMENTS.model)
 
     def __init__(self) -> None:
         self.detector = Detector(str(self.model.tag), self.model.path)

@@ -131,16 +131,17 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     candidates: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}
     online: dict[str, Any] = {}
-    features: tuple[str, ...] = ()
     for kind in cfg.train.candidates:
         detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
         candidates[kind], scores[kind] = evaluate_candidate(detector, val, test, progress)
-        features = detector.features
-        online[kind] = m.early_detection(
-            online_labels,
-            online_scores(detector, online_jobs, len(detector.features)),
-            detector.threshold_,
-        )
+        online[kind] = {
+            "features": list(detector.features),  # kinds may read different features
+            **m.early_detection(
+                online_labels,
+                online_scores(detector, online_jobs, len(detector.features)),
+                detector.threshold_,
+            ),
+        }
         log.info(
             "%s: val F1 %.4f, test F1 %.4f / accuracy %.4f",
             kind,
@@ -156,7 +157,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "primary_metric": cfg.gate.primary_metric,
         "ranking_on_validation": ranking,
         "candidates": candidates,
-        "online": {"features": list(features), **online},
+        "online": online,
         "paper_sft_accuracy_random_split": {
             wf: PAPER_SFT_ACCURACY[wf] for wf in workflows if wf in PAPER_SFT_ACCURACY
         },
@@ -186,8 +187,11 @@ def _write(
             f"{kind} (test, {report['split']['method']} split)",
             png / f"confusion_{kind}.png",
         )
-    series = {kind: report["online"][kind]["accuracy_by_k"] for kind in scores}
-    plots.early_detection(series, tuple(report["online"]["features"]), png / "early_detection.png")
+    series = {
+        kind: (report["online"][kind]["features"], report["online"][kind]["accuracy_by_k"])
+        for kind in scores
+    }
+    plots.early_detection(series, png / "early_detection.png")
 
     with Live(dir=str(out_dir / "live"), save_dvc_exp=False, dvcyaml=None) as live:
         for kind, values in scores.items():

@@ -1,4 +1,4 @@
-"""Package: build a Bento of the champion (the model found from the store's pointer)."""
+"""Package: build a Bento serving the registry's champion (`bentoml build`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]:
-    """`bentoml build` with the current champion; writes reports/package.json."""
+    """`bentoml build` with the champion's tag as the Bento argument `model`;
+    writes reports/package.json."""
     import bentoml
 
     gate = json.loads((cfg.paths.reports / "gate.json").read_text())
@@ -25,16 +26,13 @@ def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]
         raise FlowsentryError(
             "no champion in the registry: nothing to package (see reports/gate.json)"
         )
-    # The service module resolves the champion when imported: in a long-lived process
-    # (a Prefect worker) re-import it, or the Bento would carry a former champion.
-    import importlib
-    import sys
-
-    module = sys.modules.get("flowsentry.serving.service")
-    if module is not None:
-        importlib.reload(module)
+    # reload: a long-lived process (a Prefect worker) imported the service module for an
+    # earlier build; BentoML re-imports it so the class reads this build's argument.
     bento = bentoml.bentos.build_bentofile(
-        str(bentofile), build_ctx=str(bentofile.parent.resolve())
+        str(bentofile),
+        build_ctx=str(bentofile.parent.resolve()),
+        args={"model": champion},
+        reload=True,
     )
     result = {
         "bento": str(bento.tag),
