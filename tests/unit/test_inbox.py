@@ -51,7 +51,7 @@ def test_each_file_is_sorted_on_its_own_and_nothing_is_lost(
     name. Every good file is accepted once, every other file is reported and kept."""
     import json
 
-    from flowsentry.data import inbox as box_module
+    from flowsentry.stages import inbox as inbox_stage
 
     cfg = project()
     root = make_flowbench(n_runs=4, n_jobs=6)
@@ -68,14 +68,19 @@ def test_each_file_is_sorted_on_its_own_and_nothing_is_lost(
     _drop(box, "f-copy-of-b", run_frame(201))  # == b-good, accepted in this batch
     (box / "g-not-utf8.csv").write_bytes(run_frame(204).to_csv(index=False).encode() + b"\xff\n")
 
-    real = box_module.check_run
+    real = inbox_stage._checker
 
-    def check(table, path, spec):
-        if path.stem == "c-explodes":
-            raise RuntimeError("disk on fire")
-        return real(table, path, spec)
+    def checker(spec):
+        check = real(spec)
 
-    monkeypatch.setattr(box_module, "check_run", check)
+        def exploding(table, path):
+            if path.stem == "c-explodes":
+                raise RuntimeError("disk on fire")
+            return check(table, path)
+
+        return exploding
+
+    monkeypatch.setattr(inbox_stage, "_checker", checker)
     report = inbox.run(cfg, tmp_path / "inbox")
     assert [r["run"] for r in report["accepted"]] == ["b-good", "e-good"]
     skipped = {r["run"]: r["note"] for r in report["skipped"]}

@@ -31,7 +31,7 @@ def test_pipeline_on_tiny_traces(make_flowbench, project):
     report = validate.run(cfg)
     assert report["success"] and report["tables"]["tiny"]["quarantined"] == 0
     assert (cfg.paths.reports / "data_docs" / "index.html").exists()
-    assert (cfg.paths.reports / "data_docs" / "tiny" / "index.html").exists()
+    assert "tiny" in (cfg.paths.reports / "data_docs" / "index.html").read_text()  # one site
     assert json.loads((cfg.paths.reports / "validation.json").read_text())["success"]
 
     prepared = prepare.run(cfg)

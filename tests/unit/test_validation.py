@@ -39,6 +39,21 @@ def test_clean_table_passes_every_expectation(tiny, tmp_path):
     assert (tmp_path / "docs" / "index.html").exists()  # Data Docs rendered
 
 
+def test_tables_of_one_run_share_one_data_docs_site(tiny, tmp_path):
+    """Each table against its own suite, every result in one site's index."""
+    from flowsentry.validation.runner import Validation
+
+    table, spec = tiny
+    validation = Validation(tmp_path / "docs")
+    validation.table(table, spec, "data/jobs/alpha.parquet")
+    broken = table.assign(runtime=table["runtime"].where(table.index > 0, -5.0))
+    assert not validation.table(broken, spec, "data/jobs/beta.parquet").success
+    index = (tmp_path / "docs" / "index.html").read_text()
+    assert "alpha" in index and "beta" in index
+    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert len(pages) == 2
+
+
 @pytest.mark.parametrize(
     ("column", "value", "reason"),
     [

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ from flowsentry.errors import DataError, ValidationFailed
 from flowsentry.io import digest
 
 log = logging.getLogger(__name__)
+
+# A run's check: None when its jobs are acceptable, else the reason (the stage gives it).
+Check = Callable[[pd.DataFrame, Path], str | None]
 
 # Columns that name a run rather than describe its jobs: excluded from its content hash.
 _NAMING = ("workflow", "run")
@@ -73,19 +76,6 @@ def read_run_table(path: Path, workflow: str) -> pd.DataFrame:
         return to_jobs_table(read_run(stream, str(path), path.stem), workflow)
 
 
-def check_run(table: pd.DataFrame, path: Path, spec: dict[str, Any]) -> str | None:
-    """None when the run's jobs meet the suite, else the reason they do not."""
-    from flowsentry.validation.runner import validate_table
-
-    outcome = validate_table(table, spec, str(path))
-    if len(outcome.quarantine):
-        reasons = outcome.quarantine["reason"].value_counts()
-        return f"{len(outcome.quarantine)} jobs break expectations: " + "; ".join(
-            f"{reason} ({count})" for reason, count in reasons.items()
-        )
-    return None
-
-
 def _accepted_digests(folder: Path, workflow: str) -> dict[str, str]:
     """Content hashes of the runs accepted earlier and not yet ingested."""
     digests: dict[str, str] = {}
@@ -102,18 +92,19 @@ def collect(
     raw: Path,
     quarantine: Path,
     known: dict[str, dict[str, str]],
-    specs: dict[str, dict[str, Any]],
+    checks: dict[str, Check],
     report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Sort the inbox's run CSVs into accepted / skipped / quarantined; returns a report.
 
-    `known` maps each workflow to {run: content hash} of its ingested runs. The report
+    `known` maps each workflow to {run: content hash} of its ingested runs; `checks`
+    each workflow to the check its runs must pass (validation). The report
     is filled file by file (pass one in to keep what was done if a later step fails).
     """
     report = report if report is not None else {}
     for key in ("accepted", "skipped", "quarantined"):
         report.setdefault(key, [])
-    for workflow, spec in specs.items():
+    for workflow, check in checks.items():
         folder = inbox / workflow
         if not folder.is_dir():
             continue
@@ -121,14 +112,14 @@ def collect(
         runs = dict(known.get(workflow, {}))
         runs.update(_accepted_digests(accepted_dir, workflow))
         for path in sorted(folder.glob("*.csv")):
-            _sort_one(path, workflow, spec, runs, accepted_dir, quarantine, report)
+            _sort_one(path, workflow, check, runs, accepted_dir, quarantine, report)
     return report
 
 
 def _sort_one(
     path: Path,
     workflow: str,
-    spec: dict[str, Any],
+    check: Check,
     runs: dict[str, str],
     accepted_dir: Path,
     quarantine: Path,
@@ -147,7 +138,7 @@ def _sort_one(
         if twin is not None:
             _skip(path, entry, f"same jobs as run '{twin}' (content hash)", report)
             return
-        reason = check_run(table, path, spec)
+        reason = check(table, path)
     except (DataError, ValidationFailed) as exc:
         reason = str(exc)
     except Exception as exc:  # one bad file must never stop the batch

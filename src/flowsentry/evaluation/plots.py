@@ -27,49 +27,37 @@ def _save(plt, fig, path: Path) -> Path:
 
 def roc_pr(labels: np.ndarray, curves: Mapping[str, np.ndarray], folder: Path) -> list[Path]:
     """ROC and precision-recall curves of several detectors on the same jobs."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
-    from sklearn.metrics import roc_auc_score as auc
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
     plt = _pyplot()
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, scores in curves.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(labels, scores):.3f})")
+        RocCurveDisplay.from_predictions(labels, scores, name=name, ax=ax)
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test split)")
+    ax.set_title("ROC (test split)")
     ax.legend(loc="lower right", fontsize=8)
     paths.append(_save(plt, fig, folder / "roc.png"))
 
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, scores in curves.items():
-        precision, recall, _ = precision_recall_curve(labels, scores)
-        ax.plot(
-            recall, precision, label=f"{name} (AP {average_precision_score(labels, scores):.3f})"
-        )
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test split)")
+        PrecisionRecallDisplay.from_predictions(labels, scores, name=name, ax=ax)
+    ax.set_title("Precision-recall (test split)")
     ax.legend(loc="lower left", fontsize=8)
     paths.append(_save(plt, fig, folder / "precision_recall.png"))
     return paths
 
 
 def confusion(matrix: Mapping[str, int], title: str, path: Path) -> Path:
+    """The confusion matrix of one detector (counts from the metrics report)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     plt = _pyplot()
     values = np.array([[matrix["tn"], matrix["fp"]], [matrix["fn"], matrix["tp"]]])
     fig, ax = plt.subplots(figsize=(4, 3.5))
-    ax.imshow(values, cmap="Blues")
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(
-            j,
-            i,
-            str(v),
-            ha="center",
-            va="center",
-            color="white" if v > values.max() / 2 else "black",
-        )
-    ax.set_xticks([0, 1], ["normal", "anomalous"])
-    ax.set_yticks([0, 1], ["normal", "anomalous"])
+    ConfusionMatrixDisplay(values, display_labels=["normal", "anomalous"]).plot(
+        ax=ax, cmap="Blues", colorbar=False, values_format="d"
+    )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     return _save(plt, fig, path)
 

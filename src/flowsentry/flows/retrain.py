@@ -26,7 +26,11 @@ from typing import Any
 
 from filelock import FileLock
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
 from flowsentry import versioning
 from flowsentry.config import load_config
@@ -120,29 +124,33 @@ def _locked_outputs(root: Path) -> dict[str, str]:
     }
 
 
-def _summary(reports: Path, stages: dict[str, Any], push: dict[str, Any]) -> str:
+def _summary(reports: Path, stages: dict[str, Any], push: dict[str, Any]) -> None:
+    """Prefect table artifacts: the stages (run or up to date) and the candidates by rank,
+    the gate's decision and the DVC push in the description."""
     report = _read(reports / "evaluate" / "metrics.json") or {}
     decision = _read(reports / "gate.json") or {}
-    rows = ["| stage | ran |", "| --- | --- |"]
-    rows += [f"| {name} | {'yes' if s['ran'] else 'up to date'} |" for name, s in stages.items()]
-    ranking = [
-        f"| {name} | {c['val']['f1']} | {c['test']['accuracy']} | {c['test']['f1']} |"
-        for name in report.get("ranking_on_validation", [])
-        for c in [report["candidates"][name]]
-    ]
-    return "\n".join(
-        [
-            "# flowsentry retraining",
-            "",
-            *rows,
-            "",
-            "| detector | val F1 | test accuracy | test F1 |",
-            "| --- | --- | --- | --- |",
-            *ranking,
-            "",
-            f"Gate: {decision.get('decision')} {decision.get('promoted_tag') or ''}",
-            f"DVC remote: {push.get('remote')} ({push.get('pushed', 0)} files pushed)",
-        ]
+    outcome = (
+        f"gate: {decision.get('decision')} {decision.get('promoted_tag') or ''}; "
+        f"DVC remote: {push.get('remote')} ({push.get('pushed', 0)} files pushed)"
+    )
+    create_table_artifact(
+        key="retrain-stages",
+        table=[{"stage": name, "ran": s["ran"]} for name, s in stages.items()],
+        description=f"Stages run by DVC (False: up to date); {outcome}",
+    )
+    create_table_artifact(
+        key="retrain-candidates",
+        table=[
+            {
+                "rank": rank,
+                "detector": name,
+                "val_f1": report["candidates"][name]["val"]["f1"],
+                "test_accuracy": report["candidates"][name]["test"]["accuracy"],
+                "test_f1": report["candidates"][name]["test"]["f1"],
+            }
+            for rank, name in enumerate(report.get("ranking_on_validation", []), start=1)
+        ],
+        description=f"Candidates by validation rank; {outcome}",
     )
 
 
@@ -211,11 +219,7 @@ def retrain(
     package = _read(cfg.paths.reports / "package.json") or {}
     bento = package.get("bento") if promoted and stages["package"]["ran"] else None
     logger.info("gate: %s; bento: %s", decision.get("decision"), bento)
-    create_markdown_artifact(
-        markdown=_summary(cfg.paths.reports, stages, pushed),
-        key="retrain-summary",
-        description="Stages run, metrics, gate and data version",
-    )
+    _summary(cfg.paths.reports, stages, pushed)
     return {
         "inbox": arrivals,
         "stages": stages,

@@ -1,14 +1,18 @@
-"""Inbox: accept new DAG runs into the versioned raw data (before ingest)."""
+"""Inbox: accept new DAG runs into the versioned raw data (before ingest), each validated."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from flowsentry.config import Config
 from flowsentry.data.flowbench import DAG_FOLDER, load_dag
 from flowsentry.data.inbox import collect, run_digests
 from flowsentry.io import read_table, write_json
+from flowsentry.validation.runner import Validation
 from flowsentry.validation.suite import dag_expectation, read_suite
 
 
@@ -26,15 +30,30 @@ def run(cfg: Config, inbox: str | Path) -> dict[str, Any]:
         write_json(report, cfg.paths.reports / "inbox.json")
 
 
+def _checker(spec: dict[str, Any]) -> Callable[[pd.DataFrame, Path], str | None]:
+    """The inbox's check of a run: every job meets the suite `spec`, or the reasons."""
+
+    def check(table: pd.DataFrame, path: Path) -> str | None:
+        outcome = Validation().table(table, spec, str(path))
+        if len(outcome.quarantine):
+            reasons = outcome.quarantine["reason"].value_counts()
+            return f"{len(outcome.quarantine)} jobs break expectations: " + "; ".join(
+                f"{reason} ({count})" for reason, count in reasons.items()
+            )
+        return None
+
+    return check
+
+
 def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> dict[str, Any]:
     base = read_suite(cfg.paths.gx_suite)
-    specs, known = {}, {}
+    checks, known = {}, {}
     for workflow in cfg.ingest.workflows:
         spec = {**base, "expectations": list(base["expectations"])}
         dag = cfg.paths.raw / DAG_FOLDER / f"{workflow}.json"
         if dag.exists():
             spec["expectations"].append(dag_expectation(list(load_dag(dag)), str(dag)))
-        specs[workflow] = spec
+        checks[workflow] = _checker(spec)
         table = cfg.paths.jobs / f"{workflow}.parquet"
         known[workflow] = run_digests(read_table(table)) if table.exists() else {}
-    return collect(inbox, cfg.paths.raw, cfg.paths.quarantine, known, specs, report)
+    return collect(inbox, cfg.paths.raw, cfg.paths.quarantine, known, checks, report)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import html
 import logging
-from pathlib import Path
+import shutil
 from typing import Any
 
 from flowsentry.config import Config
 from flowsentry.data.flowbench import load_dag
 from flowsentry.errors import ValidationFailed
-from flowsentry.io import atomic_path, read_table, write_json, write_parquet
+from flowsentry.io import read_table, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
-from flowsentry.validation.runner import Outcome, validate_table
+from flowsentry.validation.runner import Outcome, Validation
 from flowsentry.validation.suite import dag_expectation, read_suite
 
 log = logging.getLogger(__name__)
@@ -22,6 +21,10 @@ def run(cfg: Config) -> dict[str, Any]:
     """Validate every jobs table; write clean rows, quarantine and reports. Returns the report."""
     base_spec = read_suite(cfg.paths.gx_suite)
     docs_root = cfg.paths.reports / "data_docs"
+    # Docs are a report of this run: the previous run's pages go, this run's (a failed
+    # table included) are written into one site.
+    shutil.rmtree(docs_root, ignore_errors=True)
+    validation = Validation(docs_root)
     outcomes: dict[str, Outcome] = {}
     for ref in table_refs(cfg):
         path = cfg.paths.jobs / f"{ref.name}.parquet"
@@ -29,7 +32,7 @@ def run(cfg: Config) -> dict[str, Any]:
         spec = {**base_spec, "expectations": list(base_spec["expectations"])}
         if ref.dag is not None:
             spec["expectations"].append(dag_expectation(list(load_dag(ref.dag)), str(ref.dag)))
-        outcomes[ref.name] = validate_table(table, spec, str(path), docs_dir=docs_root / ref.name)
+        outcomes[ref.name] = validation.table(table, spec, str(path))
 
     report: dict[str, Any] = {"suite": str(cfg.paths.gx_suite), "success": True, "tables": {}}
     for name, outcome in outcomes.items():
@@ -62,23 +65,5 @@ def run(cfg: Config) -> dict[str, Any]:
         source = [cfg.paths.jobs / f"{name}.parquet"]
         write_parquet(outcome.clean, cfg.paths.validated / f"{name}.parquet", source)
         write_parquet(outcome.quarantine, cfg.paths.quarantine / f"{name}.parquet", source)
-    _write_docs_index(docs_root, report)
     write_json(report, cfg.paths.reports / "validation.json")
     return report
-
-
-def _write_docs_index(root: Path, report: dict[str, Any]) -> None:
-    rows = "".join(
-        f"<tr><td><a href='{html.escape(name)}/index.html'>{html.escape(name)}</a></td>"
-        f"<td>{t['jobs']}</td><td>{t['quarantined']}</td>"
-        f"<td>{t['expectations'] - t['expectations_failed']}/{t['expectations']}</td></tr>"
-        for name, t in report["tables"].items()
-    )
-    page = (
-        "<!doctype html><meta charset='utf-8'><title>flowsentry validation</title>"
-        "<h1>flowsentry: validation of parsed traces</h1>"
-        "<table border='1' cellpadding='4'><tr><th>table</th><th>jobs</th>"
-        f"<th>quarantined</th><th>expectations met</th></tr>{rows}</table>"
-    )
-    with atomic_path(root / "index.html", ".html") as tmp:
-        tmp.write_text(page)

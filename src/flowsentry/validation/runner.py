@@ -25,79 +25,101 @@ class Outcome:
     success: bool = True
 
 
+class Validation:
+    """One ephemeral GX context for a batch of tables: each validated against its own
+    suite, all results rendered into one Data Docs site at `docs_dir` (when given)."""
+
+    def __init__(self, docs_dir: str | Path | None = None) -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
+
+        for name in list(logging.root.manager.loggerDict):  # GX sets its loggers at import
+            if name.startswith("great_expectations"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        # No default Data Docs site: GX would make one in the system temp dir on every run.
+        self.context = gx.get_context(
+            mode="ephemeral",
+            project_config=DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+            ),
+        )
+        self.context.variables.progress_bars = ProgressBarsConfig(
+            globally=False, metric_calculations=False
+        )
+        self.docs = docs_dir is not None
+        if docs_dir is not None:
+            self.context.add_data_docs_site(
+                site_name="flowsentry",
+                site_config={
+                    "class_name": "SiteBuilder",
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": str(Path(docs_dir).resolve()),
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+
+    def table(self, table: pd.DataFrame, spec: dict[str, Any], origin: str) -> Outcome:
+        """Validate `table` against the suite `spec` (GX JSON form).
+
+        Raises `ValidationFailed` naming `origin` and the expectation when a table-level
+        expectation fails. Rows failing a row-level expectation are quarantined with the
+        reason(s).
+        """
+        import great_expectations as gx
+        from great_expectations.checkpoint import UpdateDataDocsAction
+
+        context = self.context
+        table = table.reset_index(drop=True)
+        asset_name = Path(origin).stem or "jobs"
+        suite = context.suites.add(
+            gx.ExpectationSuite(
+                name=f"{spec['name']}.{asset_name}",
+                expectations=spec["expectations"],
+                meta=spec.get("meta"),
+            )
+        )
+        batch = (
+            context.data_sources.add_pandas(asset_name)
+            .add_dataframe_asset(asset_name)
+            .add_batch_definition_whole_dataframe("all")
+        )
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(data=batch, suite=suite, name=f"{asset_name}-jobs")
+        )
+        actions = [UpdateDataDocsAction(name="data_docs")] if self.docs else []
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{asset_name}-checkpoint",
+                validation_definitions=[definition],
+                actions=actions,
+                result_format={"result_format": "COMPLETE"},
+            )
+        )
+        run = checkpoint.run(batch_parameters={"dataframe": table})
+        (result,) = run.run_results.values()
+        return _outcome(table, result, origin)
+
+
 def validate_table(
     table: pd.DataFrame,
     spec: dict[str, Any],
     origin: str,
     docs_dir: str | Path | None = None,
 ) -> Outcome:
-    """Validate `table` against the suite `spec` (GX JSON form).
+    """One table alone (see `Validation.table`); Data Docs in `docs_dir` when given."""
+    return Validation(docs_dir).table(table, spec, origin)
 
-    Raises `ValidationFailed` naming `origin` and the expectation when a table-level
-    expectation fails. Rows failing a row-level expectation are quarantined with the
-    reason(s). When `docs_dir` is given, Data Docs (HTML) are rendered there.
-    """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    for name in list(logging.root.manager.loggerDict):  # GX sets its loggers at import
-        if name.startswith("great_expectations"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    table = table.reset_index(drop=True)
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-    )
-
-    # No default Data Docs site: GX would make one in the system temp dir on every run.
-    context = gx.get_context(
-        mode="ephemeral",
-        project_config=DataContextConfig(
-            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
-        ),
-    )
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    if docs_dir is not None:
-        context.add_data_docs_site(
-            site_name="flowsentry",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(Path(docs_dir).resolve()),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-    suite = context.suites.add(
-        gx.ExpectationSuite(
-            name=spec["name"], expectations=spec["expectations"], meta=spec.get("meta")
-        )
-    )
-    asset_name = Path(origin).stem or "jobs"
-    batch = (
-        context.data_sources.add_pandas(asset_name)
-        .add_dataframe_asset(asset_name)
-        .add_batch_definition_whole_dataframe("all")
-    )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(data=batch, suite=suite, name=f"{asset_name}-jobs")
-    )
-    actions = [UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{asset_name}-checkpoint",
-            validation_definitions=[definition],
-            actions=actions,
-            result_format={"result_format": "COMPLETE"},
-        )
-    )
-    run = checkpoint.run(batch_parameters={"dataframe": table})
-    (result,) = run.run_results.values()
-
+def _outcome(table: pd.DataFrame, result: Any, origin: str) -> Outcome:
+    """Clean rows, quarantined rows with their reasons, and one check per expectation."""
     reasons: dict[int, list[str]] = {}
     checks: list[dict[str, Any]] = []
     table_failures: list[str] = []
