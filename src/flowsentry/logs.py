@@ -7,6 +7,7 @@ import os
 
 
 def setup(verbose: bool = False) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -14,7 +15,10 @@ def setup(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        # stderr: stdout is for a command's result (JSON, lines to grep)
+        handlers=[
+            RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+        ],
         force=True,
     )
     for noisy in ("great_expectations", "urllib3", "filelock", "httpx", "transformers"):

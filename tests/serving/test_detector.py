@@ -195,7 +195,6 @@ def test_an_icl_champion_classifies_and_explains(bento_home, tiny_decoder, tmp_p
     assert reply.model == tag and 0 < reply.score < 1
     explained = detector.explain(JobRecord(**EXAMPLE))
     assert isinstance(explained["reasoning"], str) and explained["model"] == tag
-    assert explained["category"] in (None, "Normal", "Abnormal")
     assert detector.info().kind == "icl"
 
 

@@ -26,8 +26,6 @@ def two_workflows(make_flowbench, project, tiny_encoder, tmp_path):
 def test_forgetting_keeps_the_first_adapter_intact(two_workflows):
     cfg, root = two_workflows
     result = experiments.forgetting(cfg, "wfa", "wfb", root, n_train=100, n_test=30, progress=False)
-    for key in ("sft_d1", "sft_d1_d2_full", "sft_d1_d2_head", "lora_per_workflow"):
-        assert key in result
     lora = result["lora_per_workflow"]
     assert lora["first_unchanged"]
     assert lora["on_first_before"] == lora["on_first_after_second_adapter"]
@@ -41,11 +39,15 @@ def test_transfer_and_debias_report_their_numbers(two_workflows):
     result = experiments.transfer(
         cfg, "wfa", "wfb", root, n_train=100, n_target=40, n_test=30, progress=False
     )
+    import json
+
+    saved = cfg.paths.reports / "experiments" / "transfer_wfa_wfb.json"
+    assert json.loads(saved.read_text()) == json.loads(json.dumps(result))
     for key in ("zero_shot_on_target", "scratch_on_target", "fine_tuned_on_target"):
-        assert 0.0 <= result[key]["accuracy"] <= 1.0
+        correct = result[key]["accuracy"] * 30  # measured on the 30 test jobs asked for
+        assert correct == pytest.approx(round(correct))
     debiased = experiments.debias(cfg, "wfa", root, n_train=100, n_test=30, progress=False)
     for name in ("without_augmentation", "with_augmentation"):
-        assert debiased[name]["bias"]["mean_gap"] is not None
         assert len(debiased[name]["online_accuracy_by_k"]) == 18 + 1  # context: 18 features
 
 

@@ -157,12 +157,30 @@ def test_detector_follows_the_predictor_contract(tiny_decoder, train, examples):
     assert detector.metadata["kind"] == "icl"
 
 
-def test_explain_reports_reasoning_and_never_guesses(tiny_decoder, train):
+def test_explain_reports_reasoning_and_never_guesses(tiny_decoder, train, monkeypatch):
     model, tokenizer = tiny_decoder
     detector = ICLDetector(model, tokenizer, train, _params())
-    result = detector.explain(train.iloc[0].to_dict(), max_new_tokens=8)
-    assert isinstance(result["reasoning"], str)
-    assert result["parsed"] == (result["category"] is not None)
+    job = train.iloc[0].to_dict()
+    assert isinstance(detector.explain(job, max_new_tokens=8)["reasoning"], str)  # real decoding
+
+    def replying(text):  # the decoder "writes" `text` after the prompt
+        def generate(input_ids, **kwargs):
+            assert input_ids.shape[1] > 20 and kwargs["do_sample"] is False  # greedy
+            reply = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            return torch.cat([input_ids, reply], dim=1)
+
+        return generate
+
+    monkeypatch.setattr(model, "generate", replying(" runtime is far above. Category: Abnormal"))
+    said = detector.explain(job)
+    assert said == {
+        "reasoning": "runtime is far above. Category: Abnormal",
+        "category": "Abnormal",
+        "parsed": True,
+    }
+    monkeypatch.setattr(model, "generate", replying(" the numbers look fine"))
+    said = detector.explain(job)
+    assert said["category"] is None and not said["parsed"]  # no category: none invented
 
 
 def test_lora_fine_tuning_runs_and_changes_scores(tiny_decoder, train, tmp_path):

@@ -61,7 +61,7 @@ def registry_list() -> None:
     for row in store.listing():
         mark = "*" if row["champion"] else " "
         labels = row["labels"]
-        console.print(
+        typer.echo(  # stdout, one line a model whatever the terminal's width (grep, scripts)
             f"{mark} {row['tag']}  {row['created']}  {labels.get('kind')}/{labels.get('mode')} "
             f"workflows={labels.get('workflows')} f1={row['metrics'].get('f1')} "
             f"data={labels.get('data_version', '')[:8]} commit={labels.get('git_commit')}"
@@ -75,7 +75,7 @@ def registry_promote(
     """Make TAG the champion by hand (the previous one is kept for rollback)."""
     from flowsentry.registry import store
 
-    console.print(f"champion: {store.promote(tag)['champion']}")
+    typer.echo(f"champion: {store.promote(tag)['champion']}")
 
 
 @command(registry_app, "rollback", config=False)
@@ -83,7 +83,7 @@ def registry_rollback() -> None:
     """Reinstate the previous champion."""
     from flowsentry.registry import store
 
-    console.print(f"champion: {store.rollback()['champion']}")
+    typer.echo(f"champion: {store.rollback()['champion']}")
 
 
 @command(experiment_app, "transfer")
@@ -102,7 +102,7 @@ def experiment_transfer(
     result = experiments.transfer(
         cfg, source, target, flowbench_dir, n_train, n_target, n_test, progress=progress()
     )
-    console.print(json.dumps({k: v for k, v in result.items() if isinstance(v, dict)}, indent=1))
+    typer.echo(json.dumps({k: v for k, v in result.items() if isinstance(v, dict)}, indent=1))
 
 
 @command(experiment_app, "forgetting")
@@ -120,7 +120,7 @@ def experiment_forgetting(
     result = experiments.forgetting(
         cfg, first, second, flowbench_dir, n_train, n_test, progress=progress()
     )
-    console.print(json.dumps(result, indent=1))
+    typer.echo(json.dumps(result, indent=1))
 
 
 @command(experiment_app, "debias")
@@ -135,7 +135,7 @@ def experiment_debias(
     from flowsentry import experiments
 
     result = experiments.debias(cfg, workflow, flowbench_dir, n_train, n_test, progress=progress())
-    console.print(json.dumps(result, indent=1))
+    typer.echo(json.dumps(result, indent=1))
 
 
 @command(experiment_app, "quality")
@@ -149,4 +149,4 @@ def experiment_quality(
     from flowsentry import experiments
 
     result = experiments.quality(cfg, workflow, flowbench_dir, progress=progress())
-    console.print(json.dumps(result, indent=1))
+    typer.echo(json.dumps(result, indent=1))

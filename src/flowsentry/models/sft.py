@@ -157,7 +157,7 @@ def fine_tune(
         TrainingArguments,
         set_seed,
     )
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from flowsentry.models import device as devices
 
@@ -236,6 +236,9 @@ def fine_tune(
     if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_RateProgress(settings.batch_size))
+    else:  # the Trainer would print its logs to stdout: our log (stderr) takes them
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(_LogCallback())
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - started
@@ -254,6 +257,20 @@ def fine_tune(
         "best_checkpoint": trainer.state.best_model_checkpoint,
     }
     return trainer.model, tokenizer, summary
+
+
+class _LogCallback:
+    """The Trainer's logs (loss, evaluation) into this module's log, not onto stdout."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class LogCallback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs:
+                    log.info("step %d: %s", state.global_step, logs)
+
+        return LogCallback()
 
 
 class _RateProgress:
