@@ -185,6 +185,16 @@ def tiny_decoder(tmp_path_factory):
     return LlamaForCausalLM(config).eval(), tokenizer
 
 
+@pytest.fixture(scope="session")
+def tiny_decoder_folder(tiny_decoder, tmp_path_factory) -> Path:
+    """The tiny decoder saved as a folder: a model name `from_pretrained` loads."""
+    model, tokenizer = tiny_decoder
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def bento_home(tmp_path, monkeypatch) -> Path:
     """A private BentoML home: model store, bento store and tmp, for this test only."""

@@ -58,12 +58,24 @@ def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path |
 class _Lab:
     """Shared plumbing: sampling, sentences, training, scoring."""
 
-    def __init__(self, cfg: Config, work: Path, n_train: int, n_test: int, progress: bool):
-        self.cfg, self.work, self.progress = cfg, work, progress
+    def __init__(
+        self,
+        cfg: Config,
+        flowbench_dir: str | Path | None,
+        n_train: int,
+        n_test: int,
+        progress: bool,
+    ):
+        self.cfg, self.flowbench_dir, self.progress = cfg, flowbench_dir, progress
+        self.work = cfg.paths.reports / "experiments" / "work"
         self.n_train, self.n_test = n_train, n_test
         self.template = cfg.text.template
         self.features = features_of(cfg.text.feature_set)
         self.seed = cfg.base.seed
+
+    def splits(self, workflow: str) -> Splits:
+        """The workflow's train/val/test from the pipeline run in its workspace."""
+        return prepared(self.cfg, workflow, self.work, self.flowbench_dir)
 
     def classifier(self, model: Any, tokenizer: Any) -> SentenceClassifier:
         """The in-memory model behind the detector contract (threshold 0.5)."""
@@ -140,9 +152,8 @@ def transfer(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune on `source`; test on `target` zero-shot, then after a short fine-tune on it."""
-    work = cfg.paths.reports / "experiments" / "work"
-    lab = _Lab(cfg, work, n_train, n_test, progress)
-    a, b = prepared(cfg, source, work, flowbench_dir), prepared(cfg, target, work, flowbench_dir)
+    lab = _Lab(cfg, flowbench_dir, n_train, n_test, progress)
+    a, b = lab.splits(source), lab.splits(target)
     model, tokenizer, first = lab.train(a, f"transfer-{source}")
     result: dict[str, Any] = {
         "source": source,
@@ -191,9 +202,8 @@ def forgetting(
 
     from flowsentry.models.sft import build_model
 
-    work = cfg.paths.reports / "experiments" / "work"
-    lab = _Lab(cfg, work, n_train, n_test, progress)
-    d1, d2 = prepared(cfg, first, work, flowbench_dir), prepared(cfg, second, work, flowbench_dir)
+    lab = _Lab(cfg, flowbench_dir, n_train, n_test, progress)
+    d1, d2 = lab.splits(first), lab.splits(second)
     result: dict[str, Any] = {
         "first": first,
         "second": second,
@@ -258,9 +268,8 @@ def debias(
     progress: bool = True,
 ) -> dict[str, Any]:
     """The same fine-tune with and without augmentation: bias gap, accuracy, early detection."""
-    work = cfg.paths.reports / "experiments" / "work"
-    lab = _Lab(cfg, work, n_train, n_test, progress)
-    splits = prepared(cfg, workflow, work, flowbench_dir)
+    lab = _Lab(cfg, flowbench_dir, n_train, n_test, progress)
+    splits = lab.splits(workflow)
     test = stratified_sample(splits.test, n_test, cfg.base.seed)
     result: dict[str, Any] = {
         "workflow": workflow,

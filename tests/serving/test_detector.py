@@ -171,7 +171,9 @@ def test_int8_serving_quantises_the_encoder_and_keeps_its_scores(
     )
 
 
-def test_an_icl_champion_classifies_and_explains(bento_home, tiny_decoder, tmp_path):
+def test_an_icl_champion_classifies_and_explains(
+    bento_home, tiny_decoder, tiny_decoder_folder, tmp_path
+):
     import numpy as np
     import pandas as pd
 
@@ -179,9 +181,7 @@ def test_an_icl_champion_classifies_and_explains(bento_home, tiny_decoder, tmp_p
     from flowsentry.models.icl import ICLDetector
 
     model, tokenizer = tiny_decoder
-    folder = tmp_path / "tiny-llama"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = tiny_decoder_folder
     features = features_of("paper")
     rng = np.random.default_rng(0)
     pool = pd.DataFrame({f: rng.normal(10, 1, 20) for f in features})

@@ -91,7 +91,7 @@ def _promoted(decision: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder, tmp_path):
+def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_folder):
     """{stage: (params keys read, source files run)} for every stage of both dvc.yaml."""
     from flowsentry.stages import (
         augment,
@@ -105,10 +105,6 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder, tm
         validate,
     )
 
-    model, tokenizer = tiny_decoder
-    decoder = tmp_path / "tiny-llama"
-    model.save_pretrained(decoder)
-    tokenizer.save_pretrained(decoder)
     cfg = project(
         train={
             "candidates": ["sft", "icl", "gradient_boosting", "random_forest", "isolation_forest"],
@@ -118,7 +114,7 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder, tm
         },
         evaluate={"max_jobs": 24, "online_max_jobs": 10},
         icl={
-            "model": str(decoder),
+            "model": str(tiny_decoder_folder),
             "sample": 10,
             "n_examples": 1,
             "curve": [0, 1],

@@ -157,20 +157,16 @@ def test_a_gate_that_fails_midway_never_moves_the_champion(trained_project, monk
 @pytest.fixture
 def trained_project(make_flowbench, project, bento_home):
     """A project whose tree candidates are trained and evaluated, with a champion."""
+    from flowsentry import pipeline
     from flowsentry.registry import store
-    from flowsentry.stages import augment, evaluate, gate, ingest, prepare, train, validate
+    from flowsentry.stages import gate
 
     cfg = project(
         train={"candidates": ["gradient_boosting", "random_forest"]},
         evaluate={"online_max_jobs": 40},
         gate=EASY_GATE,
     )
-    ingest.run(cfg, make_flowbench(n_runs=40, n_jobs=6), progress=False)
-    validate.run(cfg)
-    prepare.run(cfg)
-    augment.run(cfg)
-    train.run(cfg, progress=False)
-    evaluate.run(cfg)
+    pipeline.run(cfg, "evaluate", make_flowbench(n_runs=40, n_jobs=6))
     result = gate.run(cfg)
     assert result["decision"] == "promote"
     return cfg, store.champion_tag()

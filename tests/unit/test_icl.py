@@ -199,13 +199,10 @@ def test_lora_fine_tuning_runs_and_changes_scores(tiny_decoder, train, tmp_path)
     assert not np.allclose(before, after)
 
 
-def test_icl_stage_writes_the_table(tiny_decoder, make_flowbench, project, tmp_path):
+def test_icl_stage_writes_the_table(tiny_decoder_folder, make_flowbench, project):
     from flowsentry.stages import icl, ingest, prepare, validate
 
-    model, tokenizer = tiny_decoder
-    folder = tmp_path / "tiny-llama"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = tiny_decoder_folder
     cfg = project(
         icl={
             "model": str(folder),
@@ -229,17 +226,16 @@ def test_icl_stage_writes_the_table(tiny_decoder, make_flowbench, project, tmp_p
     assert saved["kind"] == "icl" and saved["adapter"] and saved["examples"] == "nearest"
 
 
-def test_a_saved_detector_loads_with_its_adapter_and_scores_the_same(tiny_decoder, train, tmp_path):
+def test_a_saved_detector_loads_with_its_adapter_and_scores_the_same(
+    tiny_decoder, tiny_decoder_folder, train, tmp_path
+):
     import copy
 
     from flowsentry.errors import FlowsentryError
     from flowsentry.models.loading import load_detector
 
     model, tokenizer = tiny_decoder
-    folder = tmp_path / "tiny-llama"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    params = _params(model=str(folder), examples="nearest", n_examples=2)
+    params = _params(model=str(tiny_decoder_folder), examples="nearest", n_examples=2)
     base = copy.deepcopy(model)
     untuned = ICLDetector(base, tokenizer, train, params)
     tuned = _tune(base, tokenizer, untuned, train.head(8), tmp_path / "ckpt")

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from tests.conftest import EASY_GATE
 
+from flowsentry import pipeline
 from flowsentry.data.splits import stratified_sample
 from flowsentry.models.detector import choose_threshold
 from flowsentry.models.loading import load_detector
-from flowsentry.stages import augment, evaluate, gate, ingest, prepare, train, validate
+from flowsentry.stages import evaluate, gate
 
 KINDS = ("sft", "gradient_boosting", "random_forest", "isolation_forest")
 
@@ -34,11 +35,7 @@ def trained(make_flowbench, project, tiny_encoder, bento_home):
         evaluate={"online_max_jobs": 40},
         gate=EASY_GATE,
     )
-    ingest.run(cfg, make_flowbench(n_runs=40, n_jobs=6), progress=False)
-    validate.run(cfg)
-    prepare.run(cfg)
-    augment.run(cfg)
-    train.run(cfg, progress=False)
+    pipeline.run(cfg, "train", make_flowbench(n_runs=40, n_jobs=6))
     return cfg
 
 
