@@ -1,3 +1,5 @@
+"""`python -m flowsentry.cli`: the same commands as `flowsentry`."""
+
 from flowsentry.cli import app
 
 app()

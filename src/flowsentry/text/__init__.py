@@ -1,0 +1,1 @@
+"""Text for language models: job sentences, training-set augmentation, prompts."""

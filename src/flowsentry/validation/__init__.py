@@ -1,0 +1,1 @@
+"""Data validation with Great Expectations: the suite and its runner."""
