@@ -2,51 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def setup(harness, make_flowbench, project, tiny_encoder, tmp_path, bento_home):
-    """A fresh DVC project (this repository's dvc.yaml, the default params with a tiny
-    encoder and easy gate floors) in tmp_path, with a local DVC remote."""
-    import shutil
-
-    from dvc.repo import Repo
-
-    home = tmp_path
-    for name in ("dvc.yaml", "bentofile.yaml", "requirements.lock"):
-        shutil.copy(ROOT / name, home / name)
-    shutil.copytree(ROOT / "src", home / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "gx" / "expectations", home / "gx" / "expectations")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["ingest"]["workflows"] = ["tiny"]
-    params["text"].update(template="compact", feature_set="context")
-    params["train"].update(
-        candidates=["sft", "gradient_boosting"],
-        model=str(tiny_encoder),
-        epochs=1,
-        batch_size=16,
-        learning_rate=1e-3,
-        max_train_samples=150,
-        device="cpu",
-    )
-    params["evaluate"]["online_max_jobs"] = 20
-    params["gate"].update(min_f1=0.0, min_roc_auc=0.0, max_bias_gap=1.0, max_p99_latency_ms=10000)
-    (home / "params.yaml").write_text(yaml.safe_dump(params))
-    Repo.init(str(home), no_scm=True)
-    with Repo(str(home)) as repo, repo.config.edit() as conf:
-        conf["core"]["remote"] = "local"
-        conf["remote"]["local"] = {"url": str(home / "remote")}
-
-    def write(workflow_edit=None):
-        return str(make_flowbench(n_runs=30, edit=workflow_edit, root=home / "flowbench"))
-
-    return write, home
 
 
 def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):

@@ -23,6 +23,17 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="Sort new run CSVs (<dir>/<workflow>/<run>.csv) first.")
         ] = None,
         push: Annotated[bool, typer.Option(help="Push the data to the DVC remote.")] = True,
+        train_deployment: Annotated[
+            str | None,
+            typer.Option(help="Train as this Prefect deployment, e.g. flowsentry-train/gpu."),
+        ] = None,
+        train_repository: Annotated[
+            str | None,
+            typer.Option(
+                help="Git URL the training worker clones (it shares no folder with the "
+                "project: data and models go through the DVC remote)."
+            ),
+        ] = None,
     ) -> None:
         """The retraining flow: the inbox, then every dvc.yaml stage (`dvc repro`, one
         Prefect task each; DVC skips what is up to date), then `dvc push`."""
@@ -33,6 +44,8 @@ def register(app: typer.Typer) -> None:
             flowbench_dir=str(flowbench_dir) if flowbench_dir else None,
             inbox_dir=str(inbox_dir) if inbox_dir else None,
             push=push,
+            train_deployment=train_deployment,
+            train_repository=train_repository,
         )
         for name, stage in result["stages"].items():
             console.print(f"{name:10s} {'ran' if stage['ran'] else 'up to date'}")

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from prefect.artifacts import (
 from flowsentry import versioning
 from flowsentry.config import load_config
 from flowsentry.errors import FlowsentryError
+from flowsentry.io import atomic_path
 from flowsentry.stages import inbox
 
 STAGES = ("ingest", "validate", "prepare", "augment", "train", "evaluate", "gate", "package")
@@ -72,8 +75,11 @@ def repro(
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     updates = {"PATH": path, **({"FLOWBENCH_DIR": flowbench_dir} if flowbench_dir else {})}
     try:
-        with _environment(updates), Repo(str(root)) as repo:
-            ran = repo.reproduce(stage, single_item=True, force=force)
+        # in the project: DVC resolves some paths against the working directory
+        with _environment(updates), contextlib.chdir(root), Repo(str(root)) as repo:
+            # the stage's full address: DVC reads a bare name relative to the working directory
+            target = f"{root / 'dvc.yaml'}:{stage}"
+            ran = repo.reproduce(target, single_item=True, force=force)
     except DvcException as exc:
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
         raise StageFailed(f"dvc repro {stage} failed{cause}".splitlines()[0]) from None
@@ -154,14 +160,61 @@ def _summary(reports: Path, stages: dict[str, Any], push: dict[str, Any]) -> Non
     )
 
 
-@flow(name="flowsentry-train", log_prints=True)
-def train_flow(project: str = ".") -> dict[str, Any]:
-    """The train stage alone (`dvc repro train`), for a GPU work pool (prefect.yaml).
+# The stages whose outputs the train stage reads (pulled from the DVC remote by a worker
+# without the project's file system).
+TRAIN_INPUTS = ("prepare", "augment")
 
-    The worker runs in the same project folder as the retraining flow (a shared file
-    system): it reads the augmented data and writes the candidates and dvc.lock there.
+
+@flow(name="flowsentry-train", log_prints=True, persist_result=True)
+def train_flow(
+    project: str = ".",
+    repository: str | None = None,
+    revision: str | None = None,
+    params: str | None = None,
+    lock: str | None = None,
+) -> dict[str, Any]:
+    """`dvc repro train` alone, for a GPU work pool (prefect.yaml).
+
+    Without `repository`, in `project`: a folder the worker shares with the retraining
+    flow. With it, nothing is shared but the git repository, the DVC remote and Prefect:
+    the worker clones `repository` at `revision` into a temporary folder, puts in the
+    retraining run's params.yaml and dvc.lock (`params`, `lock`: their text), pulls the
+    stage's inputs from the DVC remote, runs the stage, pushes the models to the remote,
+    and returns the new dvc.lock text and the uncached outputs (reports/train.json) (the flow result: set Prefect's result storage to
+    a place both machines reach, e.g. PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/x).
     """
-    return STAGE_TASKS["train"](Path(project).resolve())
+    if repository is None:
+        return STAGE_TASKS["train"](Path(project).resolve())
+    if not (revision and params and lock):
+        raise FlowsentryError("train_flow: a repository needs revision, params and lock")
+    logger = get_run_logger()
+    with tempfile.TemporaryDirectory(prefix="flowsentry-train-") as scratch:
+        root = Path(scratch) / "project"
+        _git(Path(scratch), "clone", "--quiet", repository, str(root))
+        _git(root, "checkout", "--quiet", revision)
+        (root / "params.yaml").write_text(params)
+        (root / "dvc.lock").write_text(lock)
+        pulled = versioning.pull(root, TRAIN_INPUTS)
+        logger.info("pulled the training inputs from the DVC remote: %d files", pulled)
+        result = STAGE_TASKS["train"](root)
+        pushed = push_task(root)
+        return {
+            **result,
+            "pushed": pushed["pushed"],
+            "lock": (root / "dvc.lock").read_text(),
+            "uncached": versioning.uncached_outputs(root, "train"),  # reports/train.json
+        }
+
+
+def _git(where: Path, *args: str) -> str:
+    """Run git in `where`; a failure names the command and git's own message."""
+    done = subprocess.run(
+        ["git", *args], cwd=where, capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip().splitlines()
+        raise FlowsentryError(f"git {' '.join(args)}: {message[-1] if message else 'failed'}")
+    return done.stdout.strip()
 
 
 @flow(name="flowsentry-retrain", log_prints=True)
@@ -171,6 +224,7 @@ def retrain(
     inbox_dir: str | None = None,
     push: bool = True,
     train_deployment: str | None = None,
+    train_repository: str | None = None,
     lock_timeout_s: float = 3600,
 ) -> dict[str, Any]:
     """Run the DVC pipeline of `project` stage by stage; push the data to the DVC remote.
@@ -178,6 +232,9 @@ def retrain(
     flowbench_dir: the Flow-Bench data/ folder (else FLOWBENCH_DIR, else the download
     URL in params.yaml). inbox_dir: sort new run CSVs into the raw data first.
     train_deployment: run the train stage as that deployment (e.g. "flowsentry-train/gpu").
+    train_repository: the git URL that deployment's worker clones (no shared file
+    system: inputs and models travel through the DVC remote); None: the worker shares
+    the project folder.
     """
     logger = get_run_logger()
     root = Path(project).resolve()
@@ -198,7 +255,7 @@ def retrain(
             )
         for stage in STAGES:
             if stage == "train" and train_deployment:
-                stages[stage] = _remote_train(train_deployment, root)
+                stages[stage] = _remote_train(train_deployment, root, train_repository)
                 continue
             try:
                 stages[stage] = STAGE_TASKS[stage](
@@ -234,11 +291,41 @@ def retrain(
 
 
 @task(name="train on the GPU pool")
-def _remote_train(deployment: str, root: Path) -> dict[str, Any]:
-    """Run the `train` flow's deployment (a GPU work pool) on this project and wait."""
+def _remote_train(deployment: str, root: Path, repository: str | None = None) -> dict[str, Any]:
+    """Run the `train` flow's deployment (a GPU work pool) on this project and wait.
+
+    With `repository`: push the training inputs to the DVC remote, let the worker train
+    from its own clone (see `train_flow`), then take its dvc.lock and pull the models.
+    """
     from prefect.deployments import run_deployment
 
-    run = run_deployment(deployment, parameters={"project": str(root)}, timeout=None)
+    parameters: dict[str, Any] = {"project": str(root)}
+    if repository is not None:
+        changed = _git(root, "status", "--porcelain", "--", "src", "dvc.yaml")
+        if changed:
+            raise FlowsentryError(
+                f"{root}: commit the code first: the training worker clones the repository "
+                f"and would not see these changes:\n{changed}"
+            )
+        versioning.push(root)  # the worker pulls the training inputs from the remote
+        parameters = {
+            "repository": repository,
+            "revision": _git(root, "rev-parse", "HEAD"),
+            "params": (root / "params.yaml").read_text(),
+            "lock": (root / "dvc.lock").read_text(),
+        }
+    run = run_deployment(deployment, parameters=parameters, timeout=None)
     if not run.state or not run.state.is_completed():
         raise StageFailed(f"training deployment {deployment}: flow run {run.name} {run.state}")
-    return run.state.result()
+    result = run.state.result()
+    if repository is not None:
+        for relative, text in result.pop("uncached").items():
+            target = (root / relative).resolve()
+            if not target.is_relative_to(root.resolve()):
+                raise FlowsentryError(f"training worker: output {relative} is outside {root}")
+            with atomic_path(target) as tmp:
+                tmp.write_text(text)
+        with atomic_path(root / "dvc.lock", ".lock") as tmp:
+            tmp.write_text(result.pop("lock"))
+        versioning.pull(root, ("train",))  # the models the worker pushed
+    return result
