@@ -180,8 +180,9 @@ def train_flow(
     the worker clones `repository` at `revision` into a temporary folder, puts in the
     retraining run's params.yaml and dvc.lock (`params`, `lock`: their text), pulls the
     stage's inputs from the DVC remote, runs the stage, pushes the models to the remote,
-    and returns the new dvc.lock text and the uncached outputs (reports/train.json) (the flow result: set Prefect's result storage to
-    a place both machines reach, e.g. PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/x).
+    and returns the new dvc.lock text and the uncached outputs (reports/train.json).
+    That is the flow's result: Prefect's result storage must be a place both machines
+    reach (e.g. PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/results).
     """
     if repository is None:
         return STAGE_TASKS["train"](Path(project).resolve())
