@@ -51,6 +51,17 @@ class Paths(_Section):
     icl_checkpoints: Path = Path("models/checkpoints/icl")
     sweep: Path = Path("models/sweep")
     icl_model: Path = Path("models/icl")
+    lock: Path = Path(".flowsentry.lock")
+
+    def split(self, name: str) -> Path:
+        """The prepared split `name` (train, val or test)."""
+        return self.prepared / f"{name}.parquet"
+
+    def dag(self, workflow: str) -> Path:
+        """The versioned copy of a workflow's DAG (Flow-Bench adjacency list)."""
+        from flowsentry.data.flowbench import DAG_FOLDER
+
+        return self.raw / DAG_FOLDER / f"{workflow}.json"
 
     def under(self, root: str | Path, artifacts_only: bool = False) -> Paths:
         """The same locations inside `root`: a project folder, or (`artifacts_only`) a

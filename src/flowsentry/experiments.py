@@ -49,9 +49,9 @@ def workspace(cfg: Config, workflow: str, root: Path) -> Config:
 def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path | None) -> Splits:
     """The pipeline through `prepare` for one workflow, in the workspace `work/<workflow>`."""
     sub = workspace(cfg, workflow, work / workflow)
-    if not (sub.paths.prepared / "test.parquet").exists():
+    if not (sub.paths.split("test")).exists():
         pipeline.run(sub, until="prepare", flowbench_dir=flowbench_dir)
-    read = lambda name: pd.read_parquet(sub.paths.prepared / f"{name}.parquet")  # noqa: E731
+    read = lambda name: pd.read_parquet(sub.paths.split(name))  # noqa: E731
     return Splits(read("train"), read("val"), read("test"))
 
 

@@ -46,7 +46,7 @@ def icl_explain(
 
     record = json_record(job, "--job")
     model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
-    train = read_table(cfg.paths.prepared / "train.parquet", remedy="flowsentry prepare")
+    train = read_table(cfg.paths.split("train"), remedy="flowsentry prepare")
     detector = ICLDetector(model, tokenizer, train, cfg.icl, device, cfg.base.seed)
     result = detector.explain(record, max_new_tokens)
     console.print(result["reasoning"], highlight=False)

@@ -41,7 +41,6 @@ from flowsentry.io import atomic_path
 from flowsentry.stages import inbox
 
 STAGES = ("ingest", "validate", "prepare", "augment", "train", "evaluate", "gate", "package")
-LOCK = ".flowsentry.lock"
 
 
 class StageFailed(FlowsentryError):
@@ -244,7 +243,7 @@ def retrain(
     source = str(Path(flowbench_dir).resolve()) if flowbench_dir else None
     cfg = load_config(root / "params.yaml").under(root)
     stages: dict[str, Any] = {}
-    with FileLock(str(root / LOCK), timeout=lock_timeout_s):
+    with FileLock(str(cfg.paths.lock), timeout=lock_timeout_s):
         arrivals = inbox_task(cfg, Path(inbox_dir)) if inbox_dir else None
         if arrivals and arrivals["quarantined"]:
             create_markdown_artifact(

@@ -78,7 +78,7 @@ def sweep(
     logger.info("best of %d candidates by %s: %s", len(results), metric, winner["candidate"])
     chosen = sweeps.config_of(cfg, winner)
     # The registry is shared with the retraining flow: the same lock.
-    with FileLock(str(cfg.paths.reports.parent / ".flowsentry.lock"), timeout=lock_timeout_s):
+    with FileLock(str(cfg.paths.lock), timeout=lock_timeout_s):
         decision = gate.run(chosen)
         promoted = decision["decision"] == "promote"
         bento = package.run(chosen, Path(bentofile))["bento"] if promoted else None

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: Config) -> dict[str, Any]:
     """Write `paths.augmented/train.parquet`; returns counts per augmentation kind."""
-    source = cfg.paths.prepared / "train.parquet"
+    source = cfg.paths.split("train")
     train = read_table(source, remedy="flowsentry prepare")
     params = cfg.augment
     if params.permute_fraction > 0 and cfg.text.template != "compact":

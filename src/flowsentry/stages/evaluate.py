@@ -113,8 +113,8 @@ def evaluate_candidate(
 
 def evaluation_splits(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The validation and test jobs every candidate (and the champion) is scored on."""
-    val = read_table(cfg.paths.prepared / "val.parquet")
-    test = read_table(cfg.paths.prepared / "test.parquet")
+    val = read_table(cfg.paths.split("val"))
+    test = read_table(cfg.paths.split("test"))
     if cfg.evaluate.max_jobs:
         val = stratified_sample(val, cfg.evaluate.max_jobs, cfg.base.seed)
         test = stratified_sample(test, cfg.evaluate.max_jobs, cfg.base.seed)

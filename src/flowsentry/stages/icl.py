@@ -30,10 +30,8 @@ PAPER = {
 
 def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Score a stratified test sample under every configuration; write reports/icl/."""
-    train = read_table(cfg.paths.prepared / "train.parquet")
-    test = stratified_sample(
-        read_table(cfg.paths.prepared / "test.parquet"), cfg.icl.sample, cfg.base.seed
-    )
+    train = read_table(cfg.paths.split("train"))
+    test = stratified_sample(read_table(cfg.paths.split("test")), cfg.icl.sample, cfg.base.seed)
     labels = test["label"].astype(int).to_numpy()
     out = cfg.paths.reports / "icl"
     model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
@@ -96,9 +94,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         final, examples = model, cfg.icl.examples
     # The detector to deploy: its threshold chosen on validation like every other kind's
     # (the table's rows read the category at 0.5, the paper's protocol).
-    val = stratified_sample(
-        read_table(cfg.paths.prepared / "val.parquet"), cfg.icl.sample, cfg.base.seed
-    )
+    val = stratified_sample(read_table(cfg.paths.split("val")), cfg.icl.sample, cfg.base.seed)
     deployed = base.with_examples(examples, cfg.icl.n_examples, final)
     deployed.fit(train, val, cfg.train.threshold)
     deployed.save(cfg.paths.icl_model)

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from flowsentry.config import Config
-from flowsentry.data.flowbench import DAG_FOLDER, load_dag
+from flowsentry.data.flowbench import load_dag
 from flowsentry.data.inbox import collect, run_digests
 from flowsentry.io import read_table, write_json
 from flowsentry.validation.runner import Validation
@@ -50,7 +50,7 @@ def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> dict[str, Any]:
     checks, known = {}, {}
     for workflow in cfg.ingest.workflows:
         spec = {**base, "expectations": list(base["expectations"])}
-        dag = cfg.paths.raw / DAG_FOLDER / f"{workflow}.json"
+        dag = cfg.paths.dag(workflow)
         if dag.exists():
             spec["expectations"].append(dag_expectation(list(load_dag(dag)), str(dag)))
         checks[workflow] = _checker(spec)

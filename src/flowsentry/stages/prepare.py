@@ -64,7 +64,7 @@ def run(cfg: Config) -> dict[str, Any]:
     }
     for name in SPLITS:
         part = jobs[jobs["split"] == name].drop(columns="split").reset_index(drop=True)
-        write_parquet(part, cfg.paths.prepared / f"{name}.parquet", sources)
+        write_parquet(part, cfg.paths.split(name), sources)
         summary["splits"][name] = {
             "jobs": len(part),
             "anomalous": int(part["label"].sum()),

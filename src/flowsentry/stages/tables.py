@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowsentry.config import Config
-from flowsentry.data.flowbench import DAG_FOLDER
 
 
 @dataclass(frozen=True)
@@ -18,9 +17,7 @@ class TableRef:
 
 def table_refs(cfg: Config) -> list[TableRef]:
     """One table per Flow-Bench workflow, then one per paper-format text source."""
-    refs = [
-        TableRef(wf, wf, cfg.paths.raw / DAG_FOLDER / f"{wf}.json") for wf in cfg.ingest.workflows
-    ]
+    refs = [TableRef(wf, wf, cfg.paths.dag(wf)) for wf in cfg.ingest.workflows]
     refs += [
         TableRef(f"text_{source.path.stem}", source.workflow, None)
         for source in cfg.ingest.text_sources

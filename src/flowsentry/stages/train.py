@@ -26,17 +26,17 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     augmented = read_table(
         cfg.paths.augmented / "train.parquet",
-        [cfg.paths.prepared / "train.parquet"],
+        [cfg.paths.split("train")],
         remedy="flowsentry augment",
     )
     val = stratified_sample(
-        read_table(cfg.paths.prepared / "val.parquet"), cfg.train.max_val_samples, cfg.base.seed
+        read_table(cfg.paths.split("val")), cfg.train.max_val_samples, cfg.base.seed
     )
     version = {
         **versioning.data_version(cfg),
-        "train_sha256": file_digest(cfg.paths.prepared / "train.parquet"),
+        "train_sha256": file_digest(cfg.paths.split("train")),
         "augmented_sha256": file_digest(cfg.paths.augmented / "train.parquet"),
-        "val_sha256": file_digest(cfg.paths.prepared / "val.parquet"),
+        "val_sha256": file_digest(cfg.paths.split("val")),
     }
     summary: dict[str, Any] = {"split_method": cfg.split.method, "candidates": {}}
     for kind in cfg.train.candidates:
