@@ -13,18 +13,30 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
 
     from dvc.repo import Repo
 
-    from flowsentry.flows.retrain import STAGES, retrain
+    from flowsentry.flows.retrain import retrain
+    from flowsentry.pipeline import stage_order
 
     write, home = setup
+    stages = stage_order(home / "dvc.yaml")
+    assert stages == [
+        "ingest",
+        "validate",
+        "prepare",
+        "augment",
+        "train",
+        "evaluate",
+        "gate",
+        "package",
+    ]
     traces = write()
     environment = dict(os.environ)
     first = retrain(project=str(home), flowbench_dir=traces)
     assert dict(os.environ) == environment  # FLOWBENCH_DIR and PATH went to DVC only
-    assert all(first["stages"][stage]["ran"] for stage in STAGES)
+    assert all(first["stages"][stage]["ran"] for stage in stages)
     assert first["gate"]["decision"] == "promote" and first["bento"]
     assert first["push"]["pushed"] > 0 and any((home / "remote").rglob("*.dir"))
     lock = yaml.safe_load((home / "dvc.lock").read_text())["stages"]
-    assert set(lock) == set(STAGES)
+    assert set(lock) == set(stages)
     locked = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
     meta = yaml.safe_load((home / "models" / "candidates" / "sft" / "flowsentry.json").read_text())
     assert meta["data_version"]["raw"] == locked["data/raw"] == first["data_version"]["data/raw"]
@@ -36,7 +48,7 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
 
     second = retrain(project=str(home), flowbench_dir=traces)
     assert second["stages"]["ingest"]["ran"]  # always: new traces are not a DVC dependency
-    assert not any(second["stages"][stage]["ran"] for stage in STAGES[1:])
+    assert not any(second["stages"][stage]["ran"] for stage in stages[1:])
     assert model_meta.stat().st_mtime_ns == stamp and second["bento"] is None
     with Repo(str(home)) as repo:
         assert repo.status() == {}

@@ -38,9 +38,8 @@ from flowsentry import versioning
 from flowsentry.config import load_config
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_path
+from flowsentry.pipeline import stage_order
 from flowsentry.stages import inbox
-
-STAGES = ("ingest", "validate", "prepare", "augment", "train", "evaluate", "gate", "package")
 
 
 class StageFailed(FlowsentryError):
@@ -85,8 +84,14 @@ def repro(
     return {"stage": stage, "ran": bool(ran)}
 
 
-def _stage_task(stage: str, retries: int = 0):
-    @task(name=stage, retries=retries, retry_delay_seconds=10)
+# Stages that read from outside the project (traces, downloads): retried on I/O errors.
+RETRIED = {"ingest": 2}
+
+
+def stage_task(stage: str):
+    """The Prefect task that runs one `dvc.yaml` stage (`dvc repro --single-item`)."""
+
+    @task(name=stage, retries=RETRIED.get(stage, 0), retry_delay_seconds=10)
     def run(root: Path, force: bool = False, flowbench_dir: str | None = None) -> dict[str, Any]:
         logger = get_run_logger()
         result = repro(root, stage, force=force, flowbench_dir=flowbench_dir)
@@ -96,7 +101,6 @@ def _stage_task(stage: str, retries: int = 0):
     return run
 
 
-STAGE_TASKS = {stage: _stage_task(stage, 2 if stage == "ingest" else 0) for stage in STAGES}
 inbox_task = task(inbox.run, name="inbox", retries=2, retry_delay_seconds=10)
 
 
@@ -184,7 +188,7 @@ def train_flow(
     reach (e.g. PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/results).
     """
     if repository is None:
-        return STAGE_TASKS["train"](Path(project).resolve())
+        return stage_task("train")(Path(project).resolve())
     if not (revision and params and lock):
         raise FlowsentryError("train_flow: a repository needs revision, params and lock")
     logger = get_run_logger()
@@ -196,7 +200,7 @@ def train_flow(
         (root / "dvc.lock").write_text(lock)
         pulled = versioning.pull(root, TRAIN_INPUTS)
         logger.info("pulled the training inputs from the DVC remote: %d files", pulled)
-        result = STAGE_TASKS["train"](root)
+        result = stage_task("train")(root)
         pushed = push_task(root)
         return {
             **result,
@@ -253,12 +257,12 @@ def retrain(
                 ),
                 description="New trace files put in quarantine",
             )
-        for stage in STAGES:
+        for stage in stage_order(root / "dvc.yaml"):  # dvc.yaml's order, nothing of ours
             if stage == "train" and train_deployment:
                 stages[stage] = _remote_train(train_deployment, root, train_repository)
                 continue
             try:
-                stages[stage] = STAGE_TASKS[stage](
+                stages[stage] = stage_task(stage)(
                     root, force=stage == "ingest", flowbench_dir=source
                 )
             except StageFailed:
