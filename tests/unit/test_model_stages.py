@@ -78,6 +78,12 @@ def test_evaluate_scores_every_candidate_on_val_and_test(trained):
     assert report["candidates"]["isolation_forest"]["test"]["bias"] is None
     # The host-slowdown context makes the synthetic anomalies easy for boosting.
     assert report["candidates"]["gradient_boosting"]["test"]["f1"] > 0.9
+    # Real time: the same online jobs, each with only the siblings finished before it
+    # (the synthetic runs' jobs finish one after another, so early jobs see few).
+    online = report["online"]["gradient_boosting"]
+    assert online["realtime"]["jobs"] == online["post_run"]["jobs"] == min(40, test_jobs)
+    assert online["post_run"]["accuracy"] == pytest.approx(online["accuracy_by_k"][-1], abs=1e-3)
+    assert any(report["online"][k]["realtime"] != report["online"][k]["post_run"] for k in KINDS)
 
     out = cfg.paths.reports / "evaluate"
     predictions = pd.read_csv(out / "predictions.csv")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.config import Config
+from flowsentry.data.context import context_as_of_finish
 from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import metrics as m
 from flowsentry.evaluation import plots
@@ -45,6 +46,11 @@ SPLIT_NOTES = {
 def online_scores(detector: Detector, jobs: pd.DataFrame, n_features: int) -> list[np.ndarray]:
     """Scores from the first k features, k = 0 .. n_features."""
     return [detector.score(jobs, k=k) for k in range(n_features + 1)]
+
+
+def _short(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    metrics = m.binary_metrics(labels, scores, threshold)
+    return {k: metrics[k] for k in ("jobs", "accuracy", "f1", "roc_auc")}
 
 
 def bias_probe(detector: Detector) -> dict[str, Any] | None:
@@ -127,6 +133,9 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     val, test = evaluation_splits(cfg)
     online_jobs = stratified_sample(test, cfg.evaluate.online_max_jobs, cfg.base.seed)
     online_labels = online_jobs["label"].astype(int).to_numpy()
+    # The same jobs as a service sees them while their run goes on: context from the
+    # siblings that had finished by then only.
+    realtime_jobs = context_as_of_finish(test, online_jobs.index)
 
     candidates: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}
@@ -134,12 +143,13 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     for kind in cfg.train.candidates:
         detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
         candidates[kind], scores[kind] = evaluate_candidate(detector, val, test, progress)
+        prefixes = online_scores(detector, online_jobs, len(detector.features))
         online[kind] = {
             "features": list(detector.features),  # kinds may read different features
-            **m.early_detection(
-                online_labels,
-                online_scores(detector, online_jobs, len(detector.features)),
-                detector.threshold_,
+            **m.early_detection(online_labels, prefixes, detector.threshold_),
+            "post_run": _short(online_labels, prefixes[-1], detector.threshold_),
+            "realtime": _short(
+                online_labels, detector.score(realtime_jobs), detector.threshold_
             ),
         }
         log.info(
