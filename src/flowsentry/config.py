@@ -155,6 +155,15 @@ class LoraParams(_Section):
     learning_rate: float | None = Field(1e-3, gt=0, description="LoRA's own learning rate.")
 
 
+class GpuProfile(_Section):
+    """What sft training changes on a CUDA GPU (`base.device` auto finding one, or cuda):
+    every sample and more epochs, where the CPU budget takes a sample for one epoch."""
+
+    enabled: bool = True
+    epochs: float = Field(3.0, gt=0)
+    max_train_samples: int | None = Field(None, ge=10, description="None: every row.")
+
+
 DETECTOR_KINDS = ("sft", "icl", "gradient_boosting", "random_forest", "isolation_forest")
 DetectorKind = Literal["sft", "icl", "gradient_boosting", "random_forest", "isolation_forest"]
 
@@ -177,6 +186,16 @@ class TrainParams(_Section):
     early_stopping_patience: int = Field(1, ge=0)
     threshold: float | Literal["auto"] = "auto"
     lora: LoraParams = LoraParams()
+    gpu: GpuProfile = GpuProfile()
+
+    def on(self, device: str) -> TrainParams:
+        """These settings as they apply on `device` (the GPU profile on cuda)."""
+        if device != "cuda" or not self.gpu.enabled:
+            return self
+        g = self.gpu
+        return self.model_copy(
+            update={"epochs": g.epochs, "max_train_samples": g.max_train_samples}
+        )
 
     @field_validator("candidates")
     @classmethod

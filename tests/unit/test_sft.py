@@ -116,3 +116,41 @@ def test_resume_only_from_matching_checkpoints(tiny_encoder, tmp_path):
     assert again["resumed"]  # same settings and data: continue from the last checkpoint
     _, _, other = sft.fine_tune(*args, data_version="v2", progress=False)
     assert not other["resumed"]  # other data: never resume a stale checkpoint
+
+
+def test_the_gpu_profile_applies_on_cuda_only(tiny_encoder, tmp_path, monkeypatch):
+    """On a CUDA GPU sft trains on every row for `train.gpu.epochs`; on the CPU the
+    budget settings hold; the profile can be switched off."""
+    import pandas as pd
+
+    from flowsentry.config import GpuProfile
+    from flowsentry.models import device as devices
+
+    params = TrainParams(model=str(tiny_encoder), max_train_samples=20, epochs=1)
+    assert params.on("cpu") == params and params.on("mps") == params
+    gpu = params.on("cuda")
+    assert (gpu.epochs, gpu.max_train_samples) == (3.0, None)
+    off = params.model_copy(update={"gpu": GpuProfile(enabled=False)})
+    assert off.on("cuda") == off
+
+    texts, labels = _data(40)
+    train = pd.DataFrame({"sentence": texts, "label": labels, "workflow": "wf"})
+    val = train.head(10).assign(wms_delay=5.0, queue_delay=20.0, runtime=100.0)
+    seen = {}
+
+    def fine_tune(texts, labels, val_texts, val_labels, settings, *args, **kwargs):
+        seen.update(rows=len(texts), epochs=settings.epochs, device=kwargs["device"])
+        raise RuntimeError("seen enough")
+
+    monkeypatch.setattr(sft, "fine_tune", fine_tune)
+    for placed, expected in (
+        ("cpu", {"rows": 20, "epochs": 1.0}),
+        ("cuda", {"rows": 40, "epochs": 3.0}),
+    ):
+        monkeypatch.setattr(
+            devices, "select", lambda preferred="auto", d=placed: devices.Placement(d, False, False)
+        )
+        detector = SentenceClassifier(params, checkpoints=tmp_path, device="auto")
+        with pytest.raises(RuntimeError, match="seen enough"):
+            detector.fit(train, val)
+        assert seen == {**expected, "device": "auto"}

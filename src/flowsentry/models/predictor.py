@@ -88,7 +88,9 @@ class SentenceClassifier(Detector):
         from flowsentry.models import sft
         from flowsentry.models.pretrained import resolve
 
-        p = self.params
+        from flowsentry.models import device as devices
+
+        p = self.params.on(devices.select(self.device).device)  # the GPU profile on cuda
         if self.checkpoints is None:
             raise FlowsentryError("sft: fit needs a checkpoint folder (paths.checkpoints)")
         sample = stratified_sample(train, p.max_train_samples, self.seed)
