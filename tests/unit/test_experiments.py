@@ -45,7 +45,7 @@ def test_transfer_and_debias_report_their_numbers(two_workflows):
     assert json.loads(saved.read_text()) == json.loads(json.dumps(result))
     for key in ("zero_shot_on_target", "scratch_on_target", "fine_tuned_on_target"):
         correct = result[key]["accuracy"] * 30  # measured on the 30 test jobs asked for
-        assert correct == pytest.approx(round(correct))
+        assert correct == pytest.approx(round(correct), abs=0.01)  # accuracy has 4 decimals
     debiased = experiments.debias(cfg, "wfa", root, n_train=100, n_test=30, progress=False)
     for name in ("without_augmentation", "with_augmentation"):
         assert len(debiased[name]["online_accuracy_by_k"]) == 18 + 1  # context: 18 features
