@@ -208,7 +208,9 @@ class TrainParams(_Section):
 
 
 class EvaluateParams(_Section):
-    online_max_jobs: int | None = Field(500, ge=10, description="Test jobs for prefix scoring.")
+    online_max_jobs: int | None = Field(
+        300, ge=10, description="Test jobs scored at every prefix length and in real time."
+    )
     max_jobs: int | None = Field(
         None,
         ge=10,
