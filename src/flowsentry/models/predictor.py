@@ -85,10 +85,9 @@ class SentenceClassifier(Detector):
     def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
         """Fine-tune on `train` (sentences in column `sentence`, e.g. augmented rows;
         at most `params.max_train_samples` of them), early-stopping on `val`."""
+        from flowsentry.models import device as devices
         from flowsentry.models import sft
         from flowsentry.models.pretrained import resolve
-
-        from flowsentry.models import device as devices
 
         p = self.params.on(devices.select(self.device).device)  # the GPU profile on cuda
         if self.checkpoints is None:

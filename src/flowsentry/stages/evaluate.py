@@ -148,9 +148,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             "features": list(detector.features),  # kinds may read different features
             **m.early_detection(online_labels, prefixes, detector.threshold_),
             "post_run": _short(online_labels, prefixes[-1], detector.threshold_),
-            "realtime": _short(
-                online_labels, detector.score(realtime_jobs), detector.threshold_
-            ),
+            "realtime": _short(online_labels, detector.score(realtime_jobs), detector.threshold_),
         }
         log.info(
             "%s: val F1 %.4f, test F1 %.4f / accuracy %.4f",
