@@ -75,9 +75,7 @@ def repro(
     try:
         # in the project: DVC resolves some paths against the working directory
         with _environment(updates), contextlib.chdir(root), Repo(str(root)) as repo:
-            # the stage's full address: DVC reads a bare name relative to the working directory
-            target = f"{root / 'dvc.yaml'}:{stage}"
-            ran = repo.reproduce(target, single_item=True, force=force)
+            ran = repo.reproduce(stage, single_item=True, force=force)
     except DvcException as exc:
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
         raise StageFailed(f"dvc repro {stage} failed{cause}".splitlines()[0]) from None
