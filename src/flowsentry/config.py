@@ -57,6 +57,11 @@ class Paths(_Section):
         """The prepared split `name` (train, val or test)."""
         return self.prepared / f"{name}.parquet"
 
+    @property
+    def profile(self) -> Path:
+        """The training split's evidence profile (normal medians, decile edges)."""
+        return self.prepared / "profile.json"
+
     def dag(self, workflow: str) -> Path:
         """The versioned copy of a workflow's DAG (Flow-Bench adjacency list)."""
         from flowsentry.data.flowbench import DAG_FOLDER
@@ -112,9 +117,16 @@ class ValidateParams(_Section):
     )
 
 
+FeatureSet = Literal["paper", "extended", "context", "relative", "evidence", "evidence_compact"]
+
+
 class TextParams(_Section):
-    template: Literal["paper", "compact"] = "compact"
-    feature_set: Literal["paper", "extended", "context", "relative"] = "context"
+    template: Literal["paper", "compact", "levels"] = Field(
+        "levels", description="levels: numbers as deciles on the training split (one token)."
+    )
+    feature_set: FeatureSet = Field(
+        "evidence_compact", description="What the language model's sentence carries."
+    )
     tokenizer: str = "minilm"
 
 
@@ -175,6 +187,9 @@ class TrainParams(_Section):
     )
     model: str = Field("minilm", description="Alias, Hugging Face id or local path.")
     mode: Literal["full", "lora", "head"] = "full"
+    features: FeatureSet = Field(
+        "evidence", description="What the feature detectors (trees, isolation forest) read."
+    )
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(2e-4, gt=0)

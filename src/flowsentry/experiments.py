@@ -18,6 +18,7 @@ import pandas as pd
 
 from flowsentry import pipeline
 from flowsentry.config import Config
+from flowsentry.data.evidence import Profile, read_profile
 from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import metrics as m
 from flowsentry.io import write_json
@@ -35,6 +36,7 @@ class Splits:
     train: pd.DataFrame
     val: pd.DataFrame
     test: pd.DataFrame
+    profile: Profile  # fitted on this workflow's training split
 
 
 def workspace(cfg: Config, workflow: str, root: Path) -> Config:
@@ -49,10 +51,10 @@ def workspace(cfg: Config, workflow: str, root: Path) -> Config:
 def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path | None) -> Splits:
     """The pipeline through `prepare` for one workflow, in the workspace `work/<workflow>`."""
     sub = workspace(cfg, workflow, work / workflow)
-    if not (sub.paths.split("test")).exists():
+    if not (sub.paths.split("test").exists() and sub.paths.profile.exists()):
         pipeline.run(sub, until="prepare", flowbench_dir=flowbench_dir)
     read = lambda name: pd.read_parquet(sub.paths.split(name))  # noqa: E731
-    return Splits(read("train"), read("val"), read("test"))
+    return Splits(read("train"), read("val"), read("test"), read_profile(sub.paths.profile))
 
 
 class _Lab:
@@ -77,20 +79,21 @@ class _Lab:
         """The workflow's train/val/test from the pipeline run in its workspace."""
         return prepared(self.cfg, workflow, self.work, self.flowbench_dir)
 
-    def classifier(self, model: Any, tokenizer: Any) -> SentenceClassifier:
+    def classifier(self, model: Any, tokenizer: Any, profile: Profile) -> SentenceClassifier:
         """The in-memory model behind the detector contract (threshold 0.5)."""
         metadata = {
             "template": self.template,
             "features": self.features,
             "mode": "full",
             "max_length": self.cfg.train.max_length,
+            "profile": profile.to_dict(),
         }
         return SentenceClassifier.from_model(
             model, tokenizer, metadata, device=next(model.parameters()).device.type
         )
 
-    def texts(self, frame: pd.DataFrame) -> list[str]:
-        return sentences(frame, self.template, self.features)
+    def texts(self, frame: pd.DataFrame, profile: Profile) -> list[str]:
+        return sentences(frame, self.template, self.features, profile=profile)
 
     def train(
         self,
@@ -106,12 +109,15 @@ class _Lab:
         frame = train_frame if train_frame is not None else splits.train
         train = stratified_sample(frame, n or self.n_train, self.seed)
         val = stratified_sample(splits.val, 500, self.seed)
-        texts = train["sentence"].tolist() if "sentence" in train else self.texts(train)
+        if "sentence" in train:
+            texts = train["sentence"].tolist()
+        else:
+            texts = self.texts(train, splits.profile)
         started = time.perf_counter()
         model, tokenizer, summary = sft.fine_tune(
             texts,
             train["label"].astype(int).to_numpy(),
-            self.texts(val),
+            self.texts(val, splits.profile),
             val["label"].astype(int).to_numpy(),
             settings,
             self.work / "checkpoints" / tag,
@@ -127,12 +133,12 @@ class _Lab:
 
     def score(self, model: Any, tokenizer: Any, splits: Splits) -> dict[str, Any]:
         test = stratified_sample(splits.test, self.n_test, self.seed)
-        classifier = self.classifier(model, tokenizer)
-        scores = classifier.score_texts(self.texts(test))
+        classifier = self.classifier(model, tokenizer, splits.profile)
+        scores = classifier.score_texts(self.texts(test, splits.profile))
         return m.binary_metrics(test["label"].astype(int).to_numpy(), scores, 0.5)
 
-    def bias(self, model: Any, tokenizer: Any) -> dict[str, Any]:
-        classifier = self.classifier(model, tokenizer)
+    def bias(self, model: Any, tokenizer: Any, profile: Profile) -> dict[str, Any]:
+        classifier = self.classifier(model, tokenizer, profile)
         inputs = uninformative_inputs(self.template, self.features)
         return m.bias(dict(zip(inputs, classifier.score_texts(list(inputs.values())), strict=True)))
 
@@ -287,15 +293,16 @@ def debias(
         empty_fraction=max(cfg.augment.empty_fraction, 0.02),
         permute_fraction=cfg.augment.permute_fraction,
         rebalance=cfg.augment.rebalance,
+        profile=splits.profile,
     )
     for name, frame in (("without_augmentation", plain), ("with_augmentation", augmented)):
         model, tokenizer, s = lab.train(splits, f"debias-{name}", train_frame=frame)
-        classifier = lab.classifier(model, tokenizer)
+        classifier = lab.classifier(model, tokenizer, splits.profile)
         labels = test["label"].astype(int).to_numpy()
         prefix = [classifier.score(test, k=k) for k in range(len(lab.features) + 1)]
         result[name] = {
             "test": _short(m.binary_metrics(labels, prefix[-1], 0.5)),
-            "bias": lab.bias(model, tokenizer),
+            "bias": lab.bias(model, tokenizer, splits.profile),
             "online_accuracy_by_k": m.early_detection(labels, prefix, 0.5)["accuracy_by_k"],
             "train_seconds": s["seconds"],
         }

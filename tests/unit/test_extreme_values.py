@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from flowsentry.data import schema
 from flowsentry.data.context import CONTEXT_COLUMNS, add_context
+from flowsentry.data.evidence import EVIDENCE_COLUMNS, PROFILE_COLUMN, Profile
 from flowsentry.data.flowbench import locate, read_workflow
 from flowsentry.models.baselines import FeatureDetector
 from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sentences
@@ -18,7 +19,7 @@ from flowsentry.validation.runner import validate_table
 from flowsentry.validation.suite import suite_spec
 
 KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
-FEATURES = features_of("context")
+FEATURES = features_of("evidence")
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,15 @@ def fitted(tmp_path_factory):
         for r in range(12):
             frame = make_run(r, 12, anomalous_host=r % 3 == 0)
             archive.writestr(f"tiny-run{r:04d}.csv", frame.to_csv(index=False))
-    table = add_context(read_workflow(locate(root, "tiny"), progress=False))
+    jobs = read_workflow(locate(root, "tiny"), progress=False)
+    profile = Profile.fit(jobs, sorted({f for fs in FEATURE_SETS for f in features_of(fs)}))
+    table = add_context(jobs, profile)
     detectors = {}
     for kind in KINDS:
         detector = FeatureDetector(kind, FEATURES)
+        detector.profile = profile
         detectors[kind] = detector.fit(table, table)
-    return table, detectors
+    return table, profile, detectors
 
 
 def _extreme(column: str) -> st.SearchStrategy[float]:
@@ -57,14 +61,14 @@ def _extreme(column: str) -> st.SearchStrategy[float]:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_what_validation_accepts_every_detector_scores(fitted, data):
-    table, detectors = fitted
-    jobs = table.drop(columns=list(CONTEXT_COLUMNS)).copy()
+    table, profile, detectors = fitted
+    jobs = table.drop(columns=[*CONTEXT_COLUMNS, *EVIDENCE_COLUMNS, PROFILE_COLUMN]).copy()
     for column in data.draw(st.lists(st.sampled_from(schema.NON_NEGATIVE), min_size=1)):
         values = data.draw(st.lists(_extreme(column), min_size=len(jobs), max_size=len(jobs)))
         jobs[column] = pd.array(values, dtype="float64")
     # keep only what validation lets through (the timestamps stay ordered as generated)
     outcome = validate_table(jobs, suite_spec(), "extreme.parquet")
-    clean = add_context(outcome.clean)
+    clean = add_context(outcome.clean, profile)
     if clean.empty:
         return
     for kind, detector in detectors.items():
@@ -72,5 +76,7 @@ def test_what_validation_accepts_every_detector_scores(fitted, data):
         assert np.isfinite(scores).all(), kind
     for template in TEMPLATES:
         for feature_set in FEATURE_SETS:
-            for text in sentences(clean, template, features_of(feature_set)):
-                assert len(text) < 2000 and "inf" not in text.split()
+            names = features_of(feature_set)
+            for text in sentences(clean, template, names, profile=profile):
+                # bounded: no value prints longer than a float's repr
+                assert len(text) < 80 * len(names) and "inf" not in text.split()

@@ -133,16 +133,24 @@ def register(app: typer.Typer) -> None:
     @command(app, config=False)
     def sentence(
         job: Annotated[str, typer.Argument(help="A job record as JSON: '{\"wms_delay\": 6}'.")],
-        template: Annotated[str, typer.Option(help="paper or compact")] = "paper",
-        feature_set: Annotated[str, typer.Option(help="paper, extended or context")] = "paper",
+        template: Annotated[str, typer.Option(help="paper, compact or levels")] = "paper",
+        feature_set: Annotated[
+            str, typer.Option(help="paper, extended, context, relative, evidence, evidence_compact")
+        ] = "paper",
         k: Annotated[int | None, typer.Option(help="Only the first k features (online).")] = None,
+        profile: Annotated[
+            Path | None,
+            typer.Option(help="The evidence profile (data/prepared/profile.json): levels."),
+        ] = None,
     ) -> None:
-        """Print the sentence a job record becomes."""
+        """Print the sentence a job record becomes (evidence columns as given in the record)."""
+        from flowsentry.data.evidence import read_profile
         from flowsentry.text.sentences import features_of
         from flowsentry.text.sentences import sentence as make
 
         record = json_record(job, "job")
+        fitted = None if profile is None else read_profile(profile)
         try:
-            typer.echo(make(record, template, features_of(feature_set), k))
+            typer.echo(make(record, template, features_of(feature_set), k, fitted))
         except ValueError as exc:
             raise FlowsentryError(str(exc)) from None

@@ -87,6 +87,10 @@ class FeatureDetector(Detector):
             self.tasks_ = {t: i for i, t in enumerate(sorted(train["task"].dropna().unique()))}
         self.workflows_ = sorted(train["workflow"].dropna().unique().tolist())
         x = self.matrix(train)
+        # A feature no training job has (a workflow without kickstart counters) says
+        # nothing; scikit-learn's binning fails on an all-NaN column, so it is fitted as
+        # a constant and no tree splits on it.
+        x[:, np.isnan(x).all(axis=0)] = 0.0
         labels = train["label"].astype(int).to_numpy()
         if self.kind != "isolation_forest" and len(np.unique(labels)) < 2:
             raise FlowsentryError(

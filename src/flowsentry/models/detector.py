@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.data.context import CONTEXT_COLUMNS, add_context, has_context
+from flowsentry.data.evidence import EVIDENCE_COLUMNS, Profile, has_evidence, profile_of
 from flowsentry.errors import FlowsentryError
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,23 @@ def as_frame(jobs: Jobs) -> pd.DataFrame:
     return pd.DataFrame(list(jobs))
 
 
-def with_context(jobs: Jobs, features: Sequence[str]) -> pd.DataFrame:
-    """`jobs` as a frame, with sibling context added when `features` read it."""
+def with_context(
+    jobs: Jobs, features: Sequence[str], profile: Profile | None = None
+) -> pd.DataFrame:
+    """`jobs` as a frame, with sibling context added when `features` read it, and the
+    evidence relative to `profile` when they read that (unless `profile` made it)."""
     frame = as_frame(jobs)
-    if any(name in CONTEXT_COLUMNS for name in features) and not has_context(frame):
-        frame = add_context(frame)
+    needs_evidence = any(name in EVIDENCE_COLUMNS for name in features)
+    if needs_evidence and profile is None:
+        raise FlowsentryError("the features read evidence, but the detector holds no profile")
+    evidence = profile if needs_evidence and not has_evidence(frame, profile) else None
+    needs_context = any(name in CONTEXT_COLUMNS for name in features) and not has_context(frame)
+    if needs_context or evidence is not None:
+        if not needs_context:  # keep the context the frame carries (e.g. real-time context)
+            from flowsentry.data.evidence import add_evidence
+
+            return add_evidence(frame, evidence)
+        frame = add_context(frame, evidence)
     return frame
 
 
@@ -101,6 +114,8 @@ class Detector(ABC):
     validation_: dict[str, Any] | None = None
     #: DVC hashes / MD5s of the data it was trained on (set by the train stage)
     data_version: dict[str, Any] | None = None
+    #: the training split's normal profile and decile edges (set by the train stage)
+    profile: Profile | None = None
 
     def fit(
         self, train: pd.DataFrame, val: pd.DataFrame, threshold: ThresholdSetting = "auto"
@@ -136,7 +151,7 @@ class Detector(ABC):
 
     def frame(self, jobs: Jobs) -> pd.DataFrame:
         """`jobs` as this detector reads them (context added by the one function)."""
-        return with_context(jobs, self.features)
+        return with_context(jobs, self.features, self.profile)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -147,6 +162,7 @@ class Detector(ABC):
             "threshold": self.threshold_,
             "validation": self.validation_,
             "data_version": self.data_version,
+            "profile": None if self.profile is None else self.profile.to_dict(),
             **self._metadata(),
         }
 
@@ -155,6 +171,7 @@ class Detector(ABC):
         self.threshold_ = float(metadata.get("threshold", 0.5))
         self.validation_ = metadata.get("validation")
         self.data_version = metadata.get("data_version")
+        self.profile = profile_of(metadata, f"{METADATA}: field 'profile'")
 
     def _metadata(self) -> dict[str, Any]:
         return {}

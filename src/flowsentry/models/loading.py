@@ -18,7 +18,8 @@ FEATURE_KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
 
 
 def create_detector(kind: str, cfg: Config) -> Detector:
-    """An unfitted detector of `kind`, configured by `cfg` (features from `text`)."""
+    """An unfitted detector of `kind`, configured by `cfg` (the language model's sentence
+    from `text`, the feature detectors' features from `train.features`)."""
     from flowsentry.text.sentences import features_of
 
     if kind == "sft":
@@ -35,7 +36,7 @@ def create_detector(kind: str, cfg: Config) -> Detector:
     if kind in FEATURE_KINDS:
         from flowsentry.models.baselines import FeatureDetector
 
-        return FeatureDetector(kind, features_of(cfg.text.feature_set), cfg.base.seed)
+        return FeatureDetector(kind, features_of(cfg.train.features), cfg.base.seed)
     if kind == "icl":
         import pandas as pd
 

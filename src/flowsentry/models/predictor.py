@@ -79,7 +79,7 @@ class SentenceClassifier(Detector):
         return {
             key: value
             for key, value in self._metadata_saved.items()
-            if key not in ("kind", "features", "threshold", "validation", "data_version")
+            if key not in ("kind", "features", "threshold", "validation", "data_version", "profile")
         } | {"template": self.template, "max_length": self.max_length}
 
     def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
@@ -178,7 +178,7 @@ class SentenceClassifier(Detector):
 
     def sentences(self, jobs: Jobs, k: int | None = None) -> list[str]:
         """The sentences this model reads for `jobs` (context added when needed)."""
-        return sentences(self.frame(jobs), self.template, self.features, k)
+        return sentences(self.frame(jobs), self.template, self.features, k, self.profile)
 
     def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
         """P(anomalous) per job, shape (n_jobs,)."""

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from flowsentry.config import Config
+from flowsentry.data.evidence import read_profile
 from flowsentry.io import read_table, write_json, write_parquet
 from flowsentry.text.augment import augment
 from flowsentry.text.sentences import features_of
@@ -25,12 +26,14 @@ def run(cfg: Config) -> dict[str, Any]:
         cfg.text.template,
         features_of(cfg.text.feature_set),
         cfg.base.seed,
+        record_features=features_of(cfg.train.features),
+        profile=read_profile(cfg.paths.profile),
         prefix_fraction=params.prefix_fraction,
         empty_fraction=params.empty_fraction,
         permute_fraction=params.permute_fraction,
         rebalance=params.rebalance,
     )
-    write_parquet(out, cfg.paths.augmented / "train.parquet", [source])
+    write_parquet(out, cfg.paths.augmented / "train.parquet", [source, cfg.paths.profile])
     kinds = out["augmentation"].value_counts()
     summary: dict[str, Any] = {
         "jobs": len(train),

@@ -134,8 +134,8 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     online_jobs = stratified_sample(test, cfg.evaluate.online_max_jobs, cfg.base.seed)
     online_labels = online_jobs["label"].astype(int).to_numpy()
     # The same jobs as a service sees them while their run goes on: context from the
-    # siblings that had finished by then only.
-    realtime_jobs = context_as_of_finish(test, online_jobs.index)
+    # siblings that had finished by then only (one computation per evidence profile).
+    realtime: dict[str | None, pd.DataFrame] = {}
 
     candidates: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}
@@ -144,6 +144,10 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
         candidates[kind], scores[kind] = evaluate_candidate(detector, val, test, progress)
         prefixes = online_scores(detector, online_jobs, len(detector.features))
+        key = None if detector.profile is None else detector.profile.id
+        if key not in realtime:
+            realtime[key] = context_as_of_finish(test, online_jobs.index, detector.profile)
+        realtime_jobs = realtime[key]
         online[kind] = {
             "features": list(detector.features),  # kinds may read different features
             **m.early_detection(online_labels, prefixes, detector.threshold_),

@@ -9,6 +9,7 @@ import pandas as pd
 
 from flowsentry.config import Config
 from flowsentry.data.context import add_context
+from flowsentry.data.evidence import Profile
 from flowsentry.data.splits import SPLITS, assign_splits
 from flowsentry.io import read_table, write_csv, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
@@ -17,7 +18,9 @@ from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sent
 log = logging.getLogger(__name__)
 
 
-def token_report(jobs: pd.DataFrame, tokenizer_name: str, sample: int = 5000) -> dict[str, Any]:
+def token_report(
+    jobs: pd.DataFrame, tokenizer_name: str, profile: Profile, sample: int = 5000
+) -> dict[str, Any]:
     """Mean and max tokens per job for every template x feature set (on up to `sample` jobs)."""
     from flowsentry.models.pretrained import load_tokenizer
 
@@ -27,13 +30,18 @@ def token_report(jobs: pd.DataFrame, tokenizer_name: str, sample: int = 5000) ->
     report: dict[str, Any] = {"tokenizer": tokenizer_name, "jobs": len(jobs)}
     for template in TEMPLATES:
         for feature_set in FEATURE_SETS:
-            texts = sentences(jobs, template, features_of(feature_set))
+            texts = sentences(jobs, template, features_of(feature_set), profile=profile)
             lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
             report[f"{template}/{feature_set}"] = {
                 "mean": round(sum(lengths) / max(len(lengths), 1), 2),
                 "max": max(lengths, default=0),
             }
     return report
+
+
+def level_features(cfg: Config) -> list[str]:
+    """Every feature the configured detectors read (their decile edges are fitted)."""
+    return sorted(set(features_of(cfg.text.feature_set)) | set(features_of(cfg.train.features)))
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -54,8 +62,12 @@ def run(cfg: Config) -> dict[str, Any]:
         cfg.split.manifest,
     )
     jobs = jobs.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
-    jobs = add_context(jobs)  # per run, from trace features only: see data/context.py
-    jobs["sentence"] = sentences(jobs, cfg.text.template, features_of(cfg.text.feature_set))
+    # What normal looks like, learned from the training split alone (data/evidence.py).
+    profile = Profile.fit(jobs[jobs["split"] == "train"], level_features(cfg))
+    jobs = add_context(jobs, profile)  # per run, from trace features only
+    jobs["sentence"] = sentences(
+        jobs, cfg.text.template, features_of(cfg.text.feature_set), profile=profile
+    )
     summary: dict[str, Any] = {
         "template": cfg.text.template,
         "feature_set": cfg.text.feature_set,
@@ -71,8 +83,14 @@ def run(cfg: Config) -> dict[str, Any]:
             "anomalous_fraction": round(float(part["label"].mean()), 4) if len(part) else 0.0,
         }
     write_csv(jobs[["workflow", "run", "job", "split"]], cfg.paths.prepared / "split.csv")
+    write_json(profile.to_dict(), cfg.paths.profile)
     train = jobs[jobs["split"] == "train"]
-    summary["tokens_per_job"] = token_report(train, cfg.text.tokenizer)
+    summary["profile"] = {
+        "id": profile.id,
+        "tasks": sum(len(tasks) for tasks in profile.normal.values()),
+        "level_features": len(profile.levels),
+    }
+    summary["tokens_per_job"] = token_report(train, cfg.text.tokenizer, profile)
     write_json(summary, cfg.paths.reports / "prepare.json")
     log.info("prepared %s", {k: v["jobs"] for k, v in summary["splits"].items()})
     return summary

@@ -14,6 +14,7 @@ from typing import Any
 
 from flowsentry import versioning
 from flowsentry.config import Config
+from flowsentry.data.evidence import read_profile
 from flowsentry.data.splits import stratified_sample
 from flowsentry.io import file_digest, read_table, write_json
 from flowsentry.models.loading import create_detector
@@ -38,10 +39,12 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "augmented_sha256": file_digest(cfg.paths.augmented / "train.parquet"),
         "val_sha256": file_digest(cfg.paths.split("val")),
     }
+    profile = read_profile(cfg.paths.profile)  # fitted on train; saved with every model
     summary: dict[str, Any] = {"split_method": cfg.split.method, "candidates": {}}
     for kind in cfg.train.candidates:
         began = time.perf_counter()
         detector = create_detector(kind, cfg)
+        detector.profile = profile
         log.info("training %s on %d augmented rows", kind, len(augmented))
         detector.fit(augmented, val, cfg.train.threshold)
         detector.data_version = version

@@ -11,8 +11,9 @@ to 0.5/0.5 on uninformative input and teaches it to score partial records:
 
 Every added row says which it is in `augmentation`; originals are `none`. Rows keep
 the job's columns, with the features a prefix or empty row does not show blanked, so
-record-based detectors (gradient boosting, ...) learn from the same partial records as
-the language model reads in `sentence`.
+record-based detectors (gradient boosting, ...) learn from partial records too, cut in
+the order of their own features (`record_features`; by default the sentence's). A row's
+sentence and its columns are read by different detectors, so each is cut on its own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from flowsentry.data.evidence import Profile
 from flowsentry.text.sentences import sentence
 
 
@@ -57,9 +59,19 @@ def augment(
     empty_fraction: float = 0.0,
     permute_fraction: float = 0.0,
     rebalance: bool = False,
+    record_features: Sequence[str] | None = None,
+    profile: Profile | None = None,
 ) -> pd.DataFrame:
-    """`train` (with a `sentence` column) plus augmented rows; shuffled, seeded."""
+    """`train` (with a `sentence` column) plus augmented rows; shuffled, seeded.
+    `profile`: the training split's, for the `levels` template."""
     rng = np.random.default_rng(seed)
+    features = tuple(features)
+    record_features = features if record_features is None else tuple(record_features)
+
+    def cut(count: int, low: int) -> np.ndarray:
+        """How many of the record's features each of `count` rows keeps."""
+        return rng.integers(low, max(len(record_features), low + 1), size=count)
+
     parts = [_rows(train, train["sentence"].tolist(), "none")]
     records = train.astype(object).where(train.notna(), None).to_dict("records")
     n = len(train)
@@ -68,9 +80,11 @@ def augment(
         picks = rng.choice(n, size=round(prefix_fraction * n), replace=prefix_fraction > 1)
         ks = rng.integers(1, len(features), size=len(picks))  # 1 .. all-1 features
         texts = [
-            sentence(records[i], template, features, int(k)) for i, k in zip(picks, ks, strict=True)
+            sentence(records[i], template, features, int(k), profile)
+            for i, k in zip(picks, ks, strict=True)
         ]
-        parts.append(_rows(train.iloc[picks], texts, "prefix", features, ks))
+        known = ks if record_features == tuple(features) else cut(len(picks), 1)
+        parts.append(_rows(train.iloc[picks], texts, "prefix", record_features, known))
 
     if empty_fraction > 0:
         count = max(2, round(empty_fraction * n))
@@ -78,9 +92,10 @@ def augment(
         ks = rng.integers(0, 2, size=count)  # empty, or a single feature
         picks = rng.choice(n, size=count)
         texts = [
-            sentence(records[i], template, features, int(k)) for i, k in zip(picks, ks, strict=True)
+            sentence(records[i], template, features, int(k), profile)
+            for i, k in zip(picks, ks, strict=True)
         ]
-        rows = _rows(train.iloc[picks], texts, "empty", features, ks)
+        rows = _rows(train.iloc[picks], texts, "empty", record_features, ks)
         rows["label"] = np.tile([0, 1], count // 2)  # balanced: the input says nothing
         rows["anomaly_type"] = pd.NA
         parts.append(rows)
@@ -88,7 +103,12 @@ def augment(
     if permute_fraction > 0:
         picks = rng.choice(n, size=round(permute_fraction * n), replace=permute_fraction > 1)
         texts = [
-            sentence(records[i], template, [features[j] for j in rng.permutation(len(features))])
+            sentence(
+                records[i],
+                template,
+                [features[j] for j in rng.permutation(len(features))],
+                profile=profile,
+            )
             for i in picks
         ]
         parts.append(_rows(train.iloc[picks], texts, "permuted"))

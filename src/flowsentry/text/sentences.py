@@ -11,6 +11,9 @@ Feature sets: `paper` (nine features), `extended` (the job's task kind first,
 then the nine, then the kickstart I/O counters) and `context` (the task kind, the
 nine, then the host's slowdown factors in the run from `flowsentry.data.context`).
 Context ratios print as whole percents of the task's median (`184` = 1.84x).
+`evidence` adds each measure against its task's normal profile for the job, its host and
+its run (`flowsentry.data.evidence`); `levels` prints every number as its decile on the
+training split, one token each (`task individuals run 9 9 8 5 cpu 9 9 9 6`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ import pandas as pd
 
 from flowsentry.data import schema
 from flowsentry.data.context import CONTEXT_COLUMNS, HOST_CONTEXT, TASK_RATIOS
+from flowsentry.data.evidence import (
+    EVIDENCE_COLUMNS,
+    EVIDENCE_MEASURE,
+    MEASURES,
+    Profile,
+    evidence_columns,
+)
 
 # The paper's nine features, in the order a job produces them (online detection).
 PAPER_FEATURES: tuple[str, ...] = (
@@ -46,6 +56,12 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "context": ("task", *PAPER_FEATURES, *HOST_CONTEXT),
     # Only relative numbers: the job's own ratios to its task's median, then its host's.
     "relative": ("task", *TASK_RATIOS, *HOST_CONTEXT),
+    # Everything: context, plus each measure against its task's normal profile
+    # (flowsentry.data.evidence) for the job, its host and its run.
+    "evidence": ("task", *PAPER_FEATURES, *HOST_CONTEXT, *TASK_RATIOS, *EVIDENCE_COLUMNS),
+    # The evidence of the six measures that carry it, grouped by measure (25 features):
+    # with the `levels` template about 40 tokens a job, for the language models.
+    "evidence_compact": ("task", *(c for m in MEASURES[:6] for c in evidence_columns(m))),
 }
 SHORT_NAMES: dict[str, str] = {
     "task": "task",
@@ -78,10 +94,27 @@ SHORT_NAMES: dict[str, str] = {
     "host_stage_out_delay_mean": "hout",
     "host_stage_out_delay_median": "houtm",
 }
+# The `levels` template names each measure once, by a word that is one WordPiece token.
+LEVEL_KEYS: dict[str, str] = {
+    "stage_in_delay": "in",
+    "runtime": "run",
+    "kickstart_executables_cpu_time": "cpu",
+    "kickstart_online_utime": "user",
+    "kickstart_online_stime": "sys",
+    "stage_out_delay": "out",
+    "queue_delay": "queue",
+    "wms_delay": "wms",
+    "kickstart_online_iowait": "io",
+    "post_script_delay": "post",
+}
+for _m in MEASURES:
+    _key = SHORT_NAMES.get(_m, LEVEL_KEYS[_m])
+    for _prefix, _name in zip(("", "h", "hm", "r"), evidence_columns(_m), strict=True):
+        SHORT_NAMES[_name] = f"{_prefix}{_key}~"
 # Ratios print as whole percents (1.84 -> 184): one WordPiece token with a pretrained
 # sense of magnitude, where "1.84" costs three.
-RATIO_FEATURES = frozenset(CONTEXT_COLUMNS)
-TEMPLATES = ("paper", "compact")
+RATIO_FEATURES = frozenset(CONTEXT_COLUMNS) | frozenset(EVIDENCE_COLUMNS)
+TEMPLATES = ("paper", "compact", "levels")
 
 
 def features_of(feature_set: str) -> tuple[str, ...]:
@@ -117,18 +150,45 @@ def _compact_value(value: Any, ratio: bool = False) -> str:
     return repr(number)
 
 
+def _levels(job: Mapping[str, Any], names: Sequence[str], profile: Profile) -> str:
+    """`task individuals run 9 9 8 5 cpu ...`: each number as its decile on the training
+    split (one token), the evidence of one measure after one key; missing values left out."""
+    words: list[str] = []
+    group = None
+    for name in names:
+        value = job.get(name)
+        if _missing(value):
+            continue
+        measure = EVIDENCE_MEASURE.get(name)
+        if measure is None or measure != group:
+            words.append(LEVEL_KEYS[measure] if measure else SHORT_NAMES.get(name, name))
+        group = measure
+        if isinstance(value, str):
+            words.append(value)
+            continue
+        level = profile.level(name, float(value))
+        words.append(str(level) if level is not None else _compact_value(value))
+    return " ".join(words)
+
+
 def sentence(
     job: Mapping[str, Any],
     template: str = "paper",
     features: Sequence[str] = PAPER_FEATURES,
     k: int | None = None,
+    profile: Profile | None = None,
 ) -> str:
     """One job's sentence from its first `k` features (all when `k` is None).
 
     A prefix (k < len(features)) is what is known of a job part-way through
-    (online detection). Fields absent from `job` count as missing.
+    (online detection). Fields absent from `job` count as missing. The `levels`
+    template needs the training `profile` (its decile edges).
     """
     names = features if k is None else features[:k]
+    if template == "levels":
+        if profile is None:
+            raise ValueError("the 'levels' template needs a fitted evidence profile")
+        return _levels(job, names, profile)
     if template == "paper":
         return " ".join(
             f"{name} is {_paper_value(job.get(name), name in RATIO_FEATURES)}" for name in names
@@ -147,8 +207,9 @@ def sentences(
     template: str = "paper",
     features: Sequence[str] = PAPER_FEATURES,
     k: int | None = None,
+    profile: Profile | None = None,
 ) -> list[str]:
     """Sentences for every row of a jobs table, in row order."""
     present = [name for name in features if name in jobs.columns]
     records = jobs[present].astype(object).to_dict("records")
-    return [sentence(record, template, features, k) for record in records]
+    return [sentence(record, template, features, k, profile) for record in records]
