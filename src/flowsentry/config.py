@@ -196,7 +196,7 @@ class TrainParams(_Section):
     weight_decay: float = Field(0.01, ge=0)
     warmup_fraction: float = Field(0.06, ge=0, lt=1)
     max_length: int = Field(128, ge=8)
-    max_train_samples: int | None = Field(8000, ge=10)
+    max_train_samples: int | None = Field(12000, ge=10)
     max_val_samples: int | None = Field(1000, ge=10)
     early_stopping_patience: int = Field(1, ge=0)
     threshold: float | Literal["auto"] = "auto"

@@ -31,7 +31,7 @@ def token_report(
     for template in TEMPLATES:
         for feature_set in FEATURE_SETS:
             texts = sentences(jobs, template, features_of(feature_set), profile=profile)
-            lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+            lengths = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
             report[f"{template}/{feature_set}"] = {
                 "mean": round(sum(lengths) / max(len(lengths), 1), 2),
                 "max": max(lengths, default=0),
