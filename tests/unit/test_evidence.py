@@ -189,3 +189,10 @@ def test_every_evidence_feature_set_prints_with_every_template():
             texts = sentences(jobs, template, features_of(feature_set), profile=profile)
             assert len(texts) == 4 and all(texts)
     assert set(EVIDENCE_COLUMNS) <= set(features_of("evidence"))
+
+
+def test_bias_probe_names_the_features_as_the_levels_template_does():
+    from flowsentry.text.augment import uninformative_inputs
+
+    inputs = uninformative_inputs("levels", features_of("evidence_compact"))
+    assert inputs["names_only"] == "task in run cpu user sys out"

@@ -24,6 +24,7 @@ validation, test and served jobs never change it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,8 +124,9 @@ class Profile:
             raise FlowsentryError(f"{source}: not a flowsentry evidence profile ({exc})") from None
         return cls(normal, levels)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
+        """A short content hash: which profile made a frame's evidence."""
         from flowsentry.io import digest
 
         return digest(self.to_dict())[:16]

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.data.evidence import Profile
-from flowsentry.text.sentences import sentence
+from flowsentry.text.sentences import level_keys, sentence
 
 
 def _rows(
@@ -129,9 +129,11 @@ def augment(
 
 
 def uninformative_inputs(template: str, features: Sequence[str]) -> dict[str, str]:
-    """Inputs that carry no evidence either way (the bias probe)."""
+    """Inputs that carry no evidence either way (the bias probe): nothing, every value
+    missing, and the names of the features without values (as the template names them)."""
+    names = level_keys(features) if template == "levels" else list(features)
     return {
         "empty": "",
         "all_missing": sentence({}, template, features) if template == "paper" else "",
-        "names_only": " ".join(features),
+        "names_only": " ".join(names),
     }

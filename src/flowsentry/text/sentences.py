@@ -150,6 +150,17 @@ def _compact_value(value: Any, ratio: bool = False) -> str:
     return repr(number)
 
 
+def level_keys(features: Sequence[str]) -> list[str]:
+    """The words that name `features` in a `levels` sentence (a measure's key once)."""
+    words: list[str] = []
+    for name in features:
+        measure = EVIDENCE_MEASURE.get(name)
+        word = LEVEL_KEYS[measure] if measure else SHORT_NAMES.get(name, name)
+        if not words or word != words[-1]:
+            words.append(word)
+    return words
+
+
 def _levels(job: Mapping[str, Any], names: Sequence[str], profile: Profile) -> str:
     """`task individuals run 9 9 8 5 cpu ...`: each number as its decile on the training
     split (one token), the evidence of one measure after one key; missing values left out."""
