@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -204,3 +206,41 @@ def test_a_fine_tuned_encoder_cannot_explain(bento_home, tiny_encoder, tmp_path)
     detector = Detector("m:1", _model(tiny_encoder, tmp_path / "m1"), follow_champion=False)
     with pytest.raises(NotExplainable, match="ICL decoder"):
         detector.explain(JobRecord(**EXAMPLE))
+
+
+def test_partial_record_counts_the_evidence_its_measures_give(bento_home, tmp_path):
+    """A job still running: evidence columns are known once their measure is."""
+    from flowsentry.data.evidence import Profile, add_evidence
+    from flowsentry.models.baselines import FeatureDetector
+    from flowsentry.text.sentences import features_of
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(10):
+        for j in range(8):
+            slow = r % 2 == 0 and j % 2 == 0
+            runtime = float(rng.uniform(90, 110) * (3 if slow else 1))
+            rows.append(
+                {
+                    "workflow": "1000genome",
+                    "run": f"r{r}",
+                    "job": f"j{j}",
+                    "task": "individuals",
+                    "kickstart_hostname": f"h{j % 2}",
+                    "stage_in_delay": 10.0,
+                    "runtime": runtime,
+                    "label": int(slow),
+                }
+            )
+    train = pd.DataFrame(rows)
+    features = features_of("evidence_compact")
+    profile = Profile.fit(train, features)
+    model = FeatureDetector("gradient_boosting", features)
+    model.profile = profile
+    model.fit(add_evidence(train, profile), add_evidence(train, profile))
+    detector = Detector("gb:1", model.save(tmp_path / "gb"), follow_champion=False)
+    job = {"workflow": "1000genome", "run": "r1", "job": "j1", "task": "individuals"}
+    staged = detector.classify_partial(JobRecord(**job, stage_in_delay=10.0))
+    assert staged.known_features == 5  # task + the four stage-in evidence columns
+    ran = detector.classify_partial(JobRecord(**job, stage_in_delay=10.0, runtime=300.0))
+    assert ran.known_features == 9 and ran.score > staged.score
