@@ -64,6 +64,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workflows", nargs="+", default=["1000genome"])
     parser.add_argument("--lm-samples", type=int, default=4000, help="0: trees only")
+    parser.add_argument("--no-trees", action="store_true", help="the language model only")
+    parser.add_argument(
+        "--sentences",
+        nargs="+",
+        choices=[template for template, _ in SENTENCES.values()],
+        default=[template for template, _ in SENTENCES.values()],
+        help="which language-model inputs to train (by template)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/bench/ablation.json"))
     args = parser.parse_args()
     cfg = load_config()
@@ -83,6 +91,8 @@ def main() -> None:
         labels = test["label"].astype(int).to_numpy()
         entry: dict = {"test_jobs": len(test), "test_runs": int(test["run"].nunique())}
         for name, features in GROUPS.items():
+            if args.no_trees:
+                break
             detector = FeatureDetector("gradient_boosting", features, cfg.base.seed)
             detector.profile = splits.profile
             detector.fit(train, val)
@@ -94,6 +104,8 @@ def main() -> None:
         for name, (template, feature_set) in SENTENCES.items():
             if not args.lm_samples:
                 break
+            if template not in args.sentences:
+                continue
             params = cfg.train.model_copy(update={"max_train_samples": args.lm_samples})
             detector = SentenceClassifier(
                 params,
