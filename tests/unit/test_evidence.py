@@ -196,3 +196,20 @@ def test_bias_probe_names_the_features_as_the_levels_template_does():
 
     inputs = uninformative_inputs("levels", features_of("evidence_compact"))
     assert inputs["names_only"] == "task in run cpu user sys out"
+
+
+def test_cli_prints_a_levels_sentence_with_the_saved_profile(tmp_path):
+    from typer.testing import CliRunner
+
+    from flowsentry.cli import app
+
+    profile = Profile.fit(_jobs([100, 110, 90, 300], ["a", "a", "b", "b"], [0, 0, 0, 1]))
+    profile = Profile(profile.normal, {"runtime_vs_normal": [0.9, 1.0, 1.1]})
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile.to_dict()))
+    job = '{"task": "t", "runtime_vs_normal": 1.05}'
+    args = ["sentence", job, "--template", "levels", "--feature-set", "evidence_compact"]
+    result = CliRunner().invoke(app, [*args, "--profile", str(path)])
+    assert result.exit_code == 0 and result.output.strip() == "task t run 2"
+    result = CliRunner().invoke(app, args)  # no profile: one clear line, no traceback
+    assert result.exit_code == 1 and "needs a fitted evidence profile" in result.output
