@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flowsentry.data.evidence import Profile, add_evidence
+from flowsentry.data import evidence
+from flowsentry.data.evidence import RATIO_LIMIT, Profile, add_evidence
 
 CONTEXT_MEASURES: tuple[str, ...] = (
     "runtime",
@@ -36,7 +37,6 @@ HOST_CONTEXT: tuple[str, ...] = tuple(
 )
 CONTEXT_COLUMNS: tuple[str, ...] = TASK_RATIOS + HOST_CONTEXT
 _RUN = ("workflow", "run")
-RATIO_LIMIT = 1e6
 
 
 def add_context(jobs: pd.DataFrame, profile: Profile | None = None) -> pd.DataFrame:
@@ -63,6 +63,15 @@ def add_context(jobs: pd.DataFrame, profile: Profile | None = None) -> pd.DataFr
         by_host = ratio.groupby([*run, host], dropna=False)
         out[f"host_{measure}_mean"] = by_host.transform("mean").where(host.notna())
         out[f"host_{measure}_median"] = by_host.transform("median").where(host.notna())
+    return out
+
+
+def derived_columns(fields: set[str]) -> set[str]:
+    """The context and evidence columns a job's raw `fields` give (a column is computable
+    once its measure is known): what a partial record already carries."""
+    out = {f"{m}_vs_task" for m in CONTEXT_MEASURES if m in fields}
+    out |= {f"host_{m}_{s}" for m in CONTEXT_MEASURES if m in fields for s in ("mean", "median")}
+    out |= {c for m in evidence.MEASURES if m in fields for c in evidence.evidence_columns(m)}
     return out
 
 

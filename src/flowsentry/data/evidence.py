@@ -24,6 +24,7 @@ validation, test and served jobs never change it.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -101,9 +102,7 @@ class Profile:
     def level(self, name: str, value: float) -> int | None:
         """`value`'s decile of `name` on the training split (0..9); None without edges."""
         edges = self.levels.get(name)
-        if edges is None:
-            return None
-        return int(np.searchsorted(edges, value, side="right"))
+        return None if edges is None else bisect.bisect_right(edges, value)
 
     def to_dict(self) -> dict[str, Any]:
         return {"normal": self.normal, "levels": self.levels}
@@ -131,14 +130,19 @@ class Profile:
 
         return digest(self.to_dict())[:16]
 
+    @functools.cached_property
+    def _by_measure(self) -> dict[str, dict[tuple[str, str], float]]:
+        """measure -> {(workflow, task): normal median}: built once, read per request."""
+        table: dict[str, dict[tuple[str, str], float]] = {}
+        for wf, tasks in self.normal.items():
+            for task, values in tasks.items():
+                for measure, median in values.items():
+                    table.setdefault(measure, {})[(wf, task)] = median
+        return table
+
     def medians(self, jobs: pd.DataFrame, measure: str) -> np.ndarray:
         """Each job's normal median of `measure` (NaN for an unknown workflow or task)."""
-        table = {
-            (wf, task): values[measure]
-            for wf, tasks in self.normal.items()
-            for task, values in tasks.items()
-            if measure in values
-        }
+        table = self._by_measure.get(measure, {})
         workflows = jobs["workflow"] if "workflow" in jobs else pd.Series("", index=jobs.index)
         tasks = jobs["task"] if "task" in jobs else pd.Series("", index=jobs.index)
         keys = zip(workflows.astype(object), tasks.astype(object), strict=True)

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.data.context import CONTEXT_COLUMNS, add_context, has_context
-from flowsentry.data.evidence import EVIDENCE_COLUMNS, Profile, has_evidence, profile_of
+from flowsentry.data.evidence import (
+    EVIDENCE_COLUMNS,
+    Profile,
+    add_evidence,
+    has_evidence,
+    profile_of,
+)
 from flowsentry.errors import FlowsentryError
 
 log = logging.getLogger(__name__)
@@ -48,17 +54,14 @@ def with_context(
     """`jobs` as a frame, with sibling context added when `features` read it, and the
     evidence relative to `profile` when they read that (unless `profile` made it)."""
     frame = as_frame(jobs)
-    needs_evidence = any(name in EVIDENCE_COLUMNS for name in features)
-    if needs_evidence and profile is None:
+    reads_evidence = any(name in EVIDENCE_COLUMNS for name in features)
+    if reads_evidence and profile is None:
         raise FlowsentryError("the features read evidence, but the detector holds no profile")
-    evidence = profile if needs_evidence and not has_evidence(frame, profile) else None
-    needs_context = any(name in CONTEXT_COLUMNS for name in features) and not has_context(frame)
-    if needs_context or evidence is not None:
-        if not needs_context:  # keep the context the frame carries (e.g. real-time context)
-            from flowsentry.data.evidence import add_evidence
-
-            return add_evidence(frame, evidence)
-        frame = add_context(frame, evidence)
+    if any(name in CONTEXT_COLUMNS for name in features) and not has_context(frame):
+        return add_context(frame, profile if reads_evidence else None)
+    # the context the frame carries is kept (e.g. real-time context)
+    if reads_evidence and not has_evidence(frame, profile):
+        frame = add_evidence(frame, profile)
     return frame
 
 

@@ -20,8 +20,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from flowsentry.data import evidence
-from flowsentry.data.context import CONTEXT_MEASURES
+from flowsentry.data.context import derived_columns
 from flowsentry.models.detector import Detector as Predictor
 from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
@@ -146,13 +145,7 @@ class Detector:
         tag, predictor = self._current()
         frame = self._frame([job], predictor)
         known = set(job.model_dump(exclude_none=True))
-        # Sibling context is computed for a measure once the measure itself is known.
-        known |= {
-            f"host_{m}_{s}" for m in CONTEXT_MEASURES if m in known for s in ("mean", "median")
-        }
-        known |= {f"{m}_vs_task" for m in CONTEXT_MEASURES if m in known}
-        # and its evidence against the normal profile (job, host, run)
-        known |= {c for m in evidence.MEASURES if m in known for c in evidence.evidence_columns(m)}
+        known |= derived_columns(known)  # context and evidence of the measures known
         k = 0
         for name in predictor.features:  # the leading features known so far
             if name not in known:
