@@ -18,7 +18,9 @@ if str(ROOT) not in sys.path:
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # The server's first start imports and migrates its database: on a cold CI machine
+    # that has taken longer than Prefect's default 30 seconds.
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 
