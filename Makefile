@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # stage downloads them from params.yaml `ingest.source_url`.
 export FLOWBENCH_DIR
 
-.PHONY: venv run test lint format clean-venv quality-table
+.PHONY: venv run test lint format clean-venv quality-table container
 
 # The README's tournament table: every detector on three workflows, whole runs held out
 # (by_run), and the paper's random job split beside it. Each run has its own workspace
@@ -32,6 +32,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest
+
+# The service image of the champion `make run` packaged (podman; needs root, and the
+# Debian packages podman, runc and debootstrap). See the README's Containers section.
+container: $(STAMP)
+	$(VENV)/bin/flowsentry container build
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests flows bench

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flowsentry.cli import app
-from flowsentry.errors import DataError, ValidationFailed
+from flowsentry.errors import ConfigError, DataError, ValidationFailed
 from flowsentry.stages import ingest, prepare, validate
 
 
@@ -55,6 +55,17 @@ def test_same_params_same_split(make_flowbench, project):
     first = (cfg.paths.prepared / "split.csv").read_text()
     prepare.run(cfg)
     assert (cfg.paths.prepared / "split.csv").read_text() == first
+
+
+def test_a_split_left_empty_is_one_clear_error_and_nothing_is_written(make_flowbench, project):
+    cfg = project(split={"method": "by_run"})
+    ingest.run(cfg, make_flowbench(n_runs=4), progress=False)  # too few runs for val
+    validate.run(cfg)
+    with pytest.raises(
+        ConfigError, match=r"val, test would hold no jobs \(4 runs.*ingest more runs"
+    ):
+        prepare.run(cfg)
+    assert not (cfg.paths.prepared / "train.parquet").exists()
 
 
 def test_failed_ingest_keeps_what_was_already_ingested(make_flowbench, project, tmp_path):

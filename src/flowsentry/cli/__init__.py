@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from flowsentry.cli import orchestration, stages
-from flowsentry.cli.groups import experiment_app, icl_app, registry_app
+from flowsentry.cli.groups import container_app, experiment_app, icl_app, registry_app
 
 app = typer.Typer(
     help=(
@@ -27,5 +27,6 @@ orchestration.register(app)
 app.add_typer(icl_app, name="icl")
 app.add_typer(registry_app, name="registry")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(container_app, name="container")
 
 __all__ = ["app"]

@@ -1,4 +1,4 @@
-"""Command groups: `icl`, `registry`, `experiment`."""
+"""Command groups: `icl`, `registry`, `experiment`, `container`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ registry_app = typer.Typer(help="The model registry (BentoML model store).", no_
 experiment_app = typer.Typer(
     help="The paper's studies: transfer learning, catastrophic forgetting, debiasing, and "
     "the quality table.",
+    no_args_is_help=True,
+)
+container_app = typer.Typer(
+    help="Container images of the packaged Bento, built and run with podman (no registry "
+    "needed: the base image is made with debootstrap from the package mirror).",
     no_args_is_help=True,
 )
 TrainSamples = Annotated[int, typer.Option(help="Training jobs per fine-tune (CPU budget).")]
@@ -150,3 +155,67 @@ def experiment_quality(
 
     result = experiments.quality(cfg, workflow, flowbench_dir, progress=progress())
     typer.echo(json.dumps(result, indent=1))
+
+
+@command(container_app, "build")
+def container_build(
+    cfg: Config,
+    bento: Annotated[
+        str | None,
+        typer.Option(help="Bento tag to build; default: the one `flowsentry package` built."),
+    ] = None,
+    suite: Annotated[str, typer.Option(help="Debian release of the base image.")] = "bookworm",
+    mirror: Annotated[
+        str, typer.Option(help="Debian mirror debootstrap reads.")
+    ] = "http://deb.debian.org/debian",
+) -> None:
+    """Build the service image (`localhost/flowsentry:<bento version>` and `:latest`)
+    serving the packaged champion; the Debian base image is made once and reused.
+    Writes reports/container.json (image, model, size, build time)."""
+    from flowsentry.deploy import container
+
+    if bento is None:
+        package = cfg.paths.reports / "package.json"
+        if package.is_file():
+            bento = json.loads(package.read_text())["bento"]
+    result = container.build(bento, suite=suite, mirror=mirror, reports=cfg.paths.reports)
+    console.print(
+        f"built {result['image']} ({result['size_mb']:.0f} MB, {result['build_seconds']:.0f} s) "
+        f"serving {result['model']} ({result['kind']}); base {result['base']}"
+        + (" made now" if result["base_made"] else " reused"),
+        highlight=False,
+    )
+    typer.echo(result["image"])
+
+
+@command(container_app, "run", config=False)
+def container_run(
+    image: Annotated[str, typer.Option(help="Image to run.")] = "localhost/flowsentry:latest",
+    port: Annotated[int, typer.Option(help="Host port to publish the service on.")] = 3000,
+    host: Annotated[
+        str, typer.Option(help="Host address to publish on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    name: Annotated[str, typer.Option(help="Container name.")] = "flowsentry",
+    replace: Annotated[
+        bool, typer.Option(help="Stop and remove a running container of that name first.")
+    ] = False,
+) -> None:
+    """Run the image detached and wait until it is ready (/readyz); prints its URL."""
+    from flowsentry.deploy import container
+
+    if replace:
+        container.stop(name)
+    url = container.start(image, port=port, host=host, name=name)
+    console.print(f"{name} ({image}) ready", highlight=False)
+    typer.echo(url)
+
+
+@command(container_app, "stop", config=False)
+def container_stop(
+    name: Annotated[str, typer.Option(help="Container name.")] = "flowsentry",
+) -> None:
+    """Stop and remove the container."""
+    from flowsentry.deploy import container
+
+    container.stop(name)
+    console.print(f"{name} stopped", highlight=False)

@@ -11,6 +11,7 @@ from flowsentry.config import Config
 from flowsentry.data.context import add_context
 from flowsentry.data.evidence import Profile
 from flowsentry.data.splits import SPLITS, assign_splits
+from flowsentry.errors import ConfigError
 from flowsentry.io import read_table, write_csv, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
 from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sentences
@@ -62,6 +63,14 @@ def run(cfg: Config) -> dict[str, Any]:
         cfg.split.manifest,
     )
     jobs = jobs.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    empty = [name for name in SPLITS if not (jobs["split"] == name).any()]
+    if empty:  # training or thresholds would fail later, far from the cause
+        raise ConfigError(
+            f"split: {', '.join(empty)} would hold no jobs ({jobs['run'].nunique()} runs, "
+            f"method {cfg.split.method}, fractions {cfg.split.train}/{cfg.split.val}/"
+            f"{cfg.split.test}; by_run cuts each anomaly type's runs separately): "
+            "ingest more runs (ingest.max_runs) or change the split fractions"
+        )
     # What normal looks like, learned from the training split alone (data/evidence.py).
     profile = Profile.fit(jobs[jobs["split"] == "train"], level_features(cfg))
     jobs = add_context(jobs, profile)  # per run, from trace features only

@@ -1,0 +1,1 @@
+"""Deployment: container images of the packaged Bento (`flowsentry container ...`)."""

@@ -1,0 +1,91 @@
+"""What the container build decides without podman: pip settings, requirements, names."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowsentry.deploy import container
+from flowsentry.errors import FlowsentryError
+
+LISTING = """\
+:env:.find-links='/opt/wheels'
+global.cert='/etc/ssl/certs/ca-certificates.crt'
+global.constraint='/etc/xdg/pip/constraints.txt'
+global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'
+global.find-links='/somewhere/else'
+"""
+
+
+def _conf(settings: container.PipSettings) -> dict[str, str]:
+    lines = settings.conf.rstrip("\n").split("\n")
+    assert lines[0] == "[global]"
+    return dict(line.split(" = ", 1) for line in lines[1:])
+
+
+def test_the_hosts_index_settings_are_carried_and_local_folders_mounted(tmp_path):
+    wheels, simple = tmp_path / "wheels", tmp_path / "pypi" / "simple"
+    wheels.mkdir()
+    simple.mkdir(parents=True)
+    listing = (
+        f"global.find-links='{tmp_path / 'gone'}'\n"
+        f"global.extra-index-url='file://{simple} https://example.org/simple'\n"
+        "global.constraint='/etc/xdg/pip/constraints.txt'\n"
+        f":env:.find-links='{wheels}'\n"
+    )
+    settings = container.pip_settings(listing, {"PIP_INDEX_URL": "https://mirror.example/simple"})
+    conf = _conf(settings)
+    assert conf["find-links"] == str(wheels)  # the environment overrides the files
+    assert conf["extra-index-url"] == f"file://{simple} https://example.org/simple"
+    assert conf["index-url"] == "https://mirror.example/simple"
+    assert "constraint" not in conf  # the image is constrained by the project's lock
+    assert sorted(settings.mounts) == [simple, wheels]  # existing local folders, once each
+
+
+def test_no_settings_means_pips_defaults():
+    conf = _conf(container.pip_settings("", {}))
+    assert not {"index-url", "extra-index-url", "find-links"} & set(conf)
+
+
+ENV_KEYS = [f"PIP_{key.upper().replace('-', '_')}" for key in container.PIP_KEYS]
+
+
+@given(st.text(max_size=300), st.dictionaries(st.sampled_from(ENV_KEYS), st.text(max_size=40)))
+def test_any_listing_gives_a_pip_conf_or_nothing_at_all(listing, environ):
+    settings = container.pip_settings(listing, environ)
+    conf = _conf(settings)
+    assert set(conf) <= {*container.PIP_KEYS, "disable-pip-version-check", "no-input", "cert"}
+    assert all("\n" not in value for value in conf.values())
+    assert all(isinstance(path, Path) and path.is_absolute() for path in settings.mounts)
+
+
+@pytest.mark.parametrize("kind", container.TREE_KINDS)
+def test_a_tree_champion_serves_without_the_language_stack(kind):
+    assert "torch" not in container.requirements_for(kind)
+    assert {"bentoml", "scikit-learn", "skops"} <= set(container.requirements_for(kind))
+
+
+@pytest.mark.parametrize("kind", ["sft", "icl"])
+def test_a_language_champion_gets_torch_and_transformers(kind):
+    assert {"torch", "transformers", "peft"} <= set(container.requirements_for(kind))
+
+
+def test_the_base_image_is_named_by_its_recipe():
+    assert container.base_tag() == container.base_tag()
+    assert container.base_tag("trixie") != container.base_tag()
+    assert container.base_tag(packages=("python3",)) != container.base_tag()
+
+
+def test_missing_tools_are_named_with_the_packages_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(FlowsentryError, match="apt-get install -y podman runc"):
+        container.require_tools("podman", "runc")
+
+
+def test_the_containerfile_and_podman_settings_ship_with_the_package():
+    assert "HEALTHCHECK" in container.CONTAINERFILE.read_text()
+    assert 'runtime = "runc"' in container.CONTAINERS_CONF.read_text()
