@@ -278,6 +278,22 @@ class GateParams(_Section):
     min_improvement: float = Field(0.005, ge=0)
 
 
+class ServeParams(_Section):
+    """The service's run store (serving/runs.py), carried into the Bento by `package`."""
+
+    run_store: Literal["none", "memory", "redis"] = Field(
+        "memory",
+        description="Where the jobs seen of each run are kept: memory (one worker), redis "
+        "(shared by workers and replicas), none (context from each request alone).",
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db when run_store is redis (or FLOWSENTRY_REDIS_URL)."
+    )
+    max_runs: int = Field(2000, ge=1, description="Runs held; the least recently used go.")
+    max_jobs_per_run: int = Field(10000, ge=1, description="Jobs held a run; later ones not kept.")
+    run_idle_seconds: float = Field(21600.0, gt=0, description="A run untouched this long goes.")
+
+
 class SweepParams(_Section):
     """Candidates trained in parallel on a Dask cluster (flows/sweep.py)."""
 
@@ -310,6 +326,7 @@ class Config(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
+    serve: ServeParams = ServeParams()
     icl: ICLParams = ICLParams()
     sweep: SweepParams = SweepParams()
 

@@ -3,7 +3,7 @@ pipeline on a real 1000genome subset, through `package`), with podman, on a loop
 port; its replies must equal the in-process service's.
 
 Needs root, podman, runc and debootstrap (`.ci/run` installs them). Without them these
-tests skip, unless FLOWSENTRY_REQUIRE_CONTAINER=1 (CI sets it), where they fail.
+tests skip, unless FLOWSENTRY_REQUIRE_SYSTEM_PACKAGES=1 (CI sets it), where they fail.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def tools():
     try:
         container.require_tools("podman", "runc", "debootstrap")
     except FlowsentryError as exc:
-        if os.environ.get("FLOWSENTRY_REQUIRE_CONTAINER") == "1":
+        if os.environ.get("FLOWSENTRY_REQUIRE_SYSTEM_PACKAGES") == "1":
             pytest.fail(str(exc))
         pytest.skip(str(exc))
 

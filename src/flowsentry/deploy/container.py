@@ -59,7 +59,9 @@ CONTAINER_PORT = 3000
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 # What serving needs, by the champion's kind; versions come from the project's lock.
-SERVE_COMMON = ("bentoml", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "skops")
+SERVE_COMMON = (
+    "bentoml", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "skops", "redis",
+)  # fmt: skip
 SERVE_LANGUAGE = ("torch", "transformers", "peft", "accelerate", "safetensors", "gguf")
 TREE_KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
 

@@ -20,10 +20,11 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from flowsentry.data.context import derived_columns
+from flowsentry.data.context import CONTEXT_COLUMNS, derived_columns
 from flowsentry.models.detector import Detector as Predictor
 from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
+from flowsentry.serving.runs import RunStore, storable
 from flowsentry.serving.schemas import JobScore, ModelInfo, PartialScore
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Detector:
         loader: Callable[[Path], Predictor] | None = None,
         follow_champion: bool = True,
         confident_band: float = 0.4,
+        runs: RunStore | None = None,
     ) -> None:
         int8 = os.environ.get("FLOWSENTRY_INT8", "0") == "1"
         self._loader = loader or (lambda p: load_detector(p, int8=int8))
@@ -55,6 +57,7 @@ class Detector:
         self.loading: threading.Thread | None = None
         self.follow_champion = follow_champion
         self.confident_band = confident_band
+        self.runs = runs
         if follow_champion:
             self._stamp = self._pointer_stamp()
             champion = store.champion_tag()
@@ -133,9 +136,34 @@ class Detector:
                 frame[column] = pd.NA
         return frame
 
+    def _with_siblings(self, frame: pd.DataFrame, predictor: Predictor) -> pd.DataFrame:
+        """`frame` with its context and evidence computed among every job the run store
+        holds of its runs (the request's jobs stored first). Unchanged without a store,
+        or when the request carries context of its own (the caller's is kept)."""
+        if self.runs is None or any(c in frame.columns for c in CONTEXT_COLUMNS):
+            return frame
+        keyed = frame["run"].notna() & ~frame["run"].astype(str).str.startswith("_single-")
+        keyed &= frame["job"].notna() if "job" in frame else False
+        if not keyed.any():
+            return frame
+        siblings = []
+        for (workflow, run), part in frame[keyed].groupby(
+            [frame["workflow"].fillna(""), frame["run"]], sort=False
+        ):
+            records = [storable(r) for r in part.to_dict("records")]
+            sent = set(part["job"].astype(str))
+            siblings += [
+                r for r in self.runs.merge(str(workflow), str(run), records)
+                if str(r.get("job")) not in sent
+            ]  # fmt: skip
+        if not siblings:
+            return frame
+        together = pd.concat([frame, pd.DataFrame(siblings)], ignore_index=True)
+        return predictor.frame(together).iloc[: len(frame)].reset_index(drop=True)
+
     def classify(self, jobs: Sequence[BaseModel]) -> list[JobScore]:
         tag, predictor = self._current()
-        frame = self._frame(jobs, predictor)
+        frame = self._with_siblings(self._frame(jobs, predictor), predictor)
         scores = predictor.score(frame)
         return [
             self._score(job, float(s), tag, predictor) for job, s in zip(jobs, scores, strict=True)
@@ -143,7 +171,7 @@ class Detector:
 
     def classify_partial(self, job: BaseModel) -> PartialScore:
         tag, predictor = self._current()
-        frame = self._frame([job], predictor)
+        frame = self._with_siblings(self._frame([job], predictor), predictor)
         known = set(job.model_dump(exclude_none=True))
         known |= derived_columns(known)  # context and evidence of the measures known
         k = 0
@@ -196,4 +224,5 @@ class Detector:
             threshold=predictor.threshold_,
             data_version=meta.get("data_version") or {},
             metrics=meta.get("validation") or training.get("val", {}),
+            run_store=None if self.runs is None else self.runs.settings(),
         )

@@ -134,3 +134,4 @@ class ModelInfo(BaseModel):
     threshold: float
     data_version: dict[str, Any]
     metrics: dict[str, Any]
+    run_store: dict[str, Any] | None = None  # kind, bounds, runs held; None: no store

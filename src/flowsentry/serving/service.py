@@ -6,20 +6,26 @@ model=flowsentry-detector:<version>` picks one by hand; by default the newest st
 model) and then follows the registry's champion where a pointer exists (see
 `serving/detector.py`). Endpoints: `classify` (adaptive batching), `classify_partial`
 (online detection), `explain` (ICL decoders only) and `metadata`; BentoML adds
-/healthz, /readyz and /docs. Importing this module reads no file.
+/healthz, /readyz and /docs. Jobs are scored with the context of every sibling the run
+store holds (serving/runs.py: in memory, or in Redis for several workers; the Bento
+arguments from params.yaml `serve`, FLOWSENTRY_REDIS_URL overriding the URL). Importing
+this module reads no file.
 """
 
 from __future__ import annotations
 
+import os
 from http import HTTPStatus
 from typing import Annotated
 
 import bentoml
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from flowsentry.config import ServeParams
 from flowsentry.registry.store import MODEL_NAME
 from flowsentry.serving.detector import Detector, NotExplainable, UnknownWorkflow
 from flowsentry.serving.guard import RequestGuard
+from flowsentry.serving.runs import make_run_store
 from flowsentry.serving.schemas import (
     MAX_BATCH,
     ClassifyRequest,
@@ -33,8 +39,9 @@ from flowsentry.serving.schemas import (
 )
 
 
-class ServiceArguments(BaseModel):
-    """Bento arguments (`bentoml build/serve --arg model=...`), kept in the Bento."""
+class ServiceArguments(ServeParams):
+    """Bento arguments (`bentoml build/serve --arg model=...`), kept in the Bento: the
+    model, and the run store (params.yaml `serve`, set by `flowsentry package`)."""
 
     model: str = Field(f"{MODEL_NAME}:latest", description="The registry tag to serve.")
 
@@ -53,7 +60,16 @@ class AnomalyDetector:
     model = bentoml.models.BentoModel(ARGUMENTS.model)
 
     def __init__(self) -> None:
-        self.detector = Detector(str(self.model.tag), self.model.path)
+        # A Redis URL with a password belongs in the environment, not in the Bento.
+        redis_url = os.environ.get("FLOWSENTRY_REDIS_URL") or ARGUMENTS.redis_url
+        runs = make_run_store(
+            ARGUMENTS.run_store,
+            ARGUMENTS.max_runs,
+            ARGUMENTS.max_jobs_per_run,
+            ARGUMENTS.run_idle_seconds,
+            redis_url,
+        )
+        self.detector = Detector(str(self.model.tag), self.model.path, runs=runs)
 
     # The batcher sheds load (503) when it predicts missing max_latency_ms: CPU needs room.
     @bentoml.api(

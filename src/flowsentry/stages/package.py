@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]:
-    """`bentoml build` with the champion's tag as the Bento argument `model`;
-    writes reports/package.json."""
+    """`bentoml build` with the champion's tag as the Bento argument `model` and the
+    `serve` params as the others; writes reports/package.json."""
     import bentoml
 
     gate = json.loads((cfg.paths.reports / "gate.json").read_text())
@@ -31,7 +31,7 @@ def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]
     bento = bentoml.bentos.build_bentofile(
         str(bentofile),
         build_ctx=str(bentofile.parent.resolve()),
-        args={"model": champion},
+        args={"model": champion, **cfg.serve.model_dump()},
         reload=True,
     )
     result = {
@@ -39,6 +39,7 @@ def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]
         "model": champion,
         "gate_decision": gate.get("decision"),
         "path": str(bento.path),
+        "serve": cfg.serve.model_dump(),
     }
     write_json(result, cfg.paths.reports / "package.json")
     log.info("built bento %s serving %s", bento.tag, champion)
