@@ -150,29 +150,6 @@ def test_a_champion_that_fails_to_load_leaves_the_old_one_serving(
     assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
 
 
-def test_int8_serving_quantises_the_encoder_and_keeps_its_scores(
-    bento_home, tiny_encoder, tmp_path, monkeypatch
-):
-    """FLOWSENTRY_INT8=1: the encoder's linear layers are int8 (dynamic quantisation)
-    and the scores stay close to float32's."""
-    import numpy as np
-    import torch
-
-    folder = _model(tiny_encoder, tmp_path / "m1")
-    jobs = [JobRecord(**{**EXAMPLE, "runtime": float(r)}) for r in (10, 300, 5000)]
-    exact = Detector("m:1", folder, follow_champion=False)
-    monkeypatch.setenv("FLOWSENTRY_INT8", "1")
-    quantised = Detector("m:1", folder, follow_champion=False)
-    int8_linear = torch.ao.nn.quantized.dynamic.Linear
-    assert int8_linear in {type(m) for m in quantised.predictor.model.modules()}
-    assert int8_linear not in {type(m) for m in exact.predictor.model.modules()}
-    np.testing.assert_allclose(
-        [r.score for r in quantised.classify(jobs)],
-        [r.score for r in exact.classify(jobs)],
-        atol=0.05,
-    )
-
-
 def test_an_icl_champion_classifies_and_explains(
     bento_home, tiny_decoder, tiny_decoder_folder, tmp_path
 ):

@@ -99,6 +99,54 @@ def test_evaluate_scores_every_candidate_on_val_and_test(trained):
     assert (out / "live" / "plots" / "custom" / "early_detection.json").exists()
 
 
+def test_the_service_runs_the_onnx_artifact_that_was_evaluated(
+    trained, register_champion, tmp_path
+):
+    """The language model is exported to ONNX after training; evaluate scored that file,
+    and the service (in-process and the real `bentoml serve`) answers with the very same
+    scores."""
+    import os
+
+    import httpx
+
+    from flowsentry.serving.detector import Detector
+    from flowsentry.serving.local import local_server
+    from flowsentry.serving.schemas import JobRecord
+
+    cfg = trained
+    folder = cfg.paths.models / "sft"
+    assert (folder / "model.onnx").is_file() and (folder / "model.safetensors").is_file()
+    runtime = json.loads((folder / "flowsentry.json").read_text())["runtime"]
+    assert runtime["engine"] == "onnxruntime" and set(runtime["validation"]) == {"fp32", "int8"}
+    assert load_detector(folder).model is None  # no torch weights loaded to score
+
+    evaluate.run(cfg, progress=False)
+    evaluated = pd.read_csv(cfg.paths.reports / "evaluate" / "predictions.csv")
+    test = pd.read_parquet(cfg.paths.prepared / "test.parquet")
+    fields = list(JobRecord.model_fields)
+    runs = [
+        [{k: v for k, v in row.items() if k in fields and pd.notna(v)} for row in
+         jobs.to_dict("records")]
+        for _, jobs in test.groupby("run", sort=False)
+    ]  # fmt: skip
+    expected = evaluated.set_index(["run", "job"])["score_sft"]
+
+    service = Detector("sft:1", folder, follow_champion=False)
+    for jobs in runs:
+        served = service.classify([JobRecord(**job) for job in jobs])
+        assert [s.score for s in served] == [expected[j["run"], j["job"]] for j in jobs]
+    assert service.info().runtime["engine"] == "onnxruntime"
+
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "1"}
+    register_champion(folder, env)
+    with local_server(env) as url:
+        meta = httpx.post(f"{url}/metadata", json={}, timeout=30).json()
+        assert meta["runtime"]["int8"] == runtime["int8"]
+        for jobs in runs[:3]:
+            reply = httpx.post(f"{url}/classify", json={"jobs": jobs}, timeout=60).json()
+            assert [r["score"] for r in reply] == [expected[j["run"], j["job"]] for j in jobs]
+
+
 def test_gate_promotes_the_best_on_validation_whatever_its_kind(trained):
     from flowsentry.registry import store
 

@@ -56,14 +56,14 @@ def create_detector(kind: str, cfg: Config) -> Detector:
     raise FlowsentryError(f"unknown detector kind '{kind}' (know {', '.join(KINDS)})")
 
 
-def load_detector(folder: str | Path, device: str = "auto", int8: bool = False) -> Detector:
+def load_detector(folder: str | Path, device: str = "auto") -> Detector:
     """The detector saved in `folder`, of whatever kind its metadata names."""
     folder = Path(folder)
     kind = read_metadata(folder)["kind"]
     if kind == "sft":
         from flowsentry.models.predictor import SentenceClassifier
 
-        return SentenceClassifier.load(folder, device=device, int8=int8)
+        return SentenceClassifier.load(folder, device=device)
     if kind == "icl":
         from flowsentry.models.icl import ICLDetector
 

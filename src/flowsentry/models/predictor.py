@@ -4,11 +4,18 @@ Modes full, LoRA and head (see `flowsentry.models.sft` for the training loop). I
 follows the detector contract of `flowsentry.models.detector`; sentences are built
 from the job records (context added by the one shared function) with the template and
 features saved in its metadata, so evaluation, gate and service read identical text.
+
+After fine-tuning, the model is exported to ONNX (float32, and dynamic int8 where that
+scores validation faster with no F1 loss beyond `train.int8_max_f1_loss`); the chosen
+file is what chooses the threshold, what `save` writes as `model.onnx` beside the
+safetensors weights, and what `load` runs with onnxruntime: the artifact evaluate and the
+gate judge is the one the service runs.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
@@ -22,6 +29,79 @@ from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_dir, digest
 from flowsentry.models.detector import LABELS, METADATA, Detector, Jobs, read_metadata
 from flowsentry.text.sentences import features_of, sentences
+
+ONNX_FILE = "model.onnx"
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxModel:
+    """An exported classifier run by onnxruntime: token ids in, logits out."""
+
+    def __init__(self, path: str | Path) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), providers=providers)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, encoded: Any) -> np.ndarray:
+        feed = {name: np.asarray(encoded[name], dtype=np.int64) for name in self.inputs}
+        return self.session.run(["logits"], feed)[0]
+
+
+def export_onnx(model: Any, tokenizer: Any, target: Path, int8: bool) -> dict[str, Path]:
+    """Write `model` (a sequence classifier; LoRA merged) to `target`/model.fp32.onnx and,
+    when `int8`, its dynamic int8 quantisation to model.int8.onnx."""
+    import copy
+    import warnings
+
+    import torch
+
+    model = copy.deepcopy(model).to("cpu").float().eval()  # tracing may alter a model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    example = tokenizer(["wms_delay is 6", "a longer example sentence"], padding=True,
+                        return_tensors="pt")  # fmt: skip
+    names = [name for name in ONNX_INPUTS if name in example]
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.model(**dict(zip(names, tensors, strict=True))).logits
+
+    files = {"fp32": target / "model.fp32.onnx"}
+    axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"logits": {0: "batch"}}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+        torch.onnx.export(
+            Logits(),
+            tuple(example[name] for name in names),
+            str(files["fp32"]),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    if int8:
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        files["int8"] = target / "model.int8.onnx"
+        quiet = logging.getLogger()
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # "consider pre-processing" advice, once per call
+        try:
+            quantize_dynamic(files["fp32"], files["int8"], weight_type=QuantType.QInt8)
+        finally:
+            quiet.setLevel(level)
+    return files
 
 
 class SentenceClassifier(Detector):
@@ -53,6 +133,8 @@ class SentenceClassifier(Detector):
         self.device = device  # where `fit` trains; then where the model is
         self.threshold_ = 0.5
         self._metadata_saved: dict[str, Any] = {}
+        self.onnx: OnnxModel | None = None  # what scores, once exported (or loaded)
+        self._exported: Any = None  # the temporary folder of the exported files
 
     @classmethod
     def from_model(
@@ -68,7 +150,9 @@ class SentenceClassifier(Detector):
         detector.checkpoints = None
         detector.batch_size = 64
         detector.max_length = int(metadata.get("max_length", 256))
-        detector.model = model.eval()
+        detector.model = None if model is None else model.eval()
+        detector.onnx = None
+        detector._exported = None
         detector.tokenizer = tokenizer
         detector.device = device
         detector._restore(metadata)
@@ -117,29 +201,71 @@ class SentenceClassifier(Detector):
             "seed": self.seed,
             "training": summary,
         }
+        self._metadata_saved["runtime"] = self._choose_runtime(val, p)
+
+    def _choose_runtime(self, val: pd.DataFrame, p: TrainParams) -> dict[str, Any]:
+        """Export to ONNX and pick float32 or dynamic int8 on validation (`train.int8`):
+        int8 under `auto` only where it scores faster and loses at most
+        `int8_max_f1_loss` of F1 (each at its own F1-optimal threshold)."""
+        import logging
+        import tempfile
+        import time
+
+        from sklearn.metrics import f1_score
+
+        from flowsentry.models.detector import best_f1_threshold
+
+        self._exported = tempfile.TemporaryDirectory(prefix="flowsentry-onnx-")
+        files = export_onnx(self.model, self.tokenizer, Path(self._exported.name), p.int8 != "off")
+        texts, labels = self.sentences(val), val["label"].astype(int).to_numpy()
+        measured: dict[str, dict[str, float]] = {}
+        for name, path in files.items():
+            self.onnx = OnnxModel(path)
+            started = time.perf_counter()
+            scores = self.score_texts(texts)
+            seconds = time.perf_counter() - started
+            threshold = best_f1_threshold(labels, scores)
+            measured[name] = {
+                "f1": round(float(f1_score(labels, scores >= threshold, zero_division=0)), 4),
+                "jobs_per_s": round(len(texts) / max(seconds, 1e-9), 1),
+            }
+        int8 = p.int8 == "on" or (
+            p.int8 == "auto"
+            and measured["int8"]["jobs_per_s"] > measured["fp32"]["jobs_per_s"]
+            and measured["int8"]["f1"] >= measured["fp32"]["f1"] - p.int8_max_f1_loss
+        )
+        self.onnx = OnnxModel(files["int8" if int8 else "fp32"])
+        logging.getLogger(__name__).info(
+            "ONNX on validation (%d jobs): %s -> serving %s", len(texts), measured,
+            "int8" if int8 else "float32",
+        )  # fmt: skip
+        return {"engine": "onnxruntime", "int8": int8, "validation": measured, "setting": p.int8}
 
     def save(self, target: str | Path) -> Path:
         """Weights (safetensors), tokenizer and metadata, swapped in atomically."""
         target = Path(target)
         with atomic_dir(target) as tmp:
-            self.model.save_pretrained(tmp, safe_serialization=True)
+            if self.model is not None:
+                self.model.save_pretrained(tmp, safe_serialization=True)
+            elif self.onnx is not None:  # loaded from ONNX: carry the weights over
+                for source in self.onnx.path.parent.iterdir():
+                    if source.is_file() and source.name not in (METADATA, ONNX_FILE):
+                        shutil.copy(source, tmp / source.name)
+            if self.onnx is not None:
+                shutil.copy(self.onnx.path, tmp / ONNX_FILE)
             self.tokenizer.save_pretrained(tmp)
             (tmp / METADATA).write_text(json.dumps(self.metadata, indent=2, default=str) + "\n")
         return target
 
     @classmethod
     def load(
-        cls, folder: str | Path, device: str = "auto", batch_size: int = 64, int8: bool = False
+        cls, folder: str | Path, device: str = "auto", batch_size: int = 64, runtime: str = "auto"
     ) -> Self:
-        """Load a model `save` wrote (safetensors only).
-
-        `int8`: on CPU, quantise the linear layers to int8 (dynamic); measured 2.3x the
-        jobs/s of float32 on a 2-core CPU, with scores that differ slightly.
-        """
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        """Load a model `save` wrote: its ONNX file with onnxruntime where there is one
+        (what was evaluated), else (or with runtime="torch") the safetensors weights."""
+        from transformers import AutoTokenizer
 
         from flowsentry.models import device as devices
-        from flowsentry.models.pretrained import resolve
 
         model_dir = Path(folder)
         metadata = read_metadata(model_dir)
@@ -147,8 +273,17 @@ class SentenceClassifier(Detector):
             raise FlowsentryError(
                 f"{model_dir / METADATA}: kind is '{metadata['kind']}', not 'sft'"
             )
-        placement = devices.select(device)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if runtime == "auto" and (model_dir / ONNX_FILE).is_file():
+            detector = cls.from_model(None, tokenizer, metadata, "cpu")
+            detector.onnx = OnnxModel(model_dir / ONNX_FILE)
+            detector.batch_size = batch_size
+            return detector
+        from transformers import AutoModelForSequenceClassification
+
+        from flowsentry.models.pretrained import resolve
+
+        placement = devices.select(device)
         if metadata["mode"] == "lora":
             from peft import PeftModel
 
@@ -161,17 +296,6 @@ class SentenceClassifier(Detector):
                 model_dir, use_safetensors=True
             )
         model.to(placement.device)
-        if int8 and placement.device == "cpu":
-            import warnings
-
-            import torch
-
-            with warnings.catch_warnings():  # eager dynamic quantisation is deprecated, not gone
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(
-                    model, {torch.nn.Linear}, dtype=torch.qint8
-                )
-            metadata = {**metadata, "int8": True}
         detector = cls.from_model(model, tokenizer, metadata, placement.device)
         detector.batch_size = batch_size
         return detector
@@ -194,14 +318,18 @@ class SentenceClassifier(Detector):
         starts = range(0, len(texts), self.batch_size)
         for start in tqdm(starts, desc="score", unit="batch", disable=not progress):
             batch = texts[start : start + self.batch_size]
-            encoded = self.tokenizer(
-                batch,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            with torch.inference_mode():
-                logits = self.model(**encoded).logits.float()
+            if self.onnx is not None:
+                encoded = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="np",
+                )  # fmt: skip
+                logits = torch.from_numpy(self.onnx.logits(encoded)).float()
+            else:
+                encoded = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)  # fmt: skip
+                with torch.inference_mode():
+                    logits = self.model(**encoded).logits.float()
             out[start : start + len(batch)] = torch.softmax(logits, -1)[:, 1].cpu().numpy()
         return out

@@ -10,7 +10,6 @@ of BentoML so it can be tested in-process; service.py only wires it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -50,8 +49,7 @@ class Detector:
         confident_band: float = 0.4,
         runs: RunStore | None = None,
     ) -> None:
-        int8 = os.environ.get("FLOWSENTRY_INT8", "0") == "1"
-        self._loader = loader or (lambda p: load_detector(p, int8=int8))
+        self._loader = loader or load_detector
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None  # the pointer file last read
         self.loading: threading.Thread | None = None
@@ -225,4 +223,5 @@ class Detector:
             data_version=meta.get("data_version") or {},
             metrics=meta.get("validation") or training.get("val", {}),
             run_store=None if self.runs is None else self.runs.settings(),
+            runtime=meta.get("runtime"),
         )

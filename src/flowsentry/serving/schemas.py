@@ -135,3 +135,4 @@ class ModelInfo(BaseModel):
     data_version: dict[str, Any]
     metrics: dict[str, Any]
     run_store: dict[str, Any] | None = None  # kind, bounds, runs held; None: no store
+    runtime: dict[str, Any] | None = None  # a language model's ONNX file: int8 or not, why
