@@ -203,7 +203,7 @@ class TrainParams(_Section):
     int8: Literal["auto", "on", "off"] = Field(
         "auto",
         description="The language model's ONNX artifact (what evaluate, gate and the service "
-        "run): auto = dynamic int8 where it scores validation faster with no F1 loss beyond "
+        "run): auto = static int8 where it scores validation faster with no F1 loss beyond "
         "int8_max_f1_loss, else float32; on / off force it.",
     )
     int8_max_f1_loss: float = Field(0.005, ge=0, le=1)

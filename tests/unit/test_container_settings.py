@@ -69,9 +69,11 @@ def test_a_tree_champion_serves_without_the_language_stack(kind):
     assert {"bentoml", "scikit-learn", "skops"} <= set(container.requirements_for(kind))
 
 
-@pytest.mark.parametrize("kind", ["sft", "icl"])
-def test_a_language_champion_gets_torch_and_transformers(kind):
-    assert {"torch", "transformers", "peft"} <= set(container.requirements_for(kind))
+def test_a_language_champion_gets_what_its_runtime_needs():
+    onnx = set(container.requirements_for("sft", {"engine": "onnxruntime", "int8": True}))
+    assert {"onnxruntime", "transformers"} <= onnx and "torch" not in onnx
+    for kind in ("sft", "icl"):  # torch weights (an sft saved before ONNX, a decoder)
+        assert {"torch", "transformers", "peft"} <= set(container.requirements_for(kind))
 
 
 def test_the_base_image_is_named_by_its_recipe():

@@ -154,3 +154,58 @@ def test_the_gpu_profile_applies_on_cuda_only(tiny_encoder, tmp_path, monkeypatc
         with pytest.raises(RuntimeError, match="seen enough"):
             detector.fit(train, val)
         assert seen == {**expected, "device": "auto"}
+
+
+def _tiny_classifier(tiny_encoder):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=2)
+    return model.eval(), AutoTokenizer.from_pretrained(tiny_encoder)
+
+
+def test_the_onnx_export_scores_as_torch_and_int8_ignores_batch_mates(tiny_encoder, tmp_path):
+    """float32 ONNX gives torch's logits; static int8 gives each sentence the same score
+    alone or batched with others of other lengths (dynamic int8 would not)."""
+    import torch
+
+    from flowsentry.models.predictor import OnnxModel, export_onnx
+
+    model, tokenizer = _tiny_classifier(tiny_encoder)
+    texts, _ = _data(40, seed=3)
+    texts = [t + " stage_in_delay is 12.0" * (i % 4) for i, t in enumerate(texts)]
+    files = export_onnx(model, tokenizer, tmp_path, calibration=texts[:24], max_length=64)
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
+    with torch.inference_mode():
+        expected = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(OnnxModel(files["fp32"]).logits(batch), expected, atol=1e-4)
+    int8 = OnnxModel(files["int8"])
+    together = int8.logits(batch)
+    for i, text in enumerate(texts[:10]):
+        alone = int8.logits(tokenizer([text], return_tensors="np"))
+        np.testing.assert_array_equal(alone[0], together[i])
+
+
+@pytest.mark.parametrize("setting", ["on", "off", "auto"])
+def test_the_runtime_choice_follows_train_int8(tiny_encoder, setting):
+    import pandas as pd
+
+    model, tokenizer = _tiny_classifier(tiny_encoder)
+    metadata = {"kind": "sft", "template": "paper", "features": list(PAPER_FEATURES[:3])}
+    detector = SentenceClassifier.from_model(model, tokenizer, metadata)
+    rng = np.random.default_rng(0)
+    val = pd.DataFrame(
+        {"wms_delay": 5.0, "queue_delay": 20.0, "runtime": rng.uniform(100, 900, 40)}
+    ).assign(label=lambda f: (f["runtime"] > 500).astype(int))
+    params = TrainParams(int8=setting, max_length=64)
+    chosen = detector._choose_runtime(val, params, detector.sentences(val)[:16])
+    measured = chosen["validation"]
+    assert chosen["engine"] == "onnxruntime" and set(measured) <= {"fp32", "int8"}
+    if setting == "off":
+        assert set(measured) == {"fp32"} and not chosen["int8"]
+    elif setting == "on":
+        assert chosen["int8"] and detector.onnx.path.name == "model.int8.onnx"
+    else:  # auto: int8 only when faster without losing F1
+        faster = measured["int8"]["jobs_per_s"] > measured["fp32"]["jobs_per_s"]
+        kept = measured["int8"]["f1"] >= measured["fp32"]["f1"] - params.int8_max_f1_loss
+        assert chosen["int8"] == (faster and kept)
+    assert len(detector.score(val)) == 40

@@ -62,15 +62,22 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SERVE_COMMON = (
     "bentoml", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "skops", "redis",
 )  # fmt: skip
-SERVE_LANGUAGE = ("torch", "transformers", "peft", "accelerate", "safetensors", "gguf")
+# A fine-tuned encoder runs its ONNX file: the tokenizer and onnxruntime, no torch.
+SERVE_ONNX = ("transformers", "tokenizers", "onnxruntime")
+SERVE_TORCH = ("torch", "transformers", "peft", "accelerate", "safetensors", "gguf")
 TREE_KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
 
 TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
 
 
-def requirements_for(kind: str) -> list[str]:
-    """The top-level packages a champion of `kind` needs to serve."""
-    return list(SERVE_COMMON) + ([] if kind in TREE_KINDS else list(SERVE_LANGUAGE))
+def requirements_for(kind: str, runtime: dict[str, Any] | None = None) -> list[str]:
+    """The top-level packages a champion of `kind` (run by `runtime`, its metadata's
+    ONNX runtime if any) needs to serve."""
+    if kind in TREE_KINDS:
+        return list(SERVE_COMMON)
+    if (runtime or {}).get("engine") == "onnxruntime":
+        return list(SERVE_COMMON) + list(SERVE_ONNX)
+    return list(SERVE_COMMON) + list(SERVE_TORCH)
 
 
 def require_tools(*names: str) -> None:
@@ -267,7 +274,8 @@ def build_context(bento, target: Path) -> dict[str, Any]:
             f"container: Bento {bento.tag} serves {len(models)} models; expected one"
         )
     model = bentoml.models.get(models[0].tag)
-    kind = read_metadata(Path(model.path))["kind"]
+    metadata = read_metadata(Path(model.path))
+    kind = metadata["kind"]
     top = Path(bento.path)
 
     def top_models(folder: str, names: list[str]) -> list[str]:  # the Bento's own, if any
@@ -277,7 +285,7 @@ def build_context(bento, target: Path) -> dict[str, Any]:
     store = target / "bento" / "models" / model.tag.name
     shutil.copytree(model.path, store / model.tag.version)
     (store / "latest").write_text(model.tag.version)
-    requirements = requirements_for(kind)
+    requirements = requirements_for(kind, metadata.get("runtime"))
     (target / "requirements.txt").write_text("\n".join(requirements) + "\n")
     shutil.copy(
         Path(bento.path) / "env" / "python" / "requirements.txt", target / "constraints.txt"
