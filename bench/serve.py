@@ -1,11 +1,16 @@
-"""Serving benchmark: HTTP (bentoml serve, adaptive batching) vs. the in-process predictor.
+"""Serving benchmark: HTTP (`bentoml serve`) and in-process, side by side, per champion kind.
 
-    python bench/serve.py --seconds 20 --clients 8 --batch 16
+    python bench/serve.py --seconds 20 --out bench/results/serve.json
 
-Serves the registry's champion on 127.0.0.1 (a free port), sends batches of real
-test-split jobs from concurrent clients for a bounded time, and reports jobs/s and
-per-request p50/p99 latency; then the same batches through the in-process predictor.
-Prints the machine it ran on. Loopback only; every loop is bounded in time.
+For each model folder (default: the pipeline's gradient-boosting and MiniLM candidates),
+registers it as champion in a private BentoML home, serves it on 127.0.0.1 (a free port)
+and sends the test split's jobs as real clients would: several runs in flight at once,
+each run's jobs in execution order, batches of 1 to 64 jobs (seeded). Two HTTP phases:
+as fast as the clients can (the most jobs/s), then a fixed offered load (`--rate`, per
+kind) to read the p99 at that load. Then the same requests in-process (no HTTP). The
+steps table scores the language model's test sentences in-process: torch float32, ONNX
+float32, ONNX static int8; the paper's long sentence vs the levels one; batch sizes.
+Loopback only; every loop is bounded in time and count. Writes JSON with the machine.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import concurrent.futures
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,116 +30,238 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+ORDER = ("execute_start", "stage_in_start", "submit", "ready")  # execution order, first known
+
 
 def machine() -> dict[str, object]:
-    import torch
-
     cpu = "unknown"
     if Path("/proc/cpuinfo").exists():
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "python": platform.python_version(),
-    }
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
-def jobs_from(path: Path, n: int) -> list[dict]:
+def client_requests(test: Path, max_jobs: int, seed: int = 0) -> list[list[dict]]:
+    """The test jobs as clients send them: runs interleaved (8 in flight), each run's
+    jobs in execution order, cut into batches of 1 to 64."""
     from flowsentry.serving.schemas import JobRecord
 
-    frame = pd.read_parquet(path).head(n)
-    allowed = set(JobRecord.model_fields)
-    records = []
-    for row in frame.to_dict("records"):
-        records.append(
-            {
-                k: (None if isinstance(v, float) and np.isnan(v) else v)
-                for k, v in row.items()
-                if k in allowed and v is not None and not (isinstance(v, float) and np.isnan(v))
-            }
-        )
-    return records
+    frame = pd.read_parquet(test)
+    order = [c for c in ORDER if c in frame]
+    runs = [jobs.sort_values(order) for _, jobs in frame.groupby("run", sort=True)]
+    rng = np.random.default_rng(seed)
+    fields = set(JobRecord.model_fields)
+    queues = [
+        [
+            {k: v for k, v in r.items() if k in fields and pd.notna(v)}
+            for r in run.to_dict("records")
+        ]
+        for run in runs
+    ]
+    requests: list[list[dict]] = []
+    active = [queues.pop(0) for _ in range(min(8, len(queues)))]
+    sent = 0
+    while active and sent < max_jobs:
+        i = int(rng.integers(len(active)))
+        size = int(rng.integers(1, 65))
+        batch, active[i] = active[i][:size], active[i][size:]
+        requests.append(batch)
+        sent += len(batch)
+        if not active[i]:
+            active.pop(i)
+            if queues:
+                active.append(queues.pop(0))
+    return requests
 
 
-def load(fn, batches: list[list[dict]], clients: int, seconds: float) -> dict[str, float]:
+def drive(send, requests: list[list[dict]], clients: int, seconds: float, rate: float | None):
+    """Send `requests` (cycled) from `clients` threads for `seconds`; with `rate`, pace
+    the offered load to that many jobs/s. Per request latency; achieved jobs/s."""
     latencies: list[float] = []
-    jobs = 0
+    jobs = errors = 0
     lock = threading.Lock()
-    stop = time.perf_counter() + seconds
+    start = time.perf_counter()
+    stop = start + seconds
+    cursor = iter(range(10**9))
+    offered = 0
 
-    def worker(offset: int) -> None:
-        nonlocal jobs
-        i = offset
-        while time.perf_counter() < stop:
-            batch = batches[i % len(batches)]
-            started = time.perf_counter()
-            fn(batch)
-            elapsed = time.perf_counter() - started
+    def worker() -> None:
+        nonlocal jobs, errors, offered
+        while True:
             with lock:
-                latencies.append(elapsed * 1000)
+                i = next(cursor)
+                batch = requests[i % len(requests)]
+                if rate:
+                    due = start + offered / rate
+                    offered += len(batch)
+            now = time.perf_counter()
+            if now >= stop:
+                return
+            if rate and due > now:
+                time.sleep(min(due - now, stop - now))
+                if time.perf_counter() >= stop:
+                    return
+            began = time.perf_counter()
+            ok = send(batch)
+            elapsed = (time.perf_counter() - began) * 1000
+            with lock:
+                latencies.append(elapsed)
                 jobs += len(batch)
-            i += clients
+                errors += not ok
 
-    started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        list(pool.map(worker, range(clients)))
-    wall = time.perf_counter() - started
+        for future in [pool.submit(worker) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - start
     return {
         "jobs_per_s": round(jobs / wall, 1),
         "requests": len(latencies),
+        "errors": errors,
         "p50_ms": round(float(np.percentile(latencies, 50)), 1),
         "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+        "offered_jobs_per_s": rate,
     }
+
+
+def serve_kind(folder: Path, requests, args, rate: float) -> dict[str, object]:
+    import httpx
+
+    from flowsentry.serving.detector import Detector
+    from flowsentry.serving.local import local_server
+    from flowsentry.serving.runs import make_run_store
+    from flowsentry.serving.schemas import JobRecord
+
+    home = Path(tempfile.mkdtemp(prefix="flowsentry-bench-"))
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    register = (
+        "import sys; from pathlib import Path; from flowsentry.registry import store; "
+        "t = store.register(Path(sys.argv[1]), {}, {}); store.promote(t); print(t)"
+    )
+    subprocess.run([sys.executable, "-c", register, str(folder)], env=env, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    result: dict[str, object] = {"model": str(folder)}
+    with local_server(env) as url:
+        client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=args.clients))
+
+        def over_http(batch) -> bool:
+            return client.post(f"{url}/classify", json={"jobs": batch}).status_code == 200
+
+        meta = client.post(f"{url}/metadata", json={}).json()
+        result["kind"], result["runtime"] = meta["kind"], meta.get("runtime")
+        result["run_store"] = meta.get("run_store")
+        for batch in requests[:4]:
+            over_http(batch)  # warm up
+        result["http_max"] = drive(over_http, requests, args.clients, args.seconds, None)
+        result["http_at_rate"] = drive(over_http, requests, args.clients, args.seconds, rate)
+    # The same requests in-process: the service's detector, its run store, no HTTP.
+    detector = Detector("bench", folder, follow_champion=False,
+                        runs=make_run_store("memory", 2000, 10000, 21600.0))  # fmt: skip
+
+    def in_process(batch) -> bool:
+        detector.classify([JobRecord(**job) for job in batch])
+        return True
+
+    result["in_process"] = drive(in_process, requests, 1, args.seconds, None)
+    return result
+
+
+def steps(folder: Path, test: Path, seconds: float) -> list[dict[str, object]]:
+    """What each step buys, in-process on the same test jobs: runtime x sentence x batch."""
+    from flowsentry.models.predictor import OnnxModel, SentenceClassifier, export_onnx
+    from flowsentry.text.sentences import features_of, sentences
+
+    torch_model = SentenceClassifier.load(folder, device="cpu", runtime="torch")
+    frame = torch_model.frame(pd.read_parquet(test).head(1024))
+    train = pd.read_parquet(test.parent / "train.parquet").sample(256, random_state=0)
+    texts = {
+        "levels (default)": sentences(frame, torch_model.template, torch_model.features,
+                                      profile=torch_model.profile),
+        "paper": sentences(frame, "paper", features_of("paper")),
+    }  # fmt: skip
+    calibration = sentences(torch_model.frame(train), torch_model.template,
+                            torch_model.features, profile=torch_model.profile)  # fmt: skip
+    target = Path(tempfile.mkdtemp())
+    exported = export_onnx(
+        torch_model.model, torch_model.tokenizer, target, calibration, torch_model.max_length
+    )
+    runtimes = {
+        "torch float32": None,
+        "onnx float32": exported["fp32"],
+        "onnx int8": exported["int8"],
+    }
+    rows = []
+    reference = None
+    for runtime, path in runtimes.items():
+        torch_model.onnx = None if path is None else OnnxModel(path)
+        for sentence, batch_texts in texts.items():
+            for batch in (1, 16, 64):
+                if sentence == "paper" and batch != 64:
+                    continue
+                torch_model.batch_size = batch
+                torch_model.score_texts(batch_texts[:batch])  # warm up
+                done, started = 0, time.perf_counter()
+                while time.perf_counter() - started < seconds and done < len(batch_texts):
+                    torch_model.score_texts(batch_texts[done : done + 128])
+                    done += 128
+                rate = done / (time.perf_counter() - started)
+                scores = torch_model.score_texts(texts["levels (default)"][:256])
+                if reference is None:
+                    reference = scores
+                rows.append({
+                    "runtime": runtime, "sentence": sentence, "batch": batch,
+                    "jobs_per_s": round(rate, 1),
+                    "max_score_change_vs_torch": round(float(np.abs(scores - reference).max()), 4),
+                })  # fmt: skip
+    tokenizer = torch_model.tokenizer
+    for name, batch_texts in texts.items():
+        lengths = [len(ids) for ids in tokenizer(batch_texts[:512])["input_ids"]]
+        rows.append({"sentence": name, "tokens_per_job": round(float(np.mean(lengths)), 1)})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=16, help="jobs per request")
+    parser.add_argument("--models", nargs="+", type=Path,
+                        default=[Path("models/candidates/gradient_boosting"),
+                                 Path("models/candidates/sft")])  # fmt: skip
     parser.add_argument("--test", type=Path, default=Path("data/prepared/test.parquet"))
-    parser.add_argument("--int8", action="store_true", help="serve with FLOWSENTRY_INT8=1")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per phase")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--max-jobs", type=int, default=3000, help="jobs in the request stream")
+    parser.add_argument("--rate-trees", type=float, default=3000.0, help="offered jobs/s")
+    parser.add_argument("--rate-language", type=float, default=300.0, help="offered jobs/s")
+    parser.add_argument("--no-steps", action="store_true", help="skip the steps table")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/serve.json"))
     args = parser.parse_args()
 
-    import httpx
+    from flowsentry.io import write_json
+    from flowsentry.models.detector import read_metadata
 
-    from flowsentry.models.loading import load_detector
-    from flowsentry.registry import store
-    from flowsentry.serving.local import local_server
-
-    tag = store.champion_tag()
-    if tag is None:
-        sys.exit("no champion in the registry: run `dvc repro` (gate) first")
-    jobs = jobs_from(args.test, 2000)
-    batches = [jobs[i : i + args.batch] for i in range(0, len(jobs), args.batch)]
+    requests = client_requests(args.test, args.max_jobs)
     results: dict[str, object] = {
         "machine": machine(),
-        "model": tag,
-        "batch": args.batch,
+        "requests": {
+            "count": len(requests),
+            "jobs": sum(map(len, requests)),
+            "batch_sizes": "1..64, seeded",
+            "runs_in_flight": 8,
+        },
         "clients": args.clients,
-        "seconds": args.seconds,
+        "seconds_per_phase": args.seconds,
+        "kinds": {},
     }
-
-    env = {**os.environ, "FLOWSENTRY_INT8": "1" if args.int8 else "0"}
-    with local_server(env) as url:
-        client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=args.clients))
-
-        def over_http(batch):
-            reply = client.post(f"{url}/classify", json={"jobs": batch})
-            reply.raise_for_status()
-
-        over_http(batches[0])  # warm up
-        results["http"] = load(over_http, batches, args.clients, args.seconds)
-
-    predictor = load_detector(store.get(tag).path, int8=args.int8)  # any kind
-    predictor.score(batches[0])
-    results["in_process"] = load(predictor.score, batches, 1, args.seconds)
-    print(json.dumps(results, indent=2))
+    for folder in args.models:
+        kind = read_metadata(folder)["kind"]
+        rate = args.rate_language if kind in ("sft", "icl") else args.rate_trees
+        print(f"serving {kind} ({folder}) ...", file=sys.stderr)
+        results["kinds"][kind] = serve_kind(folder, requests, args, rate)
+        if kind == "sft" and not args.no_steps:
+            print("steps ...", file=sys.stderr)
+            results["steps"] = steps(folder, args.test, min(args.seconds, 10.0))
+    write_json(results, args.out)
+    print(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

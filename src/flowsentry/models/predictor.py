@@ -130,13 +130,18 @@ def export_onnx(
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # "consider pre-processing" advice, once per call
         try:
+            # The matrix products only, weights per output channel: quantising every op
+            # (layer norms, softmax, embeddings) with per-tensor scales cost MiniLM 0.35
+            # of validation F1 on 1000genome; this costs 0.003 (measured).
             quantize_static(
                 files["fp32"],
                 files["int8"],
                 Batches(),
-                quant_format=QuantFormat.QOperator,
+                quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
             )
         finally:
             quiet.setLevel(level)
