@@ -46,13 +46,13 @@ def machine() -> dict[str, object]:
 def client_requests(test: Path, max_jobs: int, seed: int = 0) -> list[list[dict]]:
     """The test jobs as clients send them: runs interleaved (8 in flight), each run's
     jobs in execution order, cut into batches of 1 to 64."""
-    from flowsentry.serving.schemas import JobRecord
+    from flowsentry.serving.schemas import RAW_FIELDS
 
     frame = pd.read_parquet(test)
     order = [c for c in ORDER if c in frame]
     runs = [jobs.sort_values(order) for _, jobs in frame.groupby("run", sort=True)]
     rng = np.random.default_rng(seed)
-    fields = set(JobRecord.model_fields)
+    fields = set(RAW_FIELDS)
     queues = [
         [
             {k: v for k, v in r.items() if k in fields and pd.notna(v)}

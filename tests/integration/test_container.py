@@ -21,7 +21,7 @@ from flowsentry import pipeline
 from flowsentry.deploy import container
 from flowsentry.errors import FlowsentryError
 from flowsentry.serving.detector import Detector
-from flowsentry.serving.schemas import JobRecord
+from flowsentry.serving.schemas import RAW_FIELDS, JobRecord
 from flowsentry.stages import package
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def _podman(*args: str) -> subprocess.CompletedProcess:
 
 def _records(frame: pd.DataFrame) -> list[list[dict]]:
     """The test jobs as a client sends them: one run's jobs a request, raw fields only."""
-    fields = list(JobRecord.model_fields)
+    fields = list(RAW_FIELDS)
     batches = []
     for _, jobs in frame.groupby("run", sort=True):
         rows = jobs[[f for f in fields if f in jobs]].to_dict("records")

@@ -111,7 +111,7 @@ def test_the_service_runs_the_onnx_artifact_that_was_evaluated(
 
     from flowsentry.serving.detector import Detector
     from flowsentry.serving.local import local_server
-    from flowsentry.serving.schemas import JobRecord
+    from flowsentry.serving.schemas import RAW_FIELDS, JobRecord
 
     cfg = trained
     folder = cfg.paths.models / "sft"
@@ -123,7 +123,7 @@ def test_the_service_runs_the_onnx_artifact_that_was_evaluated(
     evaluate.run(cfg, progress=False)
     evaluated = pd.read_csv(cfg.paths.reports / "evaluate" / "predictions.csv")
     test = pd.read_parquet(cfg.paths.prepared / "test.parquet")
-    fields = list(JobRecord.model_fields)
+    fields = list(RAW_FIELDS)
     runs = [
         [{k: v for k, v in row.items() if k in fields and pd.notna(v)} for row in
          jobs.to_dict("records")]

@@ -19,11 +19,13 @@ where the paper's nine features give 0.74.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from flowsentry.data import evidence
-from flowsentry.data.evidence import RATIO_LIMIT, Profile, add_evidence
+from flowsentry.data.evidence import RATIO_LIMIT, Profile, add_evidence, group_codes
 
 CONTEXT_MEASURES: tuple[str, ...] = (
     "runtime",
@@ -50,20 +52,28 @@ def add_context(jobs: pd.DataFrame, profile: Profile | None = None) -> pd.DataFr
         if "kickstart_hostname" in jobs.columns
         else pd.Series(pd.NA, index=jobs.index, dtype="string")
     )
-    for measure in CONTEXT_MEASURES:
-        if measure not in jobs.columns:
-            for name in (f"{measure}_vs_task", f"host_{measure}_mean", f"host_{measure}_median"):
-                out[name] = np.nan
-            continue
-        values = jobs[measure].astype("float64")
-        median = values.groupby([*run, task], dropna=False).transform("median")
+    present = [m for m in CONTEXT_MEASURES if m in jobs.columns]
+    if present:  # every measure's groups at once: one grouping a kind, not one a measure
+        values = jobs[present].astype("float64")
+        median = values.groupby(group_codes(*run, task)).transform("median")
         # A median near zero makes any ratio meaningless: cap it (a million times its task).
         ratio = (values / median.where(median > 0)).clip(upper=RATIO_LIMIT)
-        out[f"{measure}_vs_task"] = ratio
-        by_host = ratio.groupby([*run, host], dropna=False)
-        out[f"host_{measure}_mean"] = by_host.transform("mean").where(host.notna())
-        out[f"host_{measure}_median"] = by_host.transform("median").where(host.notna())
-    return out
+        by_host = ratio.groupby(group_codes(*run, host))
+        means = by_host.transform("mean").where(host.notna(), axis=0)
+        medians = by_host.transform("median").where(host.notna(), axis=0)
+    new: dict[str, Any] = {}
+    for measure in CONTEXT_MEASURES:
+        names = (f"{measure}_vs_task", f"host_{measure}_mean", f"host_{measure}_median")
+        if measure not in present:
+            new |= dict.fromkeys(names, np.nan)
+            continue
+        new |= {names[0]: ratio[measure], names[1]: means[measure], names[2]: medians[measure]}
+    # One concatenation, not a column inserted at a time.
+    return pd.concat(
+        [out.drop(columns=[c for c in new if c in out.columns]),
+         pd.DataFrame(new, index=out.index)],
+        axis=1,
+    )  # fmt: skip
 
 
 def derived_columns(fields: set[str]) -> set[str]:

@@ -80,6 +80,9 @@ def _build_job_record() -> type[BaseModel]:
 
 
 JobRecord = _build_job_record()
+# What a client knows of a job: every field but the precomputed context (the service
+# computes that from the run's jobs it has seen).
+RAW_FIELDS = tuple(name for name in JobRecord.model_fields if name not in CONTEXT_COLUMNS)
 
 
 class _Request(BaseModel):
