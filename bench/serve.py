@@ -76,7 +76,14 @@ def client_requests(test: Path, max_jobs: int, seed: int = 0) -> list[list[dict]
     return requests
 
 
-def drive(send, requests: list[list[dict]], clients: int, seconds: float, rate: float | None):
+def drive(
+    send,
+    requests: list[list[dict]],
+    clients: int,
+    seconds: float,
+    rate: float | None,
+    max_requests: int = 200_000,
+):
     """Send `requests` (cycled) from `clients` threads for `seconds`; with `rate`, pace
     the offered load to that many jobs/s. Per request latency; achieved jobs/s."""
     latencies: list[float] = []
@@ -84,14 +91,16 @@ def drive(send, requests: list[list[dict]], clients: int, seconds: float, rate: 
     lock = threading.Lock()
     start = time.perf_counter()
     stop = start + seconds
-    cursor = iter(range(10**9))
+    cursor = iter(range(max_requests))  # bounded in count as well as in time
     offered = 0
 
     def worker() -> None:
         nonlocal jobs, errors, offered
         while True:
             with lock:
-                i = next(cursor)
+                i = next(cursor, None)
+                if i is None:
+                    return
                 batch = requests[i % len(requests)]
                 if rate:
                     due = start + offered / rate
