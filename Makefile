@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
 
+# One worker a core (pytest-xdist), a test file per worker: much of the suite waits on
+# servers, containers and subprocesses, so two workers on two cores cut the wall time.
 test: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -n auto --dist loadfile
 
 # The service image of the champion `make run` packaged (podman; needs root, and the
 # Debian packages podman, runc and debootstrap). See the README's Containers section.
