@@ -119,6 +119,7 @@ def test_a_full_run_scores_later_jobs_without_keeping_them(make_store):
     store = make_store(max_jobs_per_run=2)
     store.merge("w", "r", [{"job": "a"}, {"job": "b"}])
     assert set(_jobs(store.merge("w", "r", [{"job": "c"}]))) == {"a", "b"}
+    assert store.settings()["jobs_not_kept"] == 1
     assert _jobs(store.merge("w", "r", [{"job": "a", "runtime": 5.0}]))["a"]["runtime"] == 5.0
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 
@@ -37,24 +37,46 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 
-class RunStore(Protocol):
-    """What the service needs of a run store."""
+class RunStore:
+    """The bounds every store keeps, and what the service asks of one."""
 
     kind: str
+
+    def __init__(
+        self, max_runs: int, max_jobs_per_run: int, idle_seconds: float, clock: Callable[[], float]
+    ) -> None:
+        self.max_runs = max_runs
+        self.max_jobs_per_run = max_jobs_per_run
+        self.idle_seconds = idle_seconds
+        self._clock = clock
 
     def merge(self, workflow: str, run: str, records: list[Record]) -> list[Record]:
         """Add `records` (each with a `job`) to the run; return every record held for the
         run afterwards, the merged ones included."""
+        raise NotImplementedError
+
+    def occupancy(self) -> tuple[int, int]:
+        """(runs held, jobs scored but not kept because their run was full)."""
+        raise NotImplementedError
 
     def settings(self) -> dict[str, Any]:
         """Bounds and occupancy, for /metadata."""
+        held, not_kept = self.occupancy()
+        return {
+            "kind": self.kind,
+            "max_runs": self.max_runs,
+            "max_jobs_per_run": self.max_jobs_per_run,
+            "run_idle_seconds": self.idle_seconds,
+            "runs_held": held,
+            "jobs_not_kept": not_kept,
+        }
 
 
 def _merged(old: Record | None, new: Record) -> Record:
     return new if old is None else {**old, **new}
 
 
-class MemoryRunStore:
+class MemoryRunStore(RunStore):
     """One process's run store: a least-recently-used map of runs (thread-safe)."""
 
     kind = "memory"
@@ -66,10 +88,7 @@ class MemoryRunStore:
         idle_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.max_runs = max_runs
-        self.max_jobs_per_run = max_jobs_per_run
-        self.idle_seconds = idle_seconds
-        self._clock = clock
+        super().__init__(max_runs, max_jobs_per_run, idle_seconds, clock)
         self._runs: OrderedDict[tuple[str, str], tuple[float, dict[str, Record]]] = OrderedDict()
         self._lock = threading.Lock()
         self.not_kept = 0  # jobs scored but not kept: their run was full
@@ -99,16 +118,9 @@ class MemoryRunStore:
                 break
             del self._runs[key]
 
-    def settings(self) -> dict[str, Any]:
+    def occupancy(self) -> tuple[int, int]:
         with self._lock:
-            held = len(self._runs)
-        return {
-            "kind": self.kind,
-            "max_runs": self.max_runs,
-            "max_jobs_per_run": self.max_jobs_per_run,
-            "run_idle_seconds": self.idle_seconds,
-            "runs_held": held,
-        }
+            return len(self._runs), self.not_kept
 
 
 # Write one run's (already merged) records atomically: jobs are a hash (job -> JSON
@@ -144,7 +156,7 @@ return redis.call('HVALS', key)
 """
 
 
-class RedisRunStore:
+class RedisRunStore(RunStore):
     """The run store in Redis, shared by every worker and replica that points at it."""
 
     kind = "redis"
@@ -160,12 +172,9 @@ class RedisRunStore:
     ) -> None:
         import redis
 
+        super().__init__(max_runs, max_jobs_per_run, idle_seconds, clock)
         self.url = url
-        self.max_runs = max_runs
-        self.max_jobs_per_run = max_jobs_per_run
-        self.idle_seconds = idle_seconds
         self.prefix = prefix
-        self._clock = clock
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         try:
             self._client.ping()
@@ -194,14 +203,9 @@ class RedisRunStore:
         values = self._write(keys=[self.prefix, key], args=args)
         return [json.loads(value) for value in values]
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "max_runs": self.max_runs,
-            "max_jobs_per_run": self.max_jobs_per_run,
-            "run_idle_seconds": self.idle_seconds,
-            "runs_held": int(self._client.zcard(self.prefix)),
-        }
+    def occupancy(self) -> tuple[int, int]:
+        not_kept = self._client.get(f"{self.prefix}:not_kept")
+        return int(self._client.zcard(self.prefix)), int(not_kept or 0)
 
 
 def make_run_store(
