@@ -32,7 +32,7 @@ class BaseParams(_Section):
 
 
 # Paths that name inputs versioned with the code, not artifacts a run writes.
-INPUT_PATHS = ("gx_suite",)
+INPUT_PATHS = ("gx_suite", "labels")
 
 
 class Paths(_Section):
@@ -52,6 +52,7 @@ class Paths(_Section):
     sweep: Path = Path("models/sweep")
     icl_model: Path = Path("models/icl")
     lock: Path = Path(".flowsentry.lock")
+    labels: Path = Path("labels.csv")
 
     def split(self, name: str) -> Path:
         """The prepared split `name` (train, val or test)."""
@@ -90,25 +91,76 @@ class TextSource(_Section):
     workflow: str
 
 
+class StampedeSource(_Section):
+    """A Pegasus stampede database (what pegasus-monitord writes): one table of runs."""
+
+    url: str = Field(
+        description="SQLAlchemy URL: sqlite:///path/x.stampede.db, mysql+pymysql://..., "
+        "postgresql+psycopg://...; ${VAR} is read from the environment (passwords)."
+    )
+    name: str | None = Field(
+        None, description="The table's name (pegasus_<name>); default: the database's name."
+    )
+    workflow: str | None = Field(
+        None, description="The workflow every run belongs to; default: each run's dax_label."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @property
+    def table(self) -> str:
+        """The jobs table this source fills."""
+        if self.name is not None:
+            return f"pegasus_{self.name}"
+        database = self.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        stem = database.removesuffix(".db").removesuffix(".stampede") or "stampede"
+        return "pegasus_" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+    @field_validator("name", "workflow")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _WORKFLOW_NAME.match(value):
+            raise ValueError(f"'{value}' is not a name (letters, digits, _ . -)")
+        return value
+
+
 class IngestParams(_Section):
     workflows: tuple[str, ...] = ("1000genome",)
     source_url: str = "https://github.com/PoSeiDon-Workflows/FlowBench/raw/main/data"
     text_sources: tuple[TextSource, ...] = ()
+    stampede: tuple[StampedeSource, ...] = Field(
+        (), description="Pegasus stampede databases; their runs carry no labels."
+    )
+    live: tuple[str, ...] = Field(
+        (),
+        description="Pegasus workflows whose runs arrive through the inbox only "
+        "(`flowsentry listen` writes each finished run there).",
+    )
     max_runs: int | None = Field(
         None, ge=1, description="Read only N runs of each workflow, spread evenly by name."
     )
 
-    @field_validator("workflows")
+    @field_validator("workflows", "live")
     @classmethod
     def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("name at least one workflow")
         for name in value:
             if not _WORKFLOW_NAME.match(name):
                 raise ValueError(f"'{name}' is not a workflow name (letters, digits, _ . -)")
         if len(set(value)) != len(value):
             raise ValueError("a workflow is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _some_source(self) -> IngestParams:
+        if not (self.workflows or self.text_sources or self.stampede or self.live):
+            raise ValueError("name at least one source (workflows, stampede, live, text_sources)")
+        both = set(self.workflows) & set(self.live)
+        if both:
+            raise ValueError(f"'{sorted(both)[0]}' is both a Flow-Bench and a live workflow")
+        return self
 
 
 class ValidateParams(_Section):

@@ -46,7 +46,9 @@ def test_config_is_immutable():
     [
         ({"split.method": "alphabetical"}, "split.method"),
         ({"split.train": 0.9}, "train + val + test must be 1.0"),
-        ({"ingest.workflows": []}, "ingest.workflows"),
+        ({"ingest.workflows": []}, "ingest: name at least one source"),
+        ({"ingest.workflows": ["a b"]}, "ingest.workflows"),
+        ({"ingest.stampede": [{"name": "x"}]}, "ingest.stampede.0.url"),
         ({"text.template": "haiku"}, "text.template"),
         ({"base.sed": 3}, "base.sed"),
     ],

@@ -20,6 +20,9 @@ def test_pipeline_on_tiny_traces(make_flowbench, project):
 
     summary = ingest.run(cfg, root, progress=False)
     assert summary["tables"]["tiny"] == {
+        "kind": "flowbench",
+        "unlabelled": 0,
+        "operator_labels_applied": 0,
         "runs": 20,
         "jobs": 120,
         "anomalous": 21,
@@ -62,7 +65,7 @@ def test_a_split_left_empty_is_one_clear_error_and_nothing_is_written(make_flowb
     ingest.run(cfg, make_flowbench(n_runs=4), progress=False)  # too few runs for val
     validate.run(cfg)
     with pytest.raises(
-        ConfigError, match=r"val, test would hold no jobs \(4 runs.*ingest more runs"
+        ConfigError, match=r"val, test would hold no jobs \(4 runs.*ingest more labelled runs"
     ):
         prepare.run(cfg)
     assert not (cfg.paths.prepared / "train.parquet").exists()

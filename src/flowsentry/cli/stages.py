@@ -16,12 +16,19 @@ from flowsentry.errors import FlowsentryError
 def register(app: typer.Typer) -> None:
     @command(app)
     def ingest(cfg: Config, flowbench_dir: FlowbenchOption = None) -> None:
-        """Read Flow-Bench traces into one jobs table (Parquet) per workflow."""
+        """Read every source into one jobs table (Parquet) each: Flow-Bench workflows,
+        Pegasus stampede databases (ingest.stampede), live Pegasus runs from the inbox
+        (ingest.live); operators' labels (flowsentry label) are applied."""
         from flowsentry.stages import ingest as stage
 
         summary = stage.run(cfg, flowbench_dir, progress=progress())
         for name, t in summary["tables"].items():
-            console.print(f"{name}: {t['runs']} runs, {t['jobs']} jobs, {t['anomalous']} anomalous")
+            console.print(
+                f"{name}: {t['runs']} runs, {t['jobs']} jobs, {t['anomalous']} anomalous, "
+                f"{t['unlabelled']} unlabelled"
+            )
+            for uuid in t.get("still_running_not_read", []):
+                console.print(f"{name}: workflow {uuid} is still running: not read")
 
     @command(app)
     def inbox(

@@ -83,7 +83,33 @@ def load_dag(path: str | Path) -> dict[str, list[str]]:
     unknown = {child for children in dag.values() for child in children} - dag.keys()
     if unknown:
         raise DataError(path, f"children that are not jobs of the DAG: {sorted(unknown)[:5]}")
+    cycle = find_cycle(dag)
+    if cycle:
+        raise DataError(path, f"the DAG has a cycle: {' -> '.join(cycle)}")
     return dag
+
+
+def find_cycle(dag: dict[str, list[str]]) -> list[str] | None:
+    """One cycle of `dag` ({job: [child, ...]}) as [a, b, ..., a], or None if acyclic.
+    (A Pegasus DAG is acyclic by definition: a cycle means a damaged file.)"""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in dag:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(dag.get(start, ()))]
+        state[start] = 1
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                return [*path[path.index(child) :], child]
+            elif not state.get(child):
+                state[child] = 1
+                path.append(child)
+                stack.append(iter(dag.get(child, ())))
+    return None
 
 
 def _spread(names: list[str], max_runs: int | None) -> list[str]:
@@ -162,14 +188,18 @@ def read_run(stream: IO[bytes], origin: str, run: str) -> pd.DataFrame:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DataError(origin, f"required column missing{more}", field=missing[0])
-    extra = [c for c in raw.columns if c != "job" and c not in schema.RAW_COLUMNS]
+    known = (*schema.RAW_COLUMNS, *schema.OPTIONAL_COLUMNS)
+    extra = [c for c in raw.columns if c != "job" and c not in known]
     if extra:
         log.warning("%s: ignoring columns not in the Flow-Bench schema: %s", origin, extra)
+    for name in schema.OPTIONAL_COLUMNS:  # Flow-Bench's own CSVs never carry them
+        if name not in raw.columns:
+            raw[name] = ""
     raw["job"] = raw["job"].str.strip()
     if (raw["job"] == "").any():
         line = int(np.flatnonzero(raw["job"] == "")[0]) + 2  # the header is line 1
         raise DataError(origin, f"empty job id on line {line}", field="job")
-    raw = raw[["job", *schema.RAW_COLUMNS]]
+    raw = raw[["job", *schema.RAW_COLUMNS, *schema.OPTIONAL_COLUMNS]]
     raw.insert(0, "run", run)
     raw.insert(0, "_origin", origin)
     return raw
@@ -202,7 +232,7 @@ def to_jobs_table(raw: pd.DataFrame, workflow: str) -> pd.DataFrame:
     }
     for name in schema.STRINGS:
         out[name] = raw[name].mask(raw[name].isin(_MISSING)).astype("string")
-    for name in schema.INTEGERS:
+    for name in (*schema.INTEGERS, *schema.PEGASUS_INTEGERS):
         values = _numeric(raw[name], origin, jobs, name)
         fractional = values.notna() & (values != np.floor(values))
         if fractional.any():
@@ -211,14 +241,19 @@ def to_jobs_table(raw: pd.DataFrame, workflow: str) -> pd.DataFrame:
         if huge.any():
             _fail(origin, name, jobs, raw[name], huge, "is too large for a whole-number column")
         out[name] = values.astype("Int64")
-    for name in schema.FLOATS:
+    for name in (*schema.FLOATS, *schema.PEGASUS_FLOATS):
         out[name] = _numeric(raw[name], origin, jobs, name)
     out["task"] = derive_task(out["kickstart_transformations"], out["job"])
     anomaly = raw["anomaly_type"].str.strip()
-    # Flow-Bench writes `None` for a normal job; an empty cell stays missing.
+    # Flow-Bench writes `None` for a normal job; an empty cell stays missing; a job nobody
+    # labelled (`unknown`) has no label.
     anomaly = anomaly.mask(anomaly == "").str.lower().astype("string")
     out["anomaly_type"] = anomaly
-    out["label"] = (anomaly != schema.NORMAL).astype("Int64").where(anomaly.notna())
+    out["label"] = (
+        (anomaly != schema.NORMAL)
+        .astype("Int64")
+        .where(anomaly.notna() & (anomaly != schema.UNKNOWN))
+    )
     frame = pd.DataFrame(out)
     return frame[list(schema.JOBS_COLUMNS)].astype(schema.JOBS_COLUMNS)
 

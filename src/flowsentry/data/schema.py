@@ -58,12 +58,22 @@ STRINGS = (
     "kickstart_executables_argv",
 )
 
+# What a Pegasus installation records and Flow-Bench lacks (stampede database and
+# monitord events; missing in Flow-Bench tables): the largest resident set of the job's
+# invocations (KiB), its CPU time over wall time, its earlier attempts, and the seconds
+# HTCondor held it.
+PEGASUS_FLOATS = ("maxrss", "avg_cpu", "held_time")
+PEGASUS_INTEGERS = ("retries",)
+PEGASUS = PEGASUS_FLOATS + PEGASUS_INTEGERS
+
 FLOATS = TIMESTAMPS + DELAYS + BYTES + RATES + CPU_TIME + KICKSTART_COUNTERS
 # Quantities that can never be negative (seconds, bytes, counters).
-NON_NEGATIVE = DELAYS + BYTES + RATES + CPU_TIME + KICKSTART_COUNTERS
+NON_NEGATIVE = DELAYS + BYTES + RATES + CPU_TIME + KICKSTART_COUNTERS + PEGASUS_FLOATS
 
 # Every column a Flow-Bench CSV must carry (besides the unnamed job-id column).
 RAW_COLUMNS = ("anomaly_type", *STRINGS, *INTEGERS, *FLOATS)
+# Columns a run CSV may carry besides (a Pegasus run written by `flowsentry listen`).
+OPTIONAL_COLUMNS = PEGASUS
 
 # (earlier, later): where both are present, later >= earlier.
 TIMESTAMP_ORDER = (
@@ -104,18 +114,25 @@ UPPER_BOUNDS: dict[str, float] = {
     "kickstart_online_write_system_calls": MAX_CALLS,
     "kickstart_online_bytes_read_per_second": MAX_BYTES_PER_SECOND,
     "kickstart_online_bytes_written_per_second": MAX_BYTES_PER_SECOND,
+    "maxrss": MAX_BYTES / 1024,  # KiB
+    "avg_cpu": 4096.0,  # cores busy on average
+    "held_time": MAX_DELAY_SECONDS,
 }
 # Whole-number columns: clustering is a flag; statuses and exit codes are small integers.
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "is_clustered": (0, 1),
     "kickstart_status": (-(2**31), 2**31 - 1),
     "kickstart_executables_exitcode": (-(2**31), 2**31 - 1),
+    "retries": (0, 1_000_000),
 }
 
 NORMAL = "none"
+# A job nobody labelled yet (a Pegasus installation's runs): its `label` is missing.
+UNKNOWN = "unknown"
 # Anomalies injected by Flow-Bench: cpu_K (K cores withheld), hdd_K (disk capped).
-# `unspecified` is for sources that carry only a binary label (the paper's text CSVs).
-ANOMALY_TYPES = ("none", "cpu_2", "cpu_3", "cpu_4", "hdd_5", "hdd_10", "unspecified")
+# `unspecified` is for sources that carry only a binary label (the paper's text CSVs, and
+# a job an operator marked anomalous).
+ANOMALY_TYPES = ("none", "cpu_2", "cpu_3", "cpu_4", "hdd_5", "hdd_10", "unspecified", UNKNOWN)
 
 # The jobs table, in column order, with pandas dtypes.
 JOBS_COLUMNS: dict[str, str] = {
@@ -123,6 +140,8 @@ JOBS_COLUMNS: dict[str, str] = {
     **{name: "string" for name in STRINGS},
     **{name: "Int64" for name in INTEGERS},
     **{name: "float64" for name in FLOATS},
+    **{name: "float64" for name in PEGASUS_FLOATS},
+    **{name: "Int64" for name in PEGASUS_INTEGERS},
     "anomaly_type": "string",
     "label": "Int64",
 }

@@ -48,12 +48,15 @@ def _checker(spec: dict[str, Any]) -> Callable[[pd.DataFrame, Path], str | None]
 def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> dict[str, Any]:
     base = read_suite(cfg.paths.gx_suite)
     checks, known = {}, {}
-    for workflow in cfg.ingest.workflows:
+    # Flow-Bench workflows (checked against their DAG) and live Pegasus workflows
+    # (`flowsentry listen` writes their finished runs here; each run has a DAG of its own).
+    tables = {wf: wf for wf in cfg.ingest.workflows} | {wf: f"live_{wf}" for wf in cfg.ingest.live}
+    for workflow, name in tables.items():
         spec = {**base, "expectations": list(base["expectations"])}
         dag = cfg.paths.dag(workflow)
-        if dag.exists():
+        if workflow in cfg.ingest.workflows and dag.exists():
             spec["expectations"].append(dag_expectation(list(load_dag(dag)), str(dag)))
         checks[workflow] = _checker(spec)
-        table = cfg.paths.jobs / f"{workflow}.parquet"
+        table = cfg.paths.jobs / f"{name}.parquet"
         known[workflow] = run_digests(read_table(table)) if table.exists() else {}
     return collect(inbox, cfg.paths.raw, cfg.paths.quarantine, known, checks, report)

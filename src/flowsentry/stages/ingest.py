@@ -1,8 +1,10 @@
-"""Ingest: Flow-Bench traces (FLOWBENCH_DIR or a verified download) -> jobs tables.
+"""Ingest: every source -> one jobs table each.
 
-Every source is parsed before anything is written; raw copies and tables are then
-written atomically. A broken file stops the stage and leaves what was already
-ingested as it was.
+Sources: Flow-Bench traces (FLOWBENCH_DIR or a verified download), paper-format text
+CSVs, Pegasus stampede databases, and the runs of live Pegasus workflows accepted from
+the inbox. The operators' labels (`paths.labels`) are applied to every table. Every
+source is parsed before anything is written; raw copies and tables are then written
+atomically. A broken file stops the stage and leaves what was already ingested as it was.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from typing import Any
 import pandas as pd
 
 from flowsentry.config import Config
-from flowsentry.data import download, flowbench
-from flowsentry.data.flowbench import DAG_FOLDER
+from flowsentry.data import download, flowbench, schema
+from flowsentry.data.flowbench import DAG_FOLDER, find_cycle
+from flowsentry.data.labels import apply_labels, read_labels
+from flowsentry.data.stampede import read_stampede
 from flowsentry.data.textsource import read_text_source
 from flowsentry.errors import DataError, SourceUnavailable
 from flowsentry.io import file_digest, write_json, write_parquet
-from flowsentry.stages.tables import table_refs
+from flowsentry.stages.tables import dags_path, table_refs
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,11 @@ def run(
 ) -> dict[str, Any]:
     """Read every configured source into `paths.jobs/<table>.parquet`; returns a summary."""
     root = Path(flowbench_dir).expanduser().resolve() if flowbench_dir else None
+    labels = read_labels(cfg.paths.labels)  # a bad labels file stops before anything
     sources = _sources(cfg, root, progress)
     parsed: dict[str, pd.DataFrame] = {}
+    notes: dict[str, dict[str, Any]] = {}
+    dags: dict[str, dict[str, dict[str, list[str]]]] = {}
     for source in sources:
         table = flowbench.read_workflow(source, progress=progress, max_runs=cfg.ingest.max_runs)
         if source.dag is None:
@@ -90,8 +97,30 @@ def run(
         flowbench.load_dag(source.dag)  # a broken DAG file stops here, before writing
         parsed[source.workflow] = table
     refs = table_refs(cfg)
-    for ref, text_source in zip(refs[len(sources) :], cfg.ingest.text_sources, strict=True):
-        parsed[ref.name] = read_text_source(text_source.path, text_source.workflow)
+    texts = iter(cfg.ingest.text_sources)
+    stampedes = iter(cfg.ingest.stampede)
+    for ref in refs[len(sources) :]:
+        if ref.kind == "text":
+            text_source = next(texts)
+            parsed[ref.name] = read_text_source(text_source.path, text_source.workflow)
+        elif ref.kind == "stampede":
+            database = read_stampede(next(stampedes).url, ref.workflow or None)
+            for run, dag in database.dags.items():
+                cycle = find_cycle(dag)
+                if cycle:
+                    raise DataError(database.url, f"run {run}: the DAG has a cycle: "
+                                    + " -> ".join(cycle), field="job_edge")  # fmt: skip
+            parsed[ref.name], dags[ref.name] = database.jobs, database.dags
+            notes[ref.name] = {
+                "source": database.url,
+                "still_running_not_read": database.running,
+                "jobs_never_submitted": database.never_submitted,
+            }
+        else:  # live: the runs `flowsentry listen` wrote, accepted from the inbox
+            parsed[ref.name] = _live_runs(cfg, ref.workflow, progress)
+    applied: dict[str, int] = {}
+    for name, table in parsed.items():
+        parsed[name], applied[name] = apply_labels(table, labels)
 
     # Everything parsed: now write (raw copies first, then the tables).
     if root is not None:
@@ -106,13 +135,21 @@ def run(
                 f"{DAG_FOLDER}/{source.dag.name}",
                 None,
             )
-    summary: dict[str, Any] = {"source": str(root) if root else cfg.ingest.source_url, "tables": {}}
-    for name, table in parsed.items():
-        write_parquet(table, cfg.paths.jobs / f"{name}.parquet")
-        summary["tables"][name] = {
+    flowbench_source = (str(root) if root else cfg.ingest.source_url) if sources else None
+    summary: dict[str, Any] = {"source": flowbench_source, "tables": {}}
+    for ref in refs:
+        table = parsed[ref.name]
+        write_parquet(table, cfg.paths.jobs / f"{ref.name}.parquet")
+        if ref.name in dags:
+            write_json(dags[ref.name], dags_path(cfg, ref))
+        summary["tables"][ref.name] = {
+            "kind": ref.kind,
+            **notes.get(ref.name, {}),
             "runs": int(table["run"].nunique()),
             "jobs": len(table),
             "anomalous": int(table["label"].sum()),
+            "unlabelled": int(table["label"].isna().sum()),
+            "operator_labels_applied": applied[ref.name],
             "anomaly_types": {
                 str(k): int(v) for k, v in table["anomaly_type"].value_counts().items()
             },
@@ -123,9 +160,19 @@ def run(
     return summary
 
 
+def _live_runs(cfg: Config, workflow: str, progress: bool) -> pd.DataFrame:
+    """The runs of a live Pegasus workflow accepted from the inbox (none yet: no rows)."""
+    folder = _new_runs(cfg, workflow)
+    if not any(folder.glob("*.csv")):
+        log.info("live workflow '%s': no runs accepted from the inbox yet", workflow)
+        return schema.empty_jobs_table()
+    source = flowbench.WorkflowSource(workflow, folder, None)
+    return flowbench.read_workflow(source, progress=progress)
+
+
 def _remove_stale(folder: Path, keep: set[str]) -> None:
     """Drop tables of sources no longer configured (they are re-derivable from raw)."""
-    for path in folder.glob("*.parquet"):
-        if path.stem not in keep:
+    for path in [*folder.glob("*.parquet"), *folder.glob("*.dags.json")]:
+        if path.name not in {f"{k}.parquet" for k in keep} | {f"{k}.dags.json" for k in keep}:
             log.info("removing %s: its source is no longer in params.yaml", path)
             path.unlink()

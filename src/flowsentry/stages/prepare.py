@@ -55,25 +55,32 @@ def run(cfg: Config) -> dict[str, Any]:
         ],
         ignore_index=True,
     )
+    # Jobs nobody labelled (a Pegasus installation's runs) join no split: they are kept
+    # only as the siblings that give labelled jobs of their run their context.
+    labelled = jobs["label"].notna()
     split = assign_splits(
-        jobs,
+        jobs[labelled],
         cfg.split.method,
         (cfg.split.train, cfg.split.val, cfg.split.test),
         cfg.base.seed,
         cfg.split.manifest,
-    )
-    jobs = jobs.assign(split=split).dropna(subset=["split"]).reset_index(drop=True)
+    ).reindex(jobs.index)
+    jobs = jobs.assign(split=split)
+    jobs = jobs[jobs["split"].notna() | ~labelled].reset_index(drop=True)  # manifest omissions
     empty = [name for name in SPLITS if not (jobs["split"] == name).any()]
     if empty:  # training or thresholds would fail later, far from the cause
         raise ConfigError(
             f"split: {', '.join(empty)} would hold no jobs ({jobs['run'].nunique()} runs, "
-            f"method {cfg.split.method}, fractions {cfg.split.train}/{cfg.split.val}/"
-            f"{cfg.split.test}; by_run cuts each anomaly type's runs separately): "
-            "ingest more runs (ingest.max_runs) or change the split fractions"
+            f"{int(jobs['label'].notna().sum())} labelled jobs, method {cfg.split.method}, "
+            f"fractions {cfg.split.train}/{cfg.split.val}/{cfg.split.test}; by_run cuts each "
+            "anomaly type's runs separately): ingest more labelled runs (ingest.max_runs, "
+            "flowsentry label) or change the split fractions"
         )
     # What normal looks like, learned from the training split alone (data/evidence.py).
     profile = Profile.fit(jobs[jobs["split"] == "train"], level_features(cfg))
     jobs = add_context(jobs, profile)  # per run, from trace features only
+    unlabelled = int(jobs["label"].isna().sum())
+    jobs = jobs[jobs["split"].notna()].reset_index(drop=True)
     jobs["sentence"] = sentences(
         jobs, cfg.text.template, features_of(cfg.text.feature_set), profile=profile
     )
@@ -81,6 +88,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "template": cfg.text.template,
         "feature_set": cfg.text.feature_set,
         "split_method": cfg.split.method,
+        "unlabelled_jobs_as_context_only": unlabelled,
         "splits": {},
     }
     for name in SPLITS:

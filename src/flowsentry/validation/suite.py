@@ -44,8 +44,27 @@ def suite_spec() -> dict[str, Any]:
             column=column,
             type_list=_GX_TYPES[dtype],
         )
-    for column in ("workflow", "run", "job", "task", "anomaly_type", "label"):
+    for column in ("workflow", "run", "job", "task", "anomaly_type"):
         add("expect_column_values_to_not_be_null", "row", f"{column} is missing", column=column)
+    # A job nobody labelled says so (anomaly_type unknown) and has no label; every other
+    # job has one.
+    unknown = f'anomaly_type=="{schema.UNKNOWN}"'
+    add(
+        "expect_column_values_to_not_be_null",
+        "row",
+        "label is missing",
+        column="label",
+        row_condition=f'anomaly_type!="{schema.UNKNOWN}"',
+        condition_parser="pandas",
+    )
+    add(
+        "expect_column_values_to_be_null",
+        "row",
+        f"a job of anomaly_type {schema.UNKNOWN} has a label",
+        column="label",
+        row_condition=unknown,
+        condition_parser="pandas",
+    )
     add(
         "expect_compound_columns_to_be_unique",
         "row",
