@@ -6,13 +6,13 @@ import sqlite3
 
 import pandas as pd
 import pytest
+from tests.pegasus.conftest import DATABASES
 
 from flowsentry.config import config_from_dict
 from flowsentry.data import schema
 from flowsentry.data.stampede import read_stampede
 from flowsentry.errors import DataError
 from flowsentry.stages import ingest, prepare, validate
-from tests.pegasus.conftest import DATABASES
 
 
 def sql(path, query: str) -> list[tuple]:
