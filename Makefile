@@ -58,3 +58,14 @@ quality-table: $(STAMP)
 	  $(VENV)/bin/flowsentry experiment quality --workflow $$wf $(TREES) \
 	    --set split.method=random --set evaluate.online_max_jobs=200 || exit 1; \
 	done
+
+# What a Pegasus installation's records cost (README "Pegasus features"): every feature
+# detector on the full evidence, on what a stampede database holds (pegasus) and on what
+# pegasus-monitord's default events carry (monitord), three workflows, whole runs held out.
+pegasus-features: $(STAMP)
+	for wf in 1000genome montage predict_future_sales; do \
+	  for fs in evidence pegasus monitord; do \
+	    $(VENV)/bin/flowsentry experiment quality --workflow $$wf $(TREES) --tag $${wf}_by_run_trees_$$fs \
+	      --set train.features=$$fs --set evaluate.online_max_jobs=200 || exit 1; \
+	  done; \
+	done

@@ -169,7 +169,18 @@ class ValidateParams(_Section):
     )
 
 
-FeatureSet = Literal["paper", "extended", "context", "relative", "evidence", "evidence_compact"]
+FeatureSet = Literal[
+    "paper",
+    "extended",
+    "context",
+    "relative",
+    "evidence",
+    "evidence_compact",
+    "pegasus",  # what a stampede database records (flowsentry.data.sources)
+    "pegasus_compact",
+    "monitord",  # what pegasus-monitord's default AMQP events carry
+    "monitord_compact",
+]
 
 
 class TextParams(_Section):
@@ -351,6 +362,11 @@ class ServeParams(_Section):
     max_runs: int = Field(2000, ge=1, description="Runs held; the least recently used go.")
     max_jobs_per_run: int = Field(10000, ge=1, description="Jobs held a run; later ones not kept.")
     run_idle_seconds: float = Field(21600.0, gt=0, description="A run untouched this long goes.")
+    source: Literal["flowbench", "stampede", "monitord"] = Field(
+        "flowbench",
+        description="What the service is fed (flowsentry.data.sources): a champion that reads "
+        "a measure this source never records is refused at load, in one line.",
+    )
 
 
 class SweepParams(_Section):

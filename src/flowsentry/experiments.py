@@ -43,7 +43,9 @@ def workspace(cfg: Config, workflow: str, root: Path) -> Config:
     """`cfg` for one workflow with every artifact path under `root`."""
     return cfg.under(root, artifacts_only=True).model_copy(
         update={
-            "ingest": cfg.ingest.model_copy(update={"workflows": (workflow,), "text_sources": ()}),
+            "ingest": cfg.ingest.model_copy(
+                update={"workflows": (workflow,), "text_sources": (), "stampede": (), "live": ()}
+            ),
         }
     )
 
@@ -311,13 +313,18 @@ def debias(
 
 
 def quality(
-    cfg: Config, workflow: str, flowbench_dir: str | Path | None, progress: bool = True
+    cfg: Config,
+    workflow: str,
+    flowbench_dir: str | Path | None,
+    progress: bool = True,
+    tag: str | None = None,
 ) -> dict[str, Any]:
     """The default pipeline (ingest -> evaluate, params.yaml) on one workflow, in its own
     workspace; reports every candidate on validation and test under the configured
     split (`--set split.method=random` for the paper's protocol)."""
     method = cfg.split.method
-    root = cfg.paths.reports / "experiments" / "work" / f"quality-{workflow}-{method}"
+    tag = tag or f"{workflow}_{method}"
+    root = cfg.paths.reports / "experiments" / "work" / f"quality-{tag}"
     sub = workspace(cfg, workflow, root)
     started = time.perf_counter()
     ran = pipeline.run(sub, until="evaluate", flowbench_dir=flowbench_dir, progress=progress)
@@ -328,6 +335,7 @@ def quality(
         "split": report["split"],
         "template": cfg.text.template,
         "feature_set": cfg.text.feature_set,
+        "features": cfg.train.features,
         "sft_train_jobs": cfg.train.max_train_samples,
         "ranking_on_validation": report["ranking_on_validation"],
         "candidates": {
@@ -343,5 +351,5 @@ def quality(
         "paper_sft_accuracy_random_split": PAPER_SFT_ACCURACY.get(workflow),
         "pipeline_seconds": round(time.perf_counter() - started, 1),
     }
-    write_json(result, cfg.paths.reports / "experiments" / f"quality_{workflow}_{method}.json")
+    write_json(result, cfg.paths.reports / "experiments" / f"quality_{tag}.json")
     return result

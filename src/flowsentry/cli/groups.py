@@ -148,12 +148,19 @@ def experiment_quality(
     cfg: Config,
     workflow: Annotated[str, typer.Option(help="Workflow to run the default pipeline on.")],
     flowbench_dir: FlowbenchOption = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            help="Names the workspace and the result file (quality_<tag>.json); default "
+            "<workflow>_<split method>. Give one per variant, e.g. per feature set."
+        ),
+    ] = None,
 ) -> None:
     """The default pipeline on one workflow: every candidate on validation and test
     (by_run split by default; --set split.method=random for the paper's protocol)."""
     from flowsentry import experiments
 
-    result = experiments.quality(cfg, workflow, flowbench_dir, progress=progress())
+    result = experiments.quality(cfg, workflow, flowbench_dir, progress=progress(), tag=tag)
     typer.echo(json.dumps(result, indent=1))
 
 

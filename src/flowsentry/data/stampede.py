@@ -63,9 +63,10 @@ from flowsentry.errors import DataError
 
 log = logging.getLogger(__name__)
 
-#: stampede schema versions read here (`dbversion.version_number`; Pegasus 4.9 - 5.x
-#: write 14; the tables and columns read below are the same since version 8).
-SUPPORTED_VERSIONS = range(8, 15)
+#: stampede schema versions read here (`dbversion.version_number`): 14 is pegasus-wms
+#: 5.x's CURRENT_DB_VERSION; 13 added invocation.maxrss and avg_cpu, read below. An
+#: older database is upgraded in place by `pegasus-db-admin update`.
+SUPPORTED_VERSIONS = range(13, 15)
 #: table -> the columns read from it
 COLUMNS: dict[str, tuple[str, ...]] = {
     "workflow": ("wf_id", "wf_uuid", "dax_label", "parent_wf_id", "root_wf_id"),
@@ -289,7 +290,7 @@ def _held(states: pd.DataFrame) -> pd.Series:
     return pd.Series(total, dtype="float64")
 
 
-def _invocations(invocations: pd.DataFrame) -> pd.DataFrame:
+def summarize_invocations(invocations: pd.DataFrame) -> pd.DataFrame:
     """Per job instance, its tasks' invocations summed up (the post script's excluded)."""
     tasks = invocations[pd.to_numeric(invocations["task_submit_seq"]) >= 0].copy()
     for column in ("remote_duration", "remote_cpu_time", "maxrss", "avg_cpu", "exitcode"):
@@ -369,19 +370,31 @@ def _assemble(
     labels = last["wf_id"].map(wf["dax_label"])
     last["workflow"] = workflow_name or labels.fillna("pegasus").astype(str)
     last["ready"] = _ready(last, tables["job_edge"], tables["workflowstate"])
-    last = last.join(_invocations(tables["invocation"]), on="job_instance_id")
+    last = last.join(summarize_invocations(tables["invocation"]), on="job_instance_id")
     hosts = tables["host"].set_index("host_id")["hostname"]
     last["kickstart_hostname"] = last["host_id"].map(hosts)
-    table = _jobs_table(last)
+    table = jobs_table(last)
     dags = _dags(tables["job_edge"], jobs, wf)
     log.info("%s: %d runs, %d jobs (%d still running, not read)", shown,
              table["run"].nunique(), len(table), len(running))  # fmt: skip
     return StampedeRead(shown, table, dags, running, never)
 
 
+def ready_time(
+    parent_ends: list[float], previous_end: float, starts: np.ndarray, submit: float
+) -> float:
+    """When a job became ready: the latest of its parents' ends, its previous attempt's
+    end and the workflow's last (re)start before it was submitted (sorted `starts`)."""
+    candidates = [*parent_ends, previous_end]
+    if len(starts):
+        before = starts[starts <= submit] if not pd.isna(submit) else starts[:1]
+        candidates.append(before[-1] if len(before) else starts[0])
+    values = [float(c) for c in candidates if not pd.isna(c)]
+    return max(values) if values else np.nan
+
+
 def _ready(last: pd.DataFrame, edges: pd.DataFrame, states: pd.DataFrame) -> pd.Series:
-    """When each job became ready: the latest of its parents' ends, its previous
-    attempt's end and the workflow's (re)start before its submission."""
+    """`ready_time` of every last attempt, from job_edge and workflowstate."""
     end = {
         (int(w), str(j)): e
         for w, j, e in zip(last["wf_id"], last["exec_job_id"], last["_end"], strict=True)
@@ -395,24 +408,30 @@ def _ready(last: pd.DataFrame, edges: pd.DataFrame, states: pd.DataFrame) -> pd.
         timestamp=lambda f: pd.to_numeric(f["timestamp"], errors="coerce")
     )
     started = {int(w): np.sort(rows["timestamp"].to_numpy()) for w, rows in starts.groupby("wf_id")}
-    ready = []
-    for w, job, submit, previous in zip(
-        last["wf_id"], last["exec_job_id"], last["submit"], last["_previous_end"], strict=True
-    ):
-        w = int(w)
-        candidates = [end.get((w, p), np.nan) for p in parents.get((w, str(job)), [])]
-        candidates.append(previous)
-        restarts = started.get(w, np.array([]))
-        if len(restarts):
-            before = restarts[restarts <= submit] if not pd.isna(submit) else restarts[:1]
-            candidates.append(before[-1] if len(before) else restarts[0])
-        values = [float(c) for c in candidates if not pd.isna(c)]
-        ready.append(max(values) if values else np.nan)
+    ready = [
+        ready_time(
+            [end.get((int(w), p), np.nan) for p in parents.get((int(w), str(job)), [])],
+            previous,
+            started.get(int(w), np.array([])),
+            submit,
+        )
+        for w, job, submit, previous in zip(
+            last["wf_id"], last["exec_job_id"], last["submit"], last["_previous_end"], strict=True
+        )
+    ]
     return pd.Series(ready, index=last.index, dtype="float64")
 
 
-def _jobs_table(last: pd.DataFrame) -> pd.DataFrame:
-    """The last attempts, in the jobs table's columns and dtypes."""
+def jobs_table(last: pd.DataFrame) -> pd.DataFrame:
+    """Job attempts as rows of the jobs table (columns and dtypes).
+
+    `last` holds one row an attempt with Pegasus's names (`exec_job_id`, `type_desc`,
+    `clustered`, `user`, `site`, `exitcode`, `executable`, `argv`), the state times
+    (`pre_script_start/end`, `submit`, `execute_start/end`, `post_script_start/end`),
+    `ready`, `retries`, `held_time`, the invocations' summary (`summarize_invocations`)
+    and `kickstart_hostname`; a record without state times may carry `local_duration`
+    (HTCondor's execute to terminate) for its runtime. The stampede reader and the live
+    listener both build their rows here, so the two agree field by field."""
     out = pd.DataFrame(index=last.index)
     out["workflow"] = last["workflow"]
     out["run"] = last["run"]
@@ -431,6 +450,8 @@ def _jobs_table(last: pd.DataFrame) -> pd.DataFrame:
     out["pre_script_delay"] = last["pre_script_end"] - last["pre_script_start"]
     out["queue_delay"] = last["execute_start"] - last["submit"]
     out["runtime"] = last["execute_end"] - last["execute_start"]
+    if "local_duration" in last:  # monitord's default events carry no state times
+        out["runtime"] = out["runtime"].fillna(pd.to_numeric(last["local_duration"]))
     out["post_script_delay"] = last["post_script_end"] - last["post_script_start"]
     out["retries"] = last["retries"]
     out["task"] = derive_task(

@@ -20,6 +20,8 @@ import pandas as pd
 from pydantic import BaseModel
 
 from flowsentry.data.context import CONTEXT_COLUMNS, derived_columns
+from flowsentry.data.sources import measures_read, missing_measures, scorable_sources
+from flowsentry.errors import FlowsentryError
 from flowsentry.models.detector import Detector as Predictor
 from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
@@ -37,6 +39,20 @@ class NotExplainable(ValueError):
     """explain was asked of a model that cannot reason in words (a fine-tuned encoder)."""
 
 
+def check_source(tag: str, predictor: Predictor, source: str) -> None:
+    """Refuse (one line) a model that reads measures `source` never records: it would
+    judge every job with those measures unknown, which it was never trained to do."""
+    missing = missing_measures(source, predictor.features)
+    if missing:
+        fits = scorable_sources(predictor.features)
+        raise FlowsentryError(
+            f"{tag} reads {', '.join(missing)}, which a '{source}' source never records: "
+            f"it can score {', '.join(fits)} records only; serve a model trained with "
+            f"train.features={'monitord' if source == 'monitord' else 'pegasus'} "
+            "(or set serve.source to what clients really send)"
+        )
+
+
 class Detector:
     """Scores job records with the current model; see the module docstring."""
 
@@ -48,6 +64,7 @@ class Detector:
         follow_champion: bool = True,
         confident_band: float = 0.4,
         runs: RunStore | None = None,
+        source: str = "flowbench",
     ) -> None:
         self._loader = loader or load_detector
         self._lock = threading.Lock()
@@ -56,6 +73,7 @@ class Detector:
         self.follow_champion = follow_champion
         self.confident_band = confident_band
         self.runs = runs
+        self.source = source
         if follow_champion:
             self._stamp = self._pointer_stamp()
             champion = store.champion_tag()
@@ -63,8 +81,10 @@ class Detector:
                 log.info("the registry's champion is %s (asked for %s): serving it", champion, tag)
                 tag, path = champion, store.get(champion).path
         # One tuple, replaced whole: a request never sees a tag with another's model.
-        self._serving: tuple[str, Predictor] = (tag, self._loader(Path(path)))
-        log.info("serving %s", tag)
+        predictor = self._loader(Path(path))
+        check_source(tag, predictor, source)
+        self._serving: tuple[str, Predictor] = (tag, predictor)
+        log.info("serving %s (%s records)", tag, source)
 
     @property
     def tag(self) -> str:
@@ -104,6 +124,10 @@ class Detector:
         """Load `champion` (off the request threads) and serve it from then on."""
         try:
             predictor = self._loader(Path(store.get(champion).path))
+            check_source(champion, predictor, self.source)
+        except FlowsentryError as exc:
+            log.error("not serving champion %s: %s; still serving %s", champion, exc, self.tag)
+            return
         except Exception:  # a broken model must not take the service down
             log.exception("could not load champion %s; still serving %s", champion, self.tag)
             return
@@ -224,4 +248,7 @@ class Detector:
             metrics=meta.get("validation") or training.get("val", {}),
             run_store=None if self.runs is None else self.runs.settings(),
             runtime=meta.get("runtime"),
+            source=self.source,
+            measures_read=sorted(measures_read(predictor.features)),
+            scorable_sources=scorable_sources(predictor.features),
         )

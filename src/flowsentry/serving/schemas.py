@@ -139,3 +139,10 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
     run_store: dict[str, Any] | None = None  # kind, bounds, runs held; None: no store
     runtime: dict[str, Any] | None = None  # a language model's ONNX file: int8 or not, why
+    source: str = Field("flowbench", description="What this service is fed (serve.source).")
+    measures_read: list[str] = Field(
+        default_factory=list, description="The recorded measures the model's features need."
+    )
+    scorable_sources: list[str] = Field(
+        default_factory=list, description="Sources whose records carry every one of them."
+    )

@@ -69,7 +69,9 @@ class AnomalyDetector:
             ARGUMENTS.run_idle_seconds,
             redis_url,
         )
-        self.detector = Detector(str(self.model.tag), self.model.path, runs=runs)
+        self.detector = Detector(
+            str(self.model.tag), self.model.path, runs=runs, source=ARGUMENTS.source
+        )
 
     # The batcher sheds load (503) when it predicts missing max_latency_ms: CPU needs room.
     @bentoml.api(

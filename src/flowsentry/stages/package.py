@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from flowsentry.config import Config
+from flowsentry.data.sources import missing_measures
 from flowsentry.errors import FlowsentryError
+from flowsentry.models.detector import read_metadata
 from flowsentry.io import write_json
 from flowsentry.registry import store
 
@@ -25,6 +27,14 @@ def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]
     if champion is None:
         raise FlowsentryError(
             "no champion in the registry: nothing to package (see reports/gate.json)"
+        )
+    features = read_metadata(store.get(champion).path).get("features") or []
+    missing = missing_measures(cfg.serve.source, features)
+    if missing:  # the service would refuse it at load: say so now, before building
+        raise FlowsentryError(
+            f"{champion} reads {', '.join(missing)}, which a '{cfg.serve.source}' source "
+            f"(serve.source) never records; train it with train.features="
+            f"{'monitord' if cfg.serve.source == 'monitord' else 'pegasus'}"
         )
     # reload: a long-lived process (a Prefect worker) imported the service module for an
     # earlier build; BentoML re-imports it so the class reads this build's argument.

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from flowsentry.data import schema
-from flowsentry.data.context import CONTEXT_COLUMNS, HOST_CONTEXT, TASK_RATIOS
+from flowsentry.data.context import CONTEXT_COLUMNS, CONTEXT_MEASURES, HOST_CONTEXT, TASK_RATIOS
 from flowsentry.data.evidence import (
     EVIDENCE_COLUMNS,
     EVIDENCE_MEASURE,
@@ -63,6 +63,39 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # with the `levels` template about 40 tokens a job, for the language models.
     "evidence_compact": ("task", *(c for m in MEASURES[:6] for c in evidence_columns(m))),
 }
+
+
+def _measures_set(measures: Sequence[str]) -> tuple[str, ...]:
+    """A feature set over `measures` only: the task, the values, each one against its
+    task in the run and its host's slowdown (where data/context has them), then each
+    one against normal for the job, its host and its run (data/evidence)."""
+    in_context = [m for m in CONTEXT_MEASURES if m in measures]
+    return (
+        "task",
+        *measures,
+        *(f"{m}_vs_task" for m in in_context),
+        *(f"host_{m}_{stat}" for m in in_context for stat in ("mean", "median")),
+        *(c for m in measures for c in evidence_columns(m)),
+    )
+
+
+# What a Pegasus installation records without Panorama (flowsentry.data.sources): the
+# stampede database (and monitord's full event stream) has the three delays, the runtime
+# and the CPU time; monitord's default AMQP events only the runtime and the CPU time.
+PEGASUS_MEASURES: tuple[str, ...] = (
+    "wms_delay",
+    "queue_delay",
+    "runtime",
+    "post_script_delay",
+    "kickstart_executables_cpu_time",
+)
+MONITORD_MEASURES: tuple[str, ...] = ("runtime", "kickstart_executables_cpu_time")
+for _name, _measures in (("pegasus", PEGASUS_MEASURES), ("monitord", MONITORD_MEASURES)):
+    FEATURE_SETS[_name] = _measures_set(_measures)  # the feature detectors
+    FEATURE_SETS[f"{_name}_compact"] = (  # the language model's sentence
+        "task",
+        *(c for m in _measures for c in evidence_columns(m)),
+    )
 SHORT_NAMES: dict[str, str] = {
     "task": "task",
     "wms_delay": "wms",
