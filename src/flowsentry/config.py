@@ -369,6 +369,47 @@ class ServeParams(_Section):
     )
 
 
+class ListenParams(_Section):
+    """`flowsentry listen`: pegasus-monitord's events from RabbitMQ -> scores and alerts."""
+
+    url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/pegasus",
+        description="The broker monitord publishes to (amqp://user:pass@host:port/vhost); "
+        "${VAR} is read from the environment (passwords).",
+    )
+    exchange: str = Field("pegasus-events", description="monitord's topic exchange.")
+    queue: str = Field(
+        "flowsentry",
+        description="The listener's own durable queue (quorum: survives a "
+        "broker restart with the messages in it).",
+    )
+    model: str | None = Field(
+        None,
+        description="Scores monitord's default events: a registry tag or model folder whose "
+        "features those events carry (train.features=monitord); None: the champion.",
+    )
+    model_full: str | None = Field(
+        None,
+        description="Scores the full event stream (pegasus.catalog.workflow.events = "
+        "stampede.*): a model trained on what a stampede database records "
+        "(train.features=pegasus); None: `model` scores both.",
+    )
+    output: Path = Field(Path("live"), description="results.jsonl, alerts.jsonl, state.db.")
+    inbox: Path = Field(Path("inbox"), description="Each ended run goes here, unlabelled.")
+    webhook: str | None = Field(None, description="POST each alert (JSON) to this URL.")
+    prefect_events: bool = Field(True, description="Emit each alert as a Prefect event.")
+    batch_size: int = Field(500, ge=1, le=65535, description="Messages per batch (prefetch).")
+    batch_seconds: float = Field(0.05, gt=0, description="A partial batch waits this long.")
+    run_idle_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A run without events this long is closed (monitord's "
+        "default events announce no run's end).",
+    )
+    forget_after_days: float = Field(7.0, gt=0, description="Ended runs remembered this long.")
+    max_message_bytes: int = Field(1 << 20, ge=1024, description="Larger messages set aside.")
+
+
 class SweepParams(_Section):
     """Candidates trained in parallel on a Dask cluster (flows/sweep.py)."""
 
@@ -404,6 +445,7 @@ class Config(_Section):
     serve: ServeParams = ServeParams()
     icl: ICLParams = ICLParams()
     sweep: SweepParams = SweepParams()
+    listen: ListenParams = ListenParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -33,10 +33,16 @@ def test_every_real_database_ingests_with_the_counts_sql_gives(pegasus_dir, name
     path = pegasus_dir / DATABASES[name]
     read = read_stampede(f"sqlite:///{path}")
     # one row a job that was submitted at least once, of the workflows that ended
-    (jobs,) = sql(path, f"""SELECT COUNT(DISTINCT j.job_id) FROM job j
-        JOIN job_instance i ON i.job_id = j.job_id WHERE j.wf_id IN ({FINISHED})""")[0]
-    (runs,) = sql(path, f"""SELECT COUNT(DISTINCT j.wf_id) FROM job j
-        JOIN job_instance i ON i.job_id = j.job_id WHERE j.wf_id IN ({FINISHED})""")[0]
+    (jobs,) = sql(
+        path,
+        f"""SELECT COUNT(DISTINCT j.job_id) FROM job j
+        JOIN job_instance i ON i.job_id = j.job_id WHERE j.wf_id IN ({FINISHED})""",
+    )[0]
+    (runs,) = sql(
+        path,
+        f"""SELECT COUNT(DISTINCT j.wf_id) FROM job j
+        JOIN job_instance i ON i.job_id = j.job_id WHERE j.wf_id IN ({FINISHED})""",
+    )[0]
     (running,) = sql(path, f"SELECT COUNT(*) FROM workflow WHERE wf_id NOT IN ({FINISHED})")[0]
     assert len(read.jobs) == jobs and jobs > 0
     assert read.jobs["run"].nunique() == runs
@@ -92,8 +98,11 @@ def test_a_retried_job_is_its_last_attempt(pegasus_dir):
     path = pegasus_dir / DATABASES["process_wf_failure"]
     read = read_stampede(f"sqlite:///{path}")
     ls = read.jobs.set_index("job").loc["ls_ID0000001"]
-    attempts = sql(path, """SELECT i.exitcode FROM job_instance i JOIN job j USING (job_id)
-                            WHERE j.exec_job_id = 'ls_ID0000001' ORDER BY job_submit_seq""")
+    attempts = sql(
+        path,
+        """SELECT i.exitcode FROM job_instance i JOIN job j USING (job_id)
+                            WHERE j.exec_job_id = 'ls_ID0000001' ORDER BY job_submit_seq""",
+    )
     assert ls.retries == len(attempts) - 1 == 1
     assert ls.kickstart_status == attempts[-1][0] == 256
     assert read.never_submitted == 3  # the jobs after the failure never ran

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from flowsentry.cli import orchestration, stages
+from flowsentry.cli import orchestration, pegasus, stages
 from flowsentry.cli.groups import container_app, experiment_app, icl_app, registry_app
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 stages.register(app)
 orchestration.register(app)
+pegasus.register(app)
 app.add_typer(icl_app, name="icl")
 app.add_typer(registry_app, name="registry")
 app.add_typer(experiment_app, name="experiment")

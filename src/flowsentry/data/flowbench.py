@@ -321,3 +321,22 @@ def _fail(
         f"value '{values.iloc[first]}' for job '{jobs.iloc[first]}' {why}{more}",
         field=name,
     )
+
+
+def write_run_csv(jobs: pd.DataFrame, path: str | Path) -> Path:
+    """One run's jobs as a run CSV in Flow-Bench's layout (the unnamed job-id column,
+    then RAW_COLUMNS and the optional Pegasus columns), atomically: what `read_run`
+    reads back to the same jobs table."""
+    from flowsentry.io import atomic_path
+
+    frame = jobs.reset_index(drop=True)
+    out = pd.DataFrame({"": frame["job"].astype(str)})
+    for name in (*schema.RAW_COLUMNS, *schema.OPTIONAL_COLUMNS):
+        values = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index)
+        if name in schema.FLOATS or name in schema.PEGASUS_FLOATS:
+            values = values.astype("float64").map(lambda v: "" if pd.isna(v) else repr(float(v)))
+        out[name] = values.astype("string").fillna("")
+    path = Path(path)
+    with atomic_path(path, ".csv") as tmp:
+        out.to_csv(tmp, index=False)
+    return path

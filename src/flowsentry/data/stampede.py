@@ -422,7 +422,7 @@ def _ready(last: pd.DataFrame, edges: pd.DataFrame, states: pd.DataFrame) -> pd.
     return pd.Series(ready, index=last.index, dtype="float64")
 
 
-def jobs_table(last: pd.DataFrame) -> pd.DataFrame:
+def jobs_table(last: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
     """Job attempts as rows of the jobs table (columns and dtypes).
 
     `last` holds one row an attempt with Pegasus's names (`exec_job_id`, `type_desc`,
@@ -466,7 +466,8 @@ def jobs_table(last: pd.DataFrame) -> pd.DataFrame:
             out[column] = pd.to_numeric(out[column], errors="coerce").round().astype("Int64")
         else:
             out[column] = out[column].astype("string")
-    out = out.sort_values(["run", "submit", "job"], na_position="last", kind="stable")
+    if sort:  # by run, then in the order the jobs were submitted
+        out = out.sort_values(["run", "submit", "job"], na_position="last", kind="stable")
     return out[list(schema.JOBS_COLUMNS)].reset_index(drop=True)
 
 

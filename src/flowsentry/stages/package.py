@@ -10,8 +10,8 @@ from typing import Any
 from flowsentry.config import Config
 from flowsentry.data.sources import missing_measures
 from flowsentry.errors import FlowsentryError
-from flowsentry.models.detector import read_metadata
 from flowsentry.io import write_json
+from flowsentry.models.detector import read_metadata
 from flowsentry.registry import store
 
 log = logging.getLogger(__name__)
