@@ -290,6 +290,17 @@ def _held(states: pd.DataFrame) -> pd.Series:
     return pd.Series(total, dtype="float64")
 
 
+_SUMMARY_COLUMNS = (
+    "kickstart_executables_cpu_time",
+    "kickstart_executables_exitcode",
+    "kickstart_transformations",
+    "kickstart_executables",
+    "kickstart_executables_argv",
+    "maxrss",
+    "avg_cpu",
+)
+
+
 def summarize_invocations(invocations: pd.DataFrame) -> pd.DataFrame:
     """Per job instance, its tasks' invocations summed up (the post script's excluded)."""
     tasks = invocations[pd.to_numeric(invocations["task_submit_seq"]) >= 0].copy()
@@ -433,6 +444,9 @@ def jobs_table(last: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
     (HTCondor's execute to terminate) for its runtime. The stampede reader and the live
     listener both build their rows here, so the two agree field by field."""
     out = pd.DataFrame(index=last.index)
+    for column in _SUMMARY_COLUMNS:  # attempts without any invocation (none recorded yet)
+        if column not in last:
+            last = last.assign(**{column: np.nan})
     out["workflow"] = last["workflow"]
     out["run"] = last["run"]
     out["job"] = last["exec_job_id"].astype(str)

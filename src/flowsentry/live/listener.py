@@ -216,6 +216,7 @@ class Listener:
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadEvent(f"{name}: not JSON ({exc})") from None
         run = data.get("xwf_id") if isinstance(data, dict) else None
+        run = run if isinstance(run, str) else None  # the assembler says what is wrong
         event = event_id(name, body)
         if isinstance(run, str) and event in self.seen.get(run, ()):
             return None
