@@ -48,7 +48,7 @@ DATABASES = {
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
     """A real RabbitMQ node (the system's rabbitmq-server), for this test session."""
-    from tests.pegasus.broker import Broker, available
+    from flowsentry.live.broker import Broker, available
 
     if not available():
         message = "rabbitmq-server is not installed (apt-get install rabbitmq-server)"

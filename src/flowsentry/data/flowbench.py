@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import math
 import re
 import zipfile
 import zlib
@@ -323,20 +324,25 @@ def _fail(
     )
 
 
-def write_run_csv(jobs: pd.DataFrame, path: str | Path) -> Path:
+def write_run_csv(jobs: pd.DataFrame | list[dict], path: str | Path) -> Path:
     """One run's jobs as a run CSV in Flow-Bench's layout (the unnamed job-id column,
     then RAW_COLUMNS and the optional Pegasus columns), atomically: what `read_run`
-    reads back to the same jobs table."""
+    reads back to the same jobs table (floats written exactly, missing values empty)."""
     from flowsentry.io import atomic_path
 
-    frame = jobs.reset_index(drop=True)
-    out = pd.DataFrame({"": frame["job"].astype(str)})
-    for name in (*schema.RAW_COLUMNS, *schema.OPTIONAL_COLUMNS):
-        values = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index)
-        if name in schema.FLOATS or name in schema.PEGASUS_FLOATS:
-            values = values.astype("float64").map(lambda v: "" if pd.isna(v) else repr(float(v)))
-        out[name] = values.astype("string").fillna("")
+    records = jobs.to_dict("records") if isinstance(jobs, pd.DataFrame) else jobs
+    columns = (*schema.RAW_COLUMNS, *schema.OPTIONAL_COLUMNS)
+    floats = set(schema.FLOATS) | set(schema.PEGASUS_FLOATS)
+
+    def cell(name: str, value: object) -> str:
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return repr(float(value)) if name in floats else str(value)
+
     path = Path(path)
-    with atomic_path(path, ".csv") as tmp:
-        out.to_csv(tmp, index=False)
+    with atomic_path(path, ".csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["", *columns])
+        for record in records:
+            writer.writerow([record["job"], *(cell(c, record.get(c)) for c in columns)])
     return path

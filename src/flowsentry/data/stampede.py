@@ -48,9 +48,10 @@ Choices:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,39 +302,59 @@ _SUMMARY_COLUMNS = (
 )
 
 
+def _float(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+def summarize_attempt(invocations: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One attempt's invocations summed up (DAGMan's own pre/post script, whose
+    `task_submit_seq` is negative, excluded): CPU time summed, the first non-zero exit
+    code, transformations/executables/arguments joined (each once, in task order), the
+    largest maxrss, and CPU time over wall time weighted by each task's duration."""
+    tasks = sorted(
+        (i for i in invocations if _float(i.get("task_submit_seq")) >= 0),
+        key=lambda i: _float(i.get("task_submit_seq")),
+    )
+
+    def joined(key: str) -> str | None:
+        present = (t.get(key) for t in tasks)
+        words = dict.fromkeys(str(v) for v in present if v is not None and v == v)  # not NaN
+        return " ".join(words) or None
+
+    def numbers(key: str) -> list[float]:
+        return [v for t in tasks if not math.isnan(v := _float(t.get(key)))]
+
+    cpu, codes, rss = numbers("remote_cpu_time"), numbers("exitcode"), numbers("maxrss")
+    shares, durations = numbers("avg_cpu"), numbers("remote_duration")
+    products = (_float(t.get("avg_cpu")) * _float(t.get("remote_duration")) for t in tasks)
+    busy = [b for b in products if not math.isnan(b)]
+    total = sum(durations) if durations else math.nan
+    weighted = sum(busy) / total if busy and total > 0 else math.nan
+    return {
+        "kickstart_executables_cpu_time": sum(cpu) if cpu else math.nan,
+        "kickstart_executables_exitcode": next((int(c) for c in codes if c != 0), 0)
+        if codes
+        else None,
+        "kickstart_transformations": joined("transformation"),
+        "kickstart_executables": joined("executable"),
+        "kickstart_executables_argv": joined("argv"),
+        "maxrss": max(rss) if rss else math.nan,
+        "avg_cpu": weighted if not math.isnan(weighted)
+        else (sum(shares) / len(shares) if shares else math.nan),
+    }  # fmt: skip
+
+
 def summarize_invocations(invocations: pd.DataFrame) -> pd.DataFrame:
-    """Per job instance, its tasks' invocations summed up (the post script's excluded)."""
-    tasks = invocations[pd.to_numeric(invocations["task_submit_seq"]) >= 0].copy()
-    for column in ("remote_duration", "remote_cpu_time", "maxrss", "avg_cpu", "exitcode"):
-        tasks[column] = pd.to_numeric(tasks[column], errors="coerce")
-    tasks["_busy"] = tasks["avg_cpu"] * tasks["remote_duration"]
-    tasks = tasks.sort_values(["job_instance_id", "task_submit_seq"])
-    grouped = tasks.groupby("job_instance_id")
-
-    def joined(column: str) -> pd.Series:
-        return grouped[column].agg(
-            lambda v: " ".join(dict.fromkeys(str(x) for x in v if pd.notna(x))) or None
-        )
-
-    duration = grouped["remote_duration"].sum(min_count=1)
-    busy = grouped["_busy"].sum(min_count=1)
-    exitcodes = grouped["exitcode"].agg(
-        lambda v: next(
-            (int(x) for x in v if pd.notna(x) and x != 0), 0 if v.notna().any() else None
-        )
-    )
-    return pd.DataFrame(
-        {
-            "kickstart_executables_cpu_time": grouped["remote_cpu_time"].sum(min_count=1),
-            "kickstart_executables_exitcode": exitcodes,
-            "kickstart_transformations": joined("transformation"),
-            "kickstart_executables": joined("executable"),
-            "kickstart_executables_argv": joined("argv"),
-            "maxrss": grouped["maxrss"].max(),
-            # CPU time over wall time, weighted by duration (a cluster's tasks together)
-            "avg_cpu": (busy / duration.where(duration > 0)).fillna(grouped["avg_cpu"].mean()),
-        }
-    )
+    """`summarize_attempt` of each job instance's invocations, indexed by its id."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for record in invocations.to_dict("records"):
+        groups.setdefault(record["job_instance_id"], []).append(record)
+    summary = {key: summarize_attempt(records) for key, records in groups.items()}
+    return pd.DataFrame.from_dict(summary, orient="index", columns=list(_SUMMARY_COLUMNS))
 
 
 def _flowbench_type(type_desc: Any) -> str | None:
@@ -443,43 +464,61 @@ def jobs_table(last: pd.DataFrame, sort: bool = True) -> pd.DataFrame:
     and `kickstart_hostname`; a record without state times may carry `local_duration`
     (HTCondor's execute to terminate) for its runtime. The stampede reader and the live
     listener both build their rows here, so the two agree field by field."""
-    out = pd.DataFrame(index=last.index)
-    for column in _SUMMARY_COLUMNS:  # attempts without any invocation (none recorded yet)
-        if column not in last:
-            last = last.assign(**{column: np.nan})
-    out["workflow"] = last["workflow"]
-    out["run"] = last["run"]
-    out["job"] = last["exec_job_id"].astype(str)
-    for column in schema.JOBS_COLUMNS:
-        if column not in out:
-            out[column] = last.get(column, np.nan)
-    out["type"] = last["type_desc"].map(_flowbench_type)
-    out["is_clustered"] = pd.to_numeric(last["clustered"], errors="coerce")
-    out["kickstart_user"] = last["user"]
-    out["kickstart_site"] = last["site"]
-    out["kickstart_status"] = pd.to_numeric(last["exitcode"], errors="coerce")
-    out["kickstart_executables"] = last["kickstart_executables"].fillna(last["executable"])
-    out["kickstart_executables_argv"] = last["kickstart_executables_argv"].fillna(last["argv"])
-    out["wms_delay"] = last["pre_script_start"].combine_first(last["submit"]) - last["ready"]
-    out["pre_script_delay"] = last["pre_script_end"] - last["pre_script_start"]
-    out["queue_delay"] = last["execute_start"] - last["submit"]
-    out["runtime"] = last["execute_end"] - last["execute_start"]
+    n = len(last)
+
+    def column(name: str) -> pd.Series:
+        return last[name] if name in last else pd.Series(np.nan, index=last.index)
+
+    def number(name: str) -> pd.Series:
+        values = column(name)
+        return values if values.dtype.kind == "f" else pd.to_numeric(values, errors="coerce")
+
+    out: dict[str, Any] = {
+        "workflow": column("workflow"),
+        "run": column("run"),
+        "job": column("exec_job_id").astype(str),
+        "type": column("type_desc").map(_flowbench_type),
+        "is_clustered": number("clustered"),
+        "kickstart_user": column("user"),
+        "kickstart_site": column("site"),
+        "kickstart_status": number("exitcode"),
+        "kickstart_hostname": column("kickstart_hostname"),
+        "kickstart_transformations": column("kickstart_transformations"),
+        "kickstart_executables": column("kickstart_executables").fillna(column("executable")),
+        "kickstart_executables_argv": column("kickstart_executables_argv").fillna(column("argv")),
+        "kickstart_executables_exitcode": number("kickstart_executables_exitcode"),
+        "kickstart_executables_cpu_time": number("kickstart_executables_cpu_time"),
+        "retries": number("retries"),
+    }
+    for name in (*schema.TIMESTAMPS, *schema.PEGASUS_FLOATS):
+        if name in last:
+            out[name] = number(name)
+    times = {name: number(name) for name in schema.TIMESTAMPS}
+    out["wms_delay"] = times["pre_script_start"].combine_first(times["submit"]) - times["ready"]
+    out["pre_script_delay"] = times["pre_script_end"] - times["pre_script_start"]
+    out["queue_delay"] = times["execute_start"] - times["submit"]
+    out["runtime"] = times["execute_end"] - times["execute_start"]
     if "local_duration" in last:  # monitord's default events carry no state times
-        out["runtime"] = out["runtime"].fillna(pd.to_numeric(last["local_duration"]))
-    out["post_script_delay"] = last["post_script_end"] - last["post_script_start"]
-    out["retries"] = last["retries"]
+        out["runtime"] = out["runtime"].fillna(number("local_duration"))
+    out["post_script_delay"] = times["post_script_end"] - times["post_script_start"]
     out["task"] = derive_task(
         out["kickstart_transformations"].astype("string"), out["job"].astype("string")
     )
-    out["anomaly_type"] = schema.UNKNOWN
-    out["label"] = pd.NA
-    for column, dtype in schema.JOBS_COLUMNS.items():
-        if dtype == "float64":
-            out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+    out["anomaly_type"] = pd.Series(schema.UNKNOWN, index=last.index)
+    out["label"] = pd.Series(pd.NA, index=last.index)
+    typed = {}
+    for name, dtype in schema.JOBS_COLUMNS.items():
+        values = out.get(name)
+        if values is None:
+            typed[name] = pd.Series(np.full(n, np.nan) if dtype == "float64" else pd.NA,
+                                    index=last.index, dtype=dtype)  # fmt: skip
+        elif dtype == "float64":
+            typed[name] = pd.to_numeric(values, errors="coerce").astype("float64")
         elif dtype == "Int64":
-            out[column] = pd.to_numeric(out[column], errors="coerce").round().astype("Int64")
+            typed[name] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
         else:
-            out[column] = out[column].astype("string")
+            typed[name] = values.astype("string")
+    out = pd.DataFrame(typed, index=last.index)
     if sort:  # by run, then in the order the jobs were submitted
         out = out.sort_values(["run", "submit", "job"], na_position="last", kind="stable")
     return out[list(schema.JOBS_COLUMNS)].reset_index(drop=True)

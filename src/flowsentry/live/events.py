@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.data import schema
-from flowsentry.data.stampede import jobs_table, ready_time, summarize_invocations
+from flowsentry.data.stampede import jobs_table, ready_time, summarize_attempt
 
 PREFIX = "stampede."
 #: every event pegasus-monitord emits (pegasus-wms 5.1.3); others are set aside
@@ -69,6 +69,21 @@ _STATE = {
 }
 _ANNOUNCING = {"job_inst.pre.start", "job_inst.submit.start"}
 MAX_TEXT = 1000  # characters of an id or a name
+#: every field the assembler reads: what the listener keeps of an event for recovery
+#: (stdout and stderr texts, often kilobytes, are left out)
+USED_FIELDS = frozenset(
+    {
+        "xwf_id", "job_id", "job_inst_id", "inv_id", "ts", "status", "dax_label", "wf",
+        "type_desc", "clustered", "executable", "argv", "parent_job_id", "child_job_id",
+        "dur", "remote_cpu_time", "exitcode", "transformation", "maxrss", "avg_cpu", "site",
+        "user", "local_dur", "hostname", "jobtype",
+    }
+)  # fmt: skip
+
+
+def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an event the assembler reads (applying them gives the same records)."""
+    return {key: value for key, value in body.items() if key in USED_FIELDS}
 
 
 class BadEvent(ValueError):
@@ -319,32 +334,38 @@ class Assembler:
         return [("run", run.run)]
 
     def close_idle(self, now: float, idle_seconds: float) -> list[tuple]:
-        """End the runs untouched for `idle_seconds` (the default stream announces no
-        run's end); returns their `("run", run)` markers."""
+        """End the runs of the default stream (no `xwf.start` seen: nothing will announce
+        their end) untouched for `idle_seconds`; returns their `("run", run)` markers. A
+        run of the full stream ends at its `xwf.end`."""
         out = []
         for run in list(self.runs.values()):
-            if not run.ended and now - run.last_seen >= idle_seconds:
+            if not run.ended and not run.starts and now - run.last_seen >= idle_seconds:
                 out += self._close(run)
         return out
 
-    def rows(self, keys: Iterable[tuple[str, str, int]]) -> pd.DataFrame:
-        """The jobs-table rows of ended attempts `(run, job, inst)`, in `keys` order; each
-        becomes its job's latest record (a sibling of the run's later jobs)."""
+    def touch(self, now: float) -> None:
+        """Restart every open run's idle clock (the listener was away: a broker restart
+        or its own restart is no run's silence)."""
+        for run in self.runs.values():
+            run.last_seen = now
+
+    def rows(self, keys: Iterable[tuple[str, str, int]], keep: bool = True) -> pd.DataFrame:
+        """The jobs-table rows of ended attempts `(run, job, inst)`, in `keys` order; with
+        `keep`, each becomes its job's latest record (a sibling of the run's later jobs)."""
         keys = list(keys)
         if not keys:
             return schema.empty_jobs_table()
-        attempts, invocations = [], []
-        for number, (run_id, job, inst) in enumerate(keys):
+        attempts = []
+        for run_id, job, inst in keys:
             run = self.runs[run_id]
             instance = run.instances[(job, inst)]
-            attempts.append({"job_instance_id": number, **self._attempt(run, instance)})
-            for record in instance.invocations.values():
-                invocations.append({"job_instance_id": number, **record})
+            summary = summarize_attempt(instance.invocations.values())
+            attempts.append({**self._attempt(run, instance), **summary})
             run.ends[job] = instance.end
-        frame = pd.DataFrame(attempts).set_index("job_instance_id")
-        if invocations:
-            frame = frame.join(summarize_invocations(pd.DataFrame(invocations)))
+        frame = pd.DataFrame(attempts)
         table = jobs_table(frame, sort=False)
+        if not keep:
+            return table
         for (run_id, job, inst), record in zip(keys, table.to_dict("records"), strict=True):
             run = self.runs[run_id]
             if inst >= run.finished_attempt.get(job, -1):  # an earlier attempt never replaces

@@ -50,7 +50,7 @@ from flowsentry.data.stampede import expand_url, safe_url
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import write_json
 from flowsentry.live import sinks
-from flowsentry.live.events import Assembler, BadEvent
+from flowsentry.live.events import Assembler, BadEvent, essentials
 from flowsentry.live.state import State, event_id, result_id
 from flowsentry.models.detector import Detector
 
@@ -226,7 +226,7 @@ class Listener:
             raise BadEvent(f"{name}: run {run} already ended (an event out of order)")
         outcome = self.assembler.apply(name, data, now)
         self.seen.setdefault(run, set()).add(event)
-        new_events.append((event, run, name, body))
+        new_events.append((event, run, name, json.dumps(essentials(data)).encode()))
         return outcome
 
     def _dead_letter(self, name: str, body: bytes, reason: str) -> str:
@@ -241,42 +241,30 @@ class Listener:
         """Results and alerts of the attempts and runs `completed` ended."""
         jobs = [c[1:] for c in completed if c[0] == "job"]
         runs = [self.assembler.runs[c[1]] for c in completed if c[0] == "run"]
-        rows = self.assembler.rows(jobs)
+        self.assembler.rows(jobs)  # the attempts' records, now their jobs' latest
         results: list[dict[str, Any]] = []
-        alerts: list[dict[str, Any]] = []
         # live: each attempt against every sibling of its run seen so far
-        streams = [self.assembler.runs[r].instances[(j, i)].stream for r, j, i in jobs]
-        for stream in ("default", "full"):
-            picks = [n for n, s in enumerate(streams) if s == stream]
+        by_stream: dict[str, list[tuple[str, str, int]]] = {}
+        for key in jobs:
+            stream = self.assembler.runs[key[0]].instances[key[1:]].stream
+            by_stream.setdefault(stream, []).append(key)
+        for stream, keys in by_stream.items():
             model = self.scorers.for_stream(stream)
-            if not picks:
-                continue
             if model is None:
-                counts["unscored_no_model"] += len(picks)
+                counts["unscored_no_model"] += len(keys)
                 continue
-            targets = rows.iloc[picks]
-            keys = [jobs[n] for n in picks]
-            scored = self._score_rows(model, targets, keys)
-            for (_run, _job, inst), (score, evidence), (_, row) in zip(
-                keys, scored, targets.iterrows(), strict=True
-            ):
-                results.append(self._result("live", stream, model, row, inst, score, evidence))
+            results += self._score_keys("live", stream, model, keys)
         # final: each job of an ended run against the whole run
+        by_stream = {}
         for run in runs:
-            if not run.finished:
-                continue
             stream = "full" if any(i.announced for i in run.instances.values()) else "default"
+            keys = [(run.run, job, run.finished_attempt[job]) for job in run.finished]
+            by_stream.setdefault(stream, []).extend(keys)
+        for stream, keys in by_stream.items():
             model = self.scorers.for_stream(stream)
-            if model is None:
-                continue
-            frame = pd.DataFrame(list(run.finished.values()))
-            keys = [(run.run, job, run.finished_attempt[job]) for job in frame["job"]]
-            scored = self._score_rows(model, frame, keys, whole_run=True)
-            for (_, _, inst), (score, evidence), (_, row) in zip(
-                keys, scored, frame.iterrows(), strict=True
-            ):
-                results.append(self._result("final", stream, model, row, inst, score, evidence))
-        kept = []
+            if model is not None and keys:
+                results += self._score_keys("final", stream, model, keys)
+        kept, alerts = [], []
         for result in results:
             if result["id"] in self.scored:  # scored before a crash: never twice
                 continue
@@ -291,57 +279,52 @@ class Listener:
         counts["alerts"] += len(alerts)
         return kept, alerts, runs
 
-    def _score_rows(
-        self, model: Model, targets: pd.DataFrame, keys: list[tuple[str, str, int]],
-        whole_run: bool = False,
-    ) -> list[tuple[float, dict[str, float]]]:  # fmt: skip
-        """Scores of `targets` with their runs' siblings as context: with `whole_run`, the
-        targets are the whole run; else each run's latest records (the targets included:
-        `Assembler.rows` made them the latest), an attempt superseded within its own
-        batch against the others."""
-        if whole_run:
-            frame = targets.reset_index(drop=True)
-            where = list(range(len(frame)))
-        else:
-            runs = list(dict.fromkeys(k[0] for k in keys))
-            frame = pd.concat(
-                [pd.DataFrame(list(self.assembler.runs[r].finished.values())) for r in runs],
-                ignore_index=True,
-            )
-            position = {
-                key: n for n, key in enumerate(zip(frame["run"], frame["job"], strict=True))
-            }
-            where = [
-                position[(run, job)]
-                if self.assembler.runs[run].finished_attempt[job] == inst
-                else -1
-                for run, job, inst in keys
-            ]
+    def _score_keys(
+        self, phase: str, stream: str, model: Model, keys: list[tuple[str, str, int]]
+    ) -> list[dict[str, Any]]:
+        """Results of the attempts `keys`, each scored with every job its run holds as
+        context (one frame for all their runs: the context is computed per run). An
+        attempt superseded by a later one of its job within the same batch is scored
+        against the others alone."""
         detector = model.detector
-        framed = detector.frame(frame)
+        runs = list(dict.fromkeys(run for run, _, _ in keys))
+        records = [r for run in runs for r in self.assembler.runs[run].finished.values()]
+        framed = detector.frame(pd.DataFrame(records))
         scores = np.asarray(detector.score(framed), dtype="float64")
+        evidence = [c for c in detector.features
+                    if ("_vs_" in c or c.startswith("host_")) and c in framed]  # fmt: skip
+        values = framed[evidence].to_numpy(dtype="float64", na_value=np.nan)
+        position = {key: n for n, key in enumerate(zip(framed["run"], framed["job"], strict=True))}
         out = []
-        for n, position in enumerate(where):
-            if position < 0:  # an attempt retried within this batch: against the others
-                alone = pd.concat(
-                    [frame[frame["run"].ne(keys[n][0]) | frame["job"].ne(keys[n][1])],
-                     targets.iloc[[n]]], ignore_index=True)  # fmt: skip
-                alone_framed = detector.frame(alone)
-                score = float(detector.score(alone_framed)[-1])
-                out.append((score, _evidence(alone_framed.iloc[-1], detector.features)))
-                continue
-            out.append((float(scores[position]),
-                        _evidence(framed.iloc[position], detector.features)))  # fmt: skip
+        for run, job, inst in keys:
+            current = self.assembler.runs[run]
+            if current.finished_attempt.get(job) == inst:
+                n = position[(run, job)]
+                record, score, numbers = records[n], float(scores[n]), values[n]
+            else:  # rare: retried within one batch
+                record, score, numbers = self._superseded(detector, run, job, inst, evidence)
+            found = {c: round(float(v), 3) for c, v in zip(evidence, numbers, strict=True)
+                     if not math.isnan(v)}  # fmt: skip
+            out.append(self._result(phase, stream, model, record, inst, score, found))
         return out
 
+    def _superseded(self, detector: Detector, run: str, job: str, inst: int, evidence):
+        """An attempt a later attempt of its job replaced as the job's record."""
+        others = [r for j, r in self.assembler.runs[run].finished.items() if j != job]
+        record = self.assembler.rows([(run, job, inst)], keep=False).to_dict("records")[0]
+        framed = detector.frame(pd.DataFrame([*others, record]))
+        score = float(detector.score(framed)[-1])
+        numbers = framed[evidence].to_numpy(dtype="float64", na_value=np.nan)[-1]
+        return record, score, numbers
+
     def _result(
-        self, phase: str, stream: str, model: Model, row: pd.Series, inst: int, score: float,
-        evidence: dict[str, float],
+        self, phase: str, stream: str, model: Model, row: dict[str, Any], inst: int,
+        score: float, evidence: dict[str, float],
     ) -> dict[str, Any]:  # fmt: skip
         threshold = float(model.detector.threshold_)
-        finished = row.get("post_script_end")
-        if finished is None or pd.isna(finished):
-            finished = row.get("execute_end")
+        finished = next((row[c] for c in ("post_script_end", "execute_end")
+                         if not pd.isna(row.get(c))), None)  # fmt: skip
+        task, host = row.get("task"), row.get("kickstart_hostname")
         return {
             "id": result_id(str(row["run"]), str(row["job"]), int(inst), phase),
             "phase": phase,
@@ -350,17 +333,16 @@ class Listener:
             "run": str(row["run"]),
             "job": str(row["job"]),
             "attempt": int(inst),
-            "task": None if pd.isna(row.get("task")) else str(row["task"]),
-            "host": None if pd.isna(row.get("kickstart_hostname"))
-            else str(row["kickstart_hostname"]),
+            "task": None if pd.isna(task) else str(task),
+            "host": None if pd.isna(host) else str(host),
             "score": round(score, 6),
             "threshold": round(threshold, 6),
             "label": "anomalous" if score >= threshold else "normal",
             "model": model.tag,
-            "finished_at": None if finished is None or pd.isna(finished) else float(finished),
+            "finished_at": None if finished is None else float(finished),
             "scored_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "evidence": evidence,
-        }  # fmt: skip
+        }
 
     # -- output -----------------------------------------------------------------------
 
@@ -377,7 +359,7 @@ class Listener:
                            [line for i, _, line in results if i not in written])  # fmt: skip
         sinks.append_lines(self.output / sinks.ALERTS,
                            [line for i, a, line in results if a and i not in alerted])  # fmt: skip
-        self.state.mark_exported(i for i, _, _ in results)
+        self.state.mark_exported()
 
     def _to_inbox(self, run) -> None:
         """An ended run's jobs (last attempts), unlabelled, as a run CSV in the inbox."""
@@ -439,9 +421,11 @@ def consume(
             channel.exchange_declare(params.exchange, "topic", durable=True, auto_delete=False)
             channel.queue_declare(params.queue, durable=True, arguments={"x-queue-type": "quorum"})
             channel.queue_bind(params.queue, params.exchange, routing_key=ROUTING_KEY)
-            channel.basic_qos(prefetch_count=params.batch_size)
+            # two batches in flight: the next one arrives while this one is scored
+            channel.basic_qos(prefetch_count=min(2 * params.batch_size, 65535))
             log.info("listening on %s exchange %s queue %s", safe_url(url), params.exchange,
                      params.queue)  # fmt: skip
+            listener.assembler.touch(time.monotonic())
             backoff = 1.0
             _batches(channel, listener, params, stop, on_batch, idle_exit)
         except pika.exceptions.ChannelClosedByBroker as exc:

@@ -135,8 +135,9 @@ class State:
             )
         ]
 
-    def mark_exported(self, ids: Iterable[str]) -> None:
-        self.db.executemany("UPDATE results SET exported = 1 WHERE id = ?", [(i,) for i in ids])
+    def mark_exported(self) -> None:
+        """Every stored result's line is in the files now."""
+        self.db.execute("UPDATE results SET exported = 1 WHERE exported = 0")
 
     def forget(self, older_than_seconds: float) -> int:
         """Drop ended runs (and their exported results) closed longer ago than that."""

@@ -1,5 +1,6 @@
-"""A real RabbitMQ node for the tests: started from the system's `rabbitmq-server`, with
-its own name, ports, data and Erlang cookie, so it never meets a site's broker."""
+"""A local RabbitMQ node started from the system's `rabbitmq-server` (Debian's package),
+with its own name, ports, data and Erlang cookie, so it never meets a site's broker: for
+the tests, the benchmark, and trying `flowsentry listen` on one machine."""
 
 from __future__ import annotations
 
