@@ -53,16 +53,21 @@ def last_event(events: list[dict], stream: str) -> dict[tuple, int]:
     return {(e["job_id"], e["job_inst_id"]): n for n, e in enumerate(events) if e["event"] == name}
 
 
-def publisher(url: str, events: list[dict], runs: int, ends: dict, out) -> None:
-    """Publish `runs` copies of the stream (each under a new run id); report when each
-    job's completing event went out."""
+def publisher(url: str, events: list[dict], runs: int, ends: dict, rate: float, out) -> None:
+    """Publish `runs` copies of the stream (each under a new run id), as fast as the
+    broker takes them or (`rate` > 0) paced to offer that many jobs a second; report when
+    each job's completing event went out."""
     import pika
 
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     last = set(ends.values())
     published = {"_first": time.time()}
-    for _ in range(runs):
+    start = time.monotonic()
+    for copy in range(runs):
+        if rate > 0:  # copy k is due when k * jobs-per-run jobs have been offered
+            due = start + copy * len(ends) / rate
+            time.sleep(max(0.0, due - time.monotonic()))
         run = str(uuid.uuid4())
         for n, event in enumerate(events):
             body = json.dumps({**event, "xwf_id": run, "root_xwf_id": run}).encode()
@@ -92,13 +97,13 @@ def tail(path: Path, seen: dict[str, float], stop: threading.Event) -> None:
         time.sleep(0.005)
 
 
-def one(broker, model, events, stream, runs, batch_size, work: Path) -> dict:
+def one(broker, model, events, stream, runs, batch_size, rate, work: Path) -> dict:
     from flowsentry.config import ListenParams
     from flowsentry.live.listener import Listener, Scorers, consume, resolve_model
 
     chosen = events if stream == "full" else [e for e in events if e["event"] in DEFAULT_EVENTS]
     ends = last_event(chosen, stream)
-    queue = f"bench-{stream}-{batch_size}"
+    queue = f"bench-{stream}-{batch_size}-{rate:g}"
     params = ListenParams(
         url=broker.url(), queue=queue, output=work / queue / "live", inbox=work / queue / "inbox",
         model=str(model), prefect_events=False, batch_size=batch_size, run_idle_seconds=3600,
@@ -116,7 +121,7 @@ def one(broker, model, events, stream, runs, batch_size, work: Path) -> dict:
     out = multiprocessing.Queue()
     started = time.time()
     sender = multiprocessing.Process(
-        target=publisher, args=(broker.url(EXCHANGE), chosen, runs, ends, out)
+        target=publisher, args=(broker.url(EXCHANGE), chosen, runs, ends, rate, out)
     )
     sender.start()
     published = out.get(timeout=600)
@@ -134,6 +139,7 @@ def one(broker, model, events, stream, runs, batch_size, work: Path) -> dict:
     return {
         "stream": stream,
         "batch_size": batch_size,
+        "offered_jobs_per_second": rate or "as fast as the broker takes them",
         "runs": runs,
         "events": runs * len(chosen),
         "jobs": expected,
@@ -157,6 +163,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--streams", nargs="+", default=["default", "full"])
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[0, 200],
+        help="Offered jobs/s (0: as fast as the broker takes them).",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench/results/listen.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-listen-"))
@@ -166,9 +176,11 @@ def main() -> None:
         rows = []
         for stream in args.streams:
             for batch_size in args.batch_sizes:
-                row = one(broker, args.model, events, stream, args.runs, batch_size, work)
-                print(json.dumps(row))
-                rows.append(row)
+                for rate in args.rates:
+                    row = one(broker, args.model, events, stream, args.runs, batch_size, rate,
+                              work)  # fmt: skip
+                    print(json.dumps(row))
+                    rows.append(row)
     finally:
         broker.stop()
     result = {

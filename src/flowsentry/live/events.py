@@ -55,7 +55,19 @@ KNOWN_EVENTS = frozenset(
         "rc.meta", "rc.pfn",
     )
 )  # fmt: skip
-# the events that change a job's record; the rest are known and ignored
+#: known events that change nothing the assembler builds (not stored, not checked)
+IGNORED_EVENTS = frozenset(
+    PREFIX + name
+    for name in (
+        "wf.map.file", "wf.map.task_job", "static.start", "static.end", "static.meta.start",
+        "static.meta.end", "xwf.meta", "xwf.map.subwf_job", "task.info", "task.edge",
+        "task.meta", "task.monitoring", "job_inst.image.info", "job_inst.abort.info",
+        "job_inst.grid.submit.start", "job_inst.grid.submit.end",
+        "job_inst.globus.submit.start", "job_inst.globus.submit.end", "job_inst.tag",
+        "inv.start", "int.metric", "rc.meta", "rc.pfn",
+    )
+)  # fmt: skip
+# the events that change a job's record
 _STATE = {
     "job_inst.pre.start": "pre_script_start",
     "job_inst.pre.end": "pre_script_end",

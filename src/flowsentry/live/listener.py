@@ -50,7 +50,7 @@ from flowsentry.data.stampede import expand_url, safe_url
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import write_json
 from flowsentry.live import sinks
-from flowsentry.live.events import Assembler, BadEvent, essentials
+from flowsentry.live.events import IGNORED_EVENTS, Assembler, BadEvent, essentials
 from flowsentry.live.state import State, event_id, result_id
 from flowsentry.models.detector import Detector
 
@@ -207,6 +207,8 @@ class Listener:
 
     def _apply(self, name: str, body: bytes, now: float, new_events: list) -> list[tuple] | None:
         """One message; None for a duplicate. Raises BadEvent to set it aside."""
+        if name in IGNORED_EVENTS:  # known, and nothing is built from it
+            return []
         if len(body) > self.params.max_message_bytes:
             limit = self.params.max_message_bytes
             raise BadEvent(f"{name}: a body of {len(body)} bytes is over "
@@ -238,32 +240,32 @@ class Listener:
     # -- scoring ----------------------------------------------------------------------
 
     def _score(self, completed: list[tuple], counts: Counter[str]):
-        """Results and alerts of the attempts and runs `completed` ended."""
+        """Results and alerts of the attempts and runs `completed` ended: each attempt
+        (phase `live`) against every sibling of its run seen so far, each job of an
+        ended run (phase `final`) against the whole run; one frame a model for all."""
         jobs = [c[1:] for c in completed if c[0] == "job"]
         runs = [self.assembler.runs[c[1]] for c in completed if c[0] == "run"]
         self.assembler.rows(jobs)  # the attempts' records, now their jobs' latest
-        results: list[dict[str, Any]] = []
-        # live: each attempt against every sibling of its run seen so far
-        by_stream: dict[str, list[tuple[str, str, int]]] = {}
+        requests: dict[str, list[tuple[str, str, tuple[str, str, int]]]] = {}
         for key in jobs:
             stream = self.assembler.runs[key[0]].instances[key[1:]].stream
-            by_stream.setdefault(stream, []).append(key)
-        for stream, keys in by_stream.items():
             model = self.scorers.for_stream(stream)
             if model is None:
-                counts["unscored_no_model"] += len(keys)
+                counts["unscored_no_model"] += 1
                 continue
-            results += self._score_keys("live", stream, model, keys)
-        # final: each job of an ended run against the whole run
-        by_stream = {}
+            requests.setdefault(model.tag, []).append(("live", stream, key))
         for run in runs:
             stream = "full" if any(i.announced for i in run.instances.values()) else "default"
-            keys = [(run.run, job, run.finished_attempt[job]) for job in run.finished]
-            by_stream.setdefault(stream, []).extend(keys)
-        for stream, keys in by_stream.items():
             model = self.scorers.for_stream(stream)
-            if model is not None and keys:
-                results += self._score_keys("final", stream, model, keys)
+            if model is not None:
+                requests.setdefault(model.tag, []).extend(
+                    ("final", stream, (run.run, job, run.finished_attempt[job]))
+                    for job in run.finished
+                )
+        models = {m.tag: m for m in self.scorers.by_stream.values()}
+        results = [
+            r for tag, asked in requests.items() for r in self._score_keys(models[tag], asked)
+        ]
         kept, alerts = [], []
         for result in results:
             if result["id"] in self.scored:  # scored before a crash: never twice
@@ -280,14 +282,14 @@ class Listener:
         return kept, alerts, runs
 
     def _score_keys(
-        self, phase: str, stream: str, model: Model, keys: list[tuple[str, str, int]]
+        self, model: Model, requests: list[tuple[str, str, tuple[str, str, int]]]
     ) -> list[dict[str, Any]]:
-        """Results of the attempts `keys`, each scored with every job its run holds as
-        context (one frame for all their runs: the context is computed per run). An
-        attempt superseded by a later one of its job within the same batch is scored
-        against the others alone."""
+        """Results of `requests` (phase, stream, (run, job, attempt)), each scored with
+        every job its run holds as context: one frame for all their runs (the context is
+        computed per run). An attempt superseded by a later one of its job within the
+        same batch is scored against the others alone."""
         detector = model.detector
-        runs = list(dict.fromkeys(run for run, _, _ in keys))
+        runs = list(dict.fromkeys(key[0] for _, _, key in requests))
         records = [r for run in runs for r in self.assembler.runs[run].finished.values()]
         framed = detector.frame(pd.DataFrame(records))
         scores = np.asarray(detector.score(framed), dtype="float64")
@@ -296,9 +298,8 @@ class Listener:
         values = framed[evidence].to_numpy(dtype="float64", na_value=np.nan)
         position = {key: n for n, key in enumerate(zip(framed["run"], framed["job"], strict=True))}
         out = []
-        for run, job, inst in keys:
-            current = self.assembler.runs[run]
-            if current.finished_attempt.get(job) == inst:
+        for phase, stream, (run, job, inst) in requests:
+            if self.assembler.runs[run].finished_attempt.get(job) == inst:
                 n = position[(run, job)]
                 record, score, numbers = records[n], float(scores[n]), values[n]
             else:  # rare: retried within one batch
@@ -365,10 +366,10 @@ class Listener:
         """An ended run's jobs (last attempts), unlabelled, as a run CSV in the inbox."""
         if not run.finished:
             return
-        frame = pd.DataFrame(list(run.finished.values()))
+        records = list(run.finished.values())
         workflow = run.workflow or "pegasus"
-        path = write_run_csv(frame, Path(self.params.inbox) / workflow / f"{run.run}.csv")
-        log.info("run %s (%s) ended: %d jobs written to %s", run.run, workflow, len(frame), path)
+        path = write_run_csv(records, Path(self.params.inbox) / workflow / f"{run.run}.csv")
+        log.info("run %s (%s) ended: %d jobs written to %s", run.run, workflow, len(records), path)
 
     def _status(self, counts: Counter[str]) -> None:
         """status.json: the models, the stream each scores, counters, runs open."""
