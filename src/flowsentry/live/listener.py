@@ -288,6 +288,8 @@ class Listener:
         every job its run holds as context: one frame for all their runs (the context is
         computed per run). An attempt superseded by a later one of its job within the
         same batch is scored against the others alone."""
+        if not requests:
+            return []
         detector = model.detector
         runs = list(dict.fromkeys(key[0] for _, _, key in requests))
         records = [r for run in runs for r in self.assembler.runs[run].finished.values()]
