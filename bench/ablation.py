@@ -52,6 +52,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
 SENTENCES = {
     "compact / context (previous default)": ("compact", "context"),
     "levels / evidence_compact": ("levels", "evidence_compact"),
+    # what a Pegasus installation records (docs/pegasus.md)
+    "levels / pegasus_compact (stampede database)": ("levels", "pegasus_compact"),
+    "levels / monitord_compact (monitord's default events)": ("levels", "monitord_compact"),
 }
 
 
@@ -68,9 +71,9 @@ def main() -> None:
     parser.add_argument(
         "--sentences",
         nargs="+",
-        choices=[template for template, _ in SENTENCES.values()],
-        default=[template for template, _ in SENTENCES.values()],
-        help="which language-model inputs to train (by template)",
+        choices=[feature_set for _, feature_set in SENTENCES.values()],
+        default=["context", "evidence_compact"],
+        help="which language-model inputs to train (by feature set)",
     )
     parser.add_argument("--out", type=Path, default=Path("reports/bench/ablation.json"))
     args = parser.parse_args()
@@ -104,7 +107,7 @@ def main() -> None:
         for name, (template, feature_set) in SENTENCES.items():
             if not args.lm_samples:
                 break
-            if template not in args.sentences:
+            if feature_set not in args.sentences:
                 continue
             params = cfg.train.model_copy(update={"max_train_samples": args.lm_samples})
             detector = SentenceClassifier(
@@ -112,7 +115,7 @@ def main() -> None:
                 template,
                 feature_set,
                 cfg.base.seed,
-                work / "checkpoints" / f"ablation-{workflow}-{template}",
+                work / "checkpoints" / f"ablation-{workflow}-{feature_set}",
                 device=cfg.base.device,
             )
             detector.profile = splits.profile

@@ -97,6 +97,14 @@ def tail(path: Path, seen: dict[str, float], stop: threading.Event) -> None:
         time.sleep(0.005)
 
 
+def _delete_queue(url: str, queue: str) -> None:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().queue_delete(queue)
+    connection.close()
+
+
 def one(broker, model, events, stream, runs, batch_size, rate, work: Path) -> dict:
     from flowsentry.config import ListenParams
     from flowsentry.live.listener import Listener, Scorers, consume, resolve_model
@@ -131,9 +139,12 @@ def one(broker, model, events, stream, runs, batch_size, rate, work: Path) -> di
     deadline = time.time() + 600
     while len(seen) < expected and time.time() < deadline:
         time.sleep(0.05)
+    if len(seen) < expected:
+        print(f"{stream}: {expected - len(seen)} jobs not scored in time", file=sys.stderr)
     stop.set()
     consumer.join(timeout=30)
     listener.close()
+    _delete_queue(broker.url(), queue)  # it would keep taking every later run's events
     done = max(seen.values()) - started
     delays = np.array([seen[k] - published[k] for k in published if k in seen]) * 1000
     return {
