@@ -97,6 +97,18 @@ def tail(path: Path, seen: dict[str, float], stop: threading.Event) -> None:
         time.sleep(0.005)
 
 
+def _declare(url: str, queue: str) -> None:
+    """The queue as the listener declares it (so events published first wait in it)."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.exchange_declare(EXCHANGE, "topic", durable=True, auto_delete=False)
+    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(queue, EXCHANGE, routing_key="stampede.#")
+    connection.close()
+
+
 def _delete_queue(url: str, queue: str) -> None:
     import pika
 
@@ -105,13 +117,13 @@ def _delete_queue(url: str, queue: str) -> None:
     connection.close()
 
 
-def one(broker, model, events, stream, runs, batch_size, rate, work: Path) -> dict:
+def one(broker, model, events, stream, runs, batch_size, rate, work: Path, prefill=False) -> dict:
     from flowsentry.config import ListenParams
     from flowsentry.live.listener import Listener, Scorers, consume, resolve_model
 
     chosen = events if stream == "full" else [e for e in events if e["event"] in DEFAULT_EVENTS]
     ends = last_event(chosen, stream)
-    queue = f"bench-{stream}-{batch_size}-{rate:g}"
+    queue = f"bench-{stream}-{batch_size}-{rate:g}{'-prefill' if prefill else ''}"
     params = ListenParams(
         url=broker.url(), queue=queue, output=work / queue / "live", inbox=work / queue / "inbox",
         model=str(model), prefect_events=False, batch_size=batch_size, run_idle_seconds=3600,
@@ -120,21 +132,31 @@ def one(broker, model, events, stream, runs, batch_size, rate, work: Path) -> di
     stop = threading.Event()
     seen: dict[str, float] = {}
     consumer = threading.Thread(target=consume, args=(listener, params, stop), daemon=True)
-    consumer.start()
-    time.sleep(2.0)  # connected and the queue declared
+    out = multiprocessing.Queue()
+    sender = multiprocessing.Process(
+        target=publisher, args=(broker.url(EXCHANGE), chosen, runs, ends, rate, out)
+    )
+    if prefill:  # the consumer alone: every event waits in the queue before it starts
+        _declare(broker.url(), queue)
+        sender.start()
+        published = out.get(timeout=600)
+        sender.join()
+        time.sleep(2.0)  # the broker has them all
+        started = time.time()
+        consumer.start()
+    else:
+        consumer.start()
+        time.sleep(2.0)  # connected and the queue declared
     watcher = threading.Thread(
         target=tail, args=(params.output / "results.jsonl", seen, stop), daemon=True
     )
     watcher.start()
-    out = multiprocessing.Queue()
-    started = time.time()
-    sender = multiprocessing.Process(
-        target=publisher, args=(broker.url(EXCHANGE), chosen, runs, ends, rate, out)
-    )
-    sender.start()
-    published = out.get(timeout=600)
-    sender.join()
-    started = published.pop("_first")
+    if not prefill:
+        sender.start()
+        published = out.get(timeout=600)
+        sender.join()
+        started = published["_first"]
+    published.pop("_first")
     expected = runs * len(ends)
     deadline = time.time() + 600
     while len(seen) < expected and time.time() < deadline:
@@ -150,7 +172,9 @@ def one(broker, model, events, stream, runs, batch_size, rate, work: Path) -> di
     return {
         "stream": stream,
         "batch_size": batch_size,
-        "offered_jobs_per_second": rate or "as fast as the broker takes them",
+        "offered_jobs_per_second": "all queued before the listener starts"
+        if prefill
+        else (rate or "as fast as the broker takes them"),
         "runs": runs,
         "events": runs * len(chosen),
         "jobs": expected,
@@ -158,8 +182,8 @@ def one(broker, model, events, stream, runs, batch_size, rate, work: Path) -> di
         "seconds": round(done, 2),
         "events_per_second": round(runs * len(chosen) / done),
         "jobs_per_second": round(len(seen) / done),
-        "delay_ms_p50": round(float(np.percentile(delays, 50)), 1),
-        "delay_ms_p99": round(float(np.percentile(delays, 99)), 1),
+        "delay_ms_p50": None if prefill else round(float(np.percentile(delays, 50)), 1),
+        "delay_ms_p99": None if prefill else round(float(np.percentile(delays, 99)), 1),
     }
 
 
@@ -178,6 +202,10 @@ def main() -> None:
         "--rates", type=float, nargs="+", default=[0, 200],
         help="Offered jobs/s (0: as fast as the broker takes them).",
     )  # fmt: skip
+    parser.add_argument(
+        "--prefill", action="store_true",
+        help="Publish everything first, then start the listener: the consumer alone.",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench/results/listen.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-listen-"))
@@ -189,7 +217,7 @@ def main() -> None:
             for batch_size in args.batch_sizes:
                 for rate in args.rates:
                     row = one(broker, args.model, events, stream, args.runs, batch_size, rate,
-                              work)  # fmt: skip
+                              work, args.prefill)  # fmt: skip
                     print(json.dumps(row))
                     rows.append(row)
     finally:

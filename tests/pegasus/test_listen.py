@@ -20,6 +20,8 @@ from flowsentry.data.inbox import read_run_table
 from flowsentry.data.stampede import read_stampede
 from flowsentry.live.replay import replay
 from flowsentry.models.loading import load_detector
+from flowsentry.stages import inbox as inbox_stage
+from flowsentry.stages import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXCHANGE = "pegasus-events"
@@ -132,6 +134,29 @@ def test_full_stream_replay_is_scored_once_and_matches_the_stampede_database(
     status = json.loads((tmp_path / "live" / "status.json").read_text())
     assert status["models"]["full"] == str(monitord_model.resolve())
     assert status["counters"].get("set_aside", 0) == 0
+
+    # the next retrain: the inbox accepts the run of a live workflow, ingest reads it
+    cfg = _project(tmp_path)
+    report = inbox_stage.run(cfg, tmp_path / "inbox")
+    assert [r["run"] for r in report["accepted"]] == [run]
+    table = ingest.run(cfg, None, progress=False)["tables"]["live_process"]
+    assert (table["runs"], table["jobs"], table["unlabelled"]) == (1, 5, 5)
+
+
+def _project(tmp_path: Path):
+    from flowsentry.config import config_from_dict
+
+    root = tmp_path / "project"
+    return config_from_dict(
+        {
+            "ingest": {"workflows": [], "live": ["process"]},
+            "paths": {
+                **{k: str(root / k) for k in ("raw", "jobs", "quarantine", "reports")},
+                "labels": str(root / "labels.csv"),
+                "gx_suite": str(ROOT / "gx" / "expectations" / "flowbench_jobs.json"),
+            },
+        }
+    )
 
 
 def test_default_stream_is_scored_from_what_it_carries(
