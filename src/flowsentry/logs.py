@@ -21,5 +21,5 @@ def setup(verbose: bool = False) -> None:
         ],
         force=True,
     )
-    for noisy in ("great_expectations", "urllib3", "filelock", "httpx", "transformers"):
+    for noisy in ("great_expectations", "urllib3", "filelock", "httpx", "transformers", "pika"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -224,3 +224,25 @@ def test_operator_labels_reach_the_splits_and_unlabelled_jobs_only_give_context(
     splits = pd.concat(pd.read_parquet(cfg.paths.split(s)) for s in ("train", "val", "test"))
     assert len(splits) == in_labelled and unlabelled not in set(splits["run"])
     assert splits["label"].notna().all()
+
+
+def test_the_example_site_params_ingest_every_database(pegasus_dir, tmp_path, monkeypatch):
+    """examples/pegasus-site.yaml (the guide's commands) on the real databases."""
+    import shutil
+    from pathlib import Path
+
+    from flowsentry.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    project = tmp_path / "main"
+    project.mkdir()
+    (tmp_path / "shared").symlink_to(pegasus_dir.parent)  # ../shared beside the project
+    shutil.copytree(root / "gx", project / "gx")
+    monkeypatch.chdir(project)
+    cfg = load_config(root / "examples" / "pegasus-site.yaml")
+    summary = ingest.run(cfg, None, progress=False)
+    assert {name for name, t in summary["tables"].items() if t["jobs"]} == {
+        "pegasus_process-0", "pegasus_process-failure", "pegasus_hierarchical-workflow-0",
+        "pegasus_monitoring-rest-api-master",
+    }  # fmt: skip
+    assert validate.run(cfg)["success"]

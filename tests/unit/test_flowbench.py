@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowsentry.data import schema
-from flowsentry.data.flowbench import load_dag, locate, read_workflow
+from flowsentry.data.flowbench import find_cycle, load_dag, locate, read_workflow
 from flowsentry.errors import DataError
 
 
@@ -105,6 +105,27 @@ def test_missing_workflow_and_bad_dag_are_clear(make_flowbench, tmp_path):
     bad.write_text("{}")
     with pytest.raises(DataError, match=r"dag\.json: the DAG has no jobs"):
         load_dag(bad)
+    bad.write_text('{"a": ["b"], "b": ["c"], "c": ["a"], "d": []}')
+    with pytest.raises(
+        DataError, match=r"the DAG has a cycle: (a -> b -> c -> a|b -> c -> a -> b)"
+    ):
+        load_dag(bad)
+
+
+@given(edges=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=20))
+def test_find_cycle_finds_one_exactly_when_the_graph_has_one(edges):
+    import networkx as nx
+
+    dag = {str(n): [] for n in range(8)}
+    for parent, child in edges:
+        dag[str(parent)].append(str(child))
+    cycle = find_cycle(dag)
+    graph = nx.DiGraph([(p, c) for p, cs in dag.items() for c in cs])
+    graph.add_nodes_from(dag)
+    assert (cycle is None) == nx.is_directed_acyclic_graph(graph)
+    if cycle:
+        assert cycle[0] == cycle[-1]
+        assert all(b in dag[a] for a, b in zip(cycle, cycle[1:], strict=False))
 
 
 def test_max_runs_spreads_over_the_sorted_runs(make_flowbench):
