@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import zipfile
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_find_cycle_finds_one_exactly_when_the_graph_has_one(edges):
     assert (cycle is None) == nx.is_directed_acyclic_graph(graph)
     if cycle:
         assert cycle[0] == cycle[-1]
-        assert all(b in dag[a] for a, b in zip(cycle, cycle[1:], strict=False))
+        assert all(b in dag[a] for a, b in itertools.pairwise(cycle))
 
 
 def test_max_runs_spreads_over_the_sorted_runs(make_flowbench):
