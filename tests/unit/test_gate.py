@@ -48,6 +48,14 @@ def test_must_beat_the_champion_by_the_margin():
     assert not tie["promote"] and _failed(tie) == {"beats_champion"}
 
 
+def test_a_candidate_its_source_cannot_feed_never_promotes():
+    decision = decide(GOOD, None, RULES, ["queue_delay", "wms_delay"], "monitord")
+    assert not decision["promote"] and _failed(decision) == {"servable_from_source"}
+    check = next(c for c in decision["checks"] if c["check"] == "servable_from_source")
+    assert check["value"] == ["queue_delay", "wms_delay"] and check["threshold"] == "monitord"
+    assert decide(GOOD, None, RULES, [], "monitord")["promote"]
+
+
 def test_missing_metrics_never_promote():
     assert not decide(None, None, RULES)["promote"]
     assert not decide({}, None, RULES)["promote"]

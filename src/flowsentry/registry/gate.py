@@ -34,6 +34,8 @@ def decide(
     candidate: dict[str, Any] | None,
     champion: dict[str, Any] | None,
     rules: GateParams,
+    unrecorded: list[str] | None = None,
+    source: str = "flowbench",
 ) -> dict[str, Any]:
     """Promote only if every floor holds and the candidate beats the champion.
 
@@ -41,7 +43,9 @@ def decide(
     roc_auc, ..., plus `bias_gap` and `p99_latency_ms` for the candidate (a metric named
     in the candidate's `not_applicable` passes, e.g. the bias gap of a detector whose
     scores are not probabilities). A missing candidate never promotes; with no
-    champion, passing the floors is enough.
+    champion, passing the floors is enough. `unrecorded`: the measures the candidate
+    reads that the service's `source` never records (it could not be served: never
+    promote).
     """
     if not candidate:
         checks = [
@@ -71,6 +75,17 @@ def decide(
     floor("min_roc_auc", "roc_auc", rules.min_roc_auc, True)
     floor("max_bias_gap", "bias_gap", rules.max_bias_gap, False)
     floor("max_p99_latency_ms", "p99_latency_ms", rules.max_p99_latency_ms, False)
+    checks.append(
+        _check(
+            "servable_from_source",
+            sorted(unrecorded or []),
+            source,
+            not unrecorded,
+            f"reads measures a '{source}' source never records (serve.source)"
+            if unrecorded
+            else f"every measure it reads is in '{source}' records",
+        )
+    )
 
     primary = rules.primary_metric
     if champion is None:

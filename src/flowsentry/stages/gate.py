@@ -9,8 +9,10 @@ import logging
 from typing import Any
 
 from flowsentry.config import Config
+from flowsentry.data.sources import missing_measures
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.io import write_json
+from flowsentry.models.detector import read_metadata
 from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
 from flowsentry.registry.gate import decide, rank
@@ -55,6 +57,10 @@ def champion_metrics(cfg: Config, tag: str) -> dict[str, Any]:
     return binary_metrics(test["label"].astype(int).to_numpy(), scores, champion.threshold_)
 
 
+def _features(folder) -> list[str]:
+    return list(read_metadata(folder).get("features") or [])
+
+
 def run(cfg: Config) -> dict[str, Any]:
     """Write reports/gate.json; register and promote the winner when it passes."""
     rules = cfg.gate
@@ -65,8 +71,17 @@ def run(cfg: Config) -> dict[str, Any]:
     best = ranking[0] if ranking else None
     candidate = gate_metrics(entries[best]) if best else None
     current = store.champion_tag()
-    champion = champion_metrics(cfg, current) if current and candidate else None
-    decision = decide(candidate, champion, rules)
+    source = cfg.serve.source
+    unrecorded = missing_measures(source, _features(cfg.paths.models / best)) if best else []
+    note = None
+    if current and missing_measures(source, _features(store.get(current).path)):
+        # a champion this site's service could not load is no bar to beat
+        note = f"{current} reads measures a '{source}' source never records: not compared"
+        log.info(note)
+        champion = None
+    else:
+        champion = champion_metrics(cfg, current) if current and candidate else None
+    decision = decide(candidate, champion, rules, unrecorded, source)
 
     rows = []
     for position, name in enumerate(ranking, start=1):
@@ -103,7 +118,7 @@ def run(cfg: Config) -> dict[str, Any]:
             "model_dir": str(cfg.paths.models / best) if best else None,
             "metrics": candidate,
         },
-        "champion": {"tag": current, "metrics": champion},
+        "champion": {"tag": current, "metrics": champion, "note": note},
         "promoted_tag": None,
     }
     if decision["promote"] and best:
