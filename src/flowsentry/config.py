@@ -401,10 +401,10 @@ class ListenParams(_Section):
     batch_size: int = Field(500, ge=1, le=65535, description="Messages per batch (prefetch).")
     batch_seconds: float = Field(0.05, gt=0, description="A partial batch waits this long.")
     run_idle_seconds: float = Field(
-        3600.0,
+        21600.0,
         gt=0,
-        description="A run without events this long is closed (monitord's "
-        "default events announce no run's end).",
+        description="A run of monitord's default events (which announce no run's end) is "
+        "closed after this long without one: more than its longest job.",
     )
     forget_after_days: float = Field(7.0, gt=0, description="Ended runs remembered this long.")
     max_message_bytes: int = Field(1 << 20, ge=1024, description="Larger messages set aside.")

@@ -112,18 +112,6 @@ class Scorers:
         return {stream: (m.tag if m else None) for stream, m in self.by_stream.items()}
 
 
-def _evidence(row: pd.Series, features: Sequence[str]) -> dict[str, float]:
-    """The relative numbers among a model's features for one job (the evidence an
-    operator reads: this job / its task's normal, its host's, its run's)."""
-    out = {}
-    for name in features:
-        if ("_vs_" in name or name.startswith("host_")) and name in row:
-            value = row[name]
-            if value is not None and not pd.isna(value):
-                out[name] = round(float(value), 3)
-    return out
-
-
 class Listener:
     """Applies, scores, stores and writes batches of monitord messages."""
 
@@ -137,8 +125,12 @@ class Listener:
         self.assembler = Assembler()
         self.notifier = sinks.Notifier(params.webhook, params.prefect_events)
         self.seen: dict[str, set[str]] = {}  # run -> event ids applied
+        self.state.forget(params.forget_after_days * 86400)
+        self._forgotten_at = time.monotonic()
         self.ended = self.state.ended_runs()
-        self.scored = self.state.result_ids()
+        self.scored: dict[str, set[str]] = {}  # run -> result ids (runs still open)
+        for result in self.state.result_ids():
+            self.scored.setdefault(result.split("/", 1)[0], set()).add(result)
         self.alerted: set[tuple[str, ...]] = set()
         self._recover()
 
@@ -147,8 +139,8 @@ class Listener:
     def _recover(self) -> None:
         """Rebuild the open runs from the stored events; write result lines the last run
         stored but had not yet written (a crash between the two)."""
-        alerts = self.state.db.execute("SELECT id FROM results WHERE alert = 1").fetchall()
-        self.alerted = {tuple(i.split("/")[:2]) for (i,) in alerts}
+        alerts = self.state.result_ids(alerts_only=True)
+        self.alerted = {tuple(i.split("/")[:2]) for i in alerts}
         finished = []
         replayed = 0
         for name, body in self.state.open_events():
@@ -195,10 +187,15 @@ class Listener:
             [(run.run, run.workflow) for run in ended],
             dict(counts),
         )
-        for run in ended:
+        for run in ended:  # nothing more is asked of an ended run: forget it in memory
             self.ended.add(run.run)
             self.seen.pop(run.run, None)
+            self.scored.pop(run.run, None)
+            self.alerted = {key for key in self.alerted if key[0] != run.run}
             self.assembler.runs.pop(run.run, None)
+        if time.monotonic() - self._forgotten_at > 3600:  # drop runs ended days ago
+            self.state.forget(self.params.forget_after_days * 86400)
+            self._forgotten_at = time.monotonic()
         self._export([(r["id"], r["alert"], json.dumps(r)) for r in results])
         self.notifier.send(a for a in alerts)
         if messages or ended:
@@ -268,14 +265,15 @@ class Listener:
         ]
         kept, alerts = [], []
         for result in results:
-            if result["id"] in self.scored:  # scored before a crash: never twice
+            done = self.scored.setdefault(result["run"], set())
+            if result["id"] in done:  # scored before a crash: never twice
                 continue
             key = (result["run"], result["job"])
             result["alert"] = result["label"] == "anomalous" and key not in self.alerted
             if result["alert"]:
                 self.alerted.add(key)
                 alerts.append(result)
-            self.scored.add(result["id"])
+            done.add(result["id"])
             kept.append(result)
         counts["scored"] += sum(r["phase"] == "live" for r in kept)
         counts["alerts"] += len(alerts)

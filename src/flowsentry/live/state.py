@@ -79,8 +79,12 @@ class State:
             is not None
         )
 
-    def result_ids(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT id FROM results")}
+    def result_ids(self, alerts_only: bool = False) -> set[str]:
+        """The ids of the results (or alerts) of the runs still open."""
+        query = "SELECT id FROM results WHERE run NOT IN (SELECT run FROM ended)"
+        if alerts_only:
+            query += " AND alert = 1"
+        return {row[0] for row in self.db.execute(query)}
 
     def counters(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, value FROM counters").fetchall())
