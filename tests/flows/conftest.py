@@ -33,7 +33,7 @@ def setup(harness, make_flowbench, project, tiny_encoder, tmp_path, bento_home):
     from dvc.repo import Repo
 
     home = tmp_path
-    for name in ("dvc.yaml", "bentofile.yaml", "requirements.lock"):
+    for name in ("dvc.yaml", "bentofile.yaml", "requirements.lock", "labels.csv"):
         shutil.copy(ROOT / name, home / name)
     shutil.copytree(ROOT / "src", home / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "gx" / "expectations", home / "gx" / "expectations")

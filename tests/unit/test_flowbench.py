@@ -113,6 +113,7 @@ def test_missing_workflow_and_bad_dag_are_clear(make_flowbench, tmp_path):
         load_dag(bad)
 
 
+@settings(deadline=None)
 @given(edges=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=20))
 def test_find_cycle_finds_one_exactly_when_the_graph_has_one(edges):
     import networkx as nx
