@@ -163,9 +163,41 @@ class IngestParams(_Section):
         return self
 
 
+class LimitsParams(_Section):
+    """Limits on what a source may hold, far above any real trace (the largest real value
+    of each is beside it in params.yaml): over one, one line names the file and the limit.
+    Archives are read as streams, so a member that inflates past its limit costs that
+    limit in memory, never its whole size."""
+
+    max_file_bytes: int = Field(
+        8 * 2**30, ge=1, description="An archive or other input file (real: 7.9 MB)."
+    )
+    max_member_bytes: int = Field(
+        64 * 2**20, ge=1, description="One run's CSV, in an archive or a folder (real: 280 KB)."
+    )
+    max_rows_per_run: int = Field(100_000, ge=1, description="Jobs in one run (real: 539).")
+    max_text_chars: int = Field(
+        65_536, ge=1, description="Characters in one text field (real: 4,135, an argv)."
+    )
+
+
 class ValidateParams(_Section):
     max_quarantine_fraction: float = Field(
         0.05, ge=0.0, le=1.0, description="Stop if more than this share of jobs is quarantined."
+    )
+    max_bad_job_fraction_per_run: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="A run with more than this share of its jobs quarantined is quarantined "
+        "whole (what is left of it says nothing about its siblings).",
+    )
+    min_dag_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="A Flow-Bench run must hold at least this share of its workflow's DAG jobs "
+        "(every real run holds all of them).",
     )
 
 
@@ -435,6 +467,7 @@ class Config(_Section):
     base: BaseParams = BaseParams()
     paths: Paths = Paths()
     ingest: IngestParams = IngestParams()
+    limits: LimitsParams = LimitsParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     text: TextParams = TextParams()
     split: SplitParams = SplitParams()

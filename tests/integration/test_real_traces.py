@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from flowsentry.config import LimitsParams, ValidateParams
+from flowsentry.data import schema
 from flowsentry.data.flowbench import WORKFLOWS, load_dag, locate, read_workflow
 from flowsentry.stages import ingest, prepare, validate
-from flowsentry.validation.runner import validate_table
-from flowsentry.validation.suite import dag_expectation, suite_spec
+from flowsentry.validation.runner import quarantine_whole_runs, validate_table
+from flowsentry.validation.suite import spec_for, suite_spec
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +34,15 @@ def test_every_workflow_reads_and_validates(flowbench_dir, workflow):
     assert table["run"].nunique() >= 300
     assert table["label"].notna().all() and 0 < table["label"].mean() < 0.5
     assert table["task"].notna().all()
-    spec = suite_spec()
-    spec["expectations"].append(dag_expectation(list(load_dag(source.dag)), str(source.dag)))
+    # schema.FLOWBENCH_REQUIRED is learned here: measures no job of any real run lacks.
+    never_missing = {c for c in schema.FLOATS if table[c].notna().all()}
+    assert set(schema.FLOWBENCH_REQUIRED) <= never_missing
+    dag = list(load_dag(source.dag))
+    assert (table.groupby("run").size() == len(dag)).all()  # every run holds its whole DAG
+    limits, params = LimitsParams(), ValidateParams()
+    spec = spec_for(suite_spec(), limits.max_text_chars, schema.FLOWBENCH_REQUIRED, dag, source.dag)
     outcome = validate_table(table, spec, workflow)  # raises on a table-level failure
+    outcome = quarantine_whole_runs(
+        outcome, params.max_bad_job_fraction_per_run, len(dag), params.min_dag_fraction
+    )
     assert len(outcome.quarantine) <= 0.01 * len(table)

@@ -19,7 +19,7 @@ def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp
     box = tmp_path / "inbox" / "tiny"
     _drop(box, "tiny-run0100", make_run(100))  # new, good
     _drop(box, "tiny-run0101", make_run(101, anomalous_host=True))  # new, good
-    _drop(box, "tiny-run0003", make_run(3))  # already ingested
+    _drop(box, "tiny-run0003", make_run(3, anomalous_host=True))  # already ingested
     bad = make_run(102)
     bad.loc[2, "runtime"] = -4.0
     _drop(box, "tiny-run0102", bad)  # breaks an expectation
@@ -38,8 +38,15 @@ def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp
     assert summary["runs"] == 12 and summary["jobs"] == 72
 
     _drop(box, "tiny-run0100", make_run(100))  # the same run again
+    broken = make_run(101)
+    broken.loc[0, "runtime"] = -1.0
+    _drop(box, "tiny-run0101", broken)  # a known name, but a damaged file: looked at
+    _drop(box, "tiny-run0004", make_run(104))  # a known name over other jobs
     again = inbox.run(cfg, tmp_path / "inbox")
     assert again["accepted"] == [] and [r["run"] for r in again["skipped"]] == ["tiny-run0100"]
+    reasons = {r["run"]: r["reason"] for r in again["quarantined"]}
+    assert "runtime is negative" in reasons["tiny-run0101"]
+    assert "already ingested with other jobs" in reasons["tiny-run0004"]
     assert ingest.run(cfg, root, progress=False)["tables"]["tiny"]["runs"] == 12
 
 
@@ -70,8 +77,8 @@ def test_each_file_is_sorted_on_its_own_and_nothing_is_lost(
 
     real = inbox_stage._checker
 
-    def checker(spec):
-        check = real(spec)
+    def checker(*args):
+        check = real(*args)
 
         def exploding(table, path):
             if path.stem == "c-explodes":

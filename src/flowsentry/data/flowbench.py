@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from tqdm.auto import tqdm
 
 from flowsentry.data import schema
 from flowsentry.errors import DataError
+
+if TYPE_CHECKING:
+    from flowsentry.config import LimitsParams
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +124,47 @@ def _spread(names: list[str], max_runs: int | None) -> list[str]:
     return [names[i] for i in picks]
 
 
+def _limits(limits: LimitsParams | None) -> LimitsParams:
+    from flowsentry.config import LimitsParams
+
+    return limits or LimitsParams()
+
+
+def read_limited(stream: IO[bytes], limit: int, origin: str, what: str) -> bytes:
+    """Read `stream` as it arrives, stopping at `limit` bytes: a larger payload is one
+    line naming `origin` and the limit, and costs at most the limit in memory."""
+    chunks, total = [], 0
+    while chunk := stream.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise DataError(
+                origin, f"{what} is over limits.max_member_bytes ({limit:,} bytes); raise the "
+                "limit in params.yaml if this run is real"
+            )  # fmt: skip
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def iter_run_files(
-    traces: Path, max_runs: int | None = None
+    traces: Path, max_runs: int | None = None, limits: LimitsParams | None = None
 ) -> Iterator[tuple[str, str, IO[bytes]]]:
-    """Yield (run id, origin for messages, binary stream) for each CSV of a workflow.
+    """Yield (run id, origin for messages, binary stream) for each CSV of a workflow,
+    each read within `limits` (the archive's size, each run's bytes as they inflate).
 
     With `max_runs`, only that many runs, spread evenly over the runs sorted by name.
     """
+    limits = _limits(limits)
     if traces.is_dir():
         for path in _spread(sorted(traces.glob("*.csv")), max_runs):
             with path.open("rb") as stream:
-                yield path.stem, str(path), stream
+                payload = read_limited(stream, limits.max_member_bytes, str(path), "the file")
+            yield path.stem, str(path), io.BytesIO(payload)
         return
+    size = traces.stat().st_size if traces.exists() else 0
+    if size > limits.max_file_bytes:
+        raise DataError(
+            traces, f"{size:,} bytes is over limits.max_file_bytes ({limits.max_file_bytes:,})"
+        )
     try:
         archive = zipfile.ZipFile(traces)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -148,8 +180,18 @@ def iter_run_files(
         members = _spread(members, max_runs)
         for member in members:
             origin = f"{traces}:{member}"
+            if Path(member).name != member:  # a folder, `..` or an absolute name
+                log.warning("%s: a member with a path; read as run '%s' (nothing is written "
+                            "where its path points)", origin, Path(member).stem)  # fmt: skip
+            declared = archive.getinfo(member).file_size
+            if declared > limits.max_member_bytes:
+                raise DataError(
+                    origin, f"inflates to {declared:,} bytes, over limits.max_member_bytes "
+                    f"({limits.max_member_bytes:,})"
+                )  # fmt: skip
             try:
-                payload = archive.read(member)
+                with archive.open(member) as stream:  # the header may lie: count as it inflates
+                    payload = read_limited(stream, limits.max_member_bytes, origin, "the member")
             except (
                 zipfile.BadZipFile,
                 zipfile.LargeZipFile,
@@ -164,9 +206,13 @@ def iter_run_files(
             yield Path(member).stem, origin, io.BytesIO(payload)
 
 
-def read_run(stream: IO[bytes], origin: str, run: str) -> pd.DataFrame:
-    """Read one DAG run's CSV as text, checking its structure (columns, job ids)."""
-    payload = stream.read()
+def read_run(
+    stream: IO[bytes], origin: str, run: str, limits: LimitsParams | None = None
+) -> pd.DataFrame:
+    """Read one DAG run's CSV as text, checking its structure (columns, job ids) and
+    `limits` (its bytes as they arrive, its rows)."""
+    limits = _limits(limits)
+    payload = read_limited(stream, limits.max_member_bytes, origin, "the run")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -177,6 +223,11 @@ def read_run(stream: IO[bytes], origin: str, run: str) -> pd.DataFrame:
         raise DataError(origin, f"unreadable CSV: {exc}".splitlines()[0]) from None
     if raw.shape[1] == 0 or raw.empty:
         raise DataError(origin, "no jobs in this run (empty CSV)")
+    if len(raw) > limits.max_rows_per_run:
+        raise DataError(
+            origin, f"{len(raw):,} jobs is over limits.max_rows_per_run "
+            f"({limits.max_rows_per_run:,})"
+        )  # fmt: skip
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
     doubled = sorted({name for name in header if header.count(name) > 1})
     if doubled:  # pandas would rename the second copy and keep the first silently
@@ -266,25 +317,28 @@ def derive_task(transformations: pd.Series, jobs: pd.Series) -> pd.Series:
 
 
 def read_workflow(
-    source: WorkflowSource, progress: bool = True, max_runs: int | None = None
+    source: WorkflowSource,
+    progress: bool = True,
+    max_runs: int | None = None,
+    limits: LimitsParams | None = None,
 ) -> pd.DataFrame:
     """Read every run (or `max_runs` spread over them) of one workflow into its jobs table."""
     frames: list[pd.DataFrame] = []
     seen: dict[str, str] = {}
-    files = iter_run_files(source.traces, max_runs)
+    files = iter_run_files(source.traces, max_runs, limits)
     bar = tqdm(files, desc=f"ingest {source.workflow}", unit="run", disable=not progress)
     for run, origin, stream in bar:
         if run in seen:
             raise DataError(origin, f"run '{run}' appears twice (also in {seen[run]})")
         seen[run] = origin
-        frames.append(read_run(stream, origin, run))
+        frames.append(read_run(stream, origin, run, limits))
     if source.new_runs is not None and source.new_runs.is_dir():
-        for run, origin, stream in iter_run_files(source.new_runs):
+        for run, origin, stream in iter_run_files(source.new_runs, limits=limits):
             if run in seen:  # never double-count a run
                 log.warning("%s: run '%s' is already in %s; skipped", origin, run, seen[run])
                 continue
             seen[run] = origin
-            frames.append(read_run(stream, origin, run))
+            frames.append(read_run(stream, origin, run, limits))
     if not frames:
         raise DataError(source.traces, "no run CSV files found")
     table = to_jobs_table(pd.concat(frames, ignore_index=True), source.workflow)

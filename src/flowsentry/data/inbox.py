@@ -2,11 +2,11 @@
 
 Each file is read and validated on its own before it joins the versioned raw data:
 - good: moved to `<raw>/new_runs/<workflow>/` (ingest reads it with the workflow's traces);
-- a run already ingested or already accepted, by name or by content (the same jobs
-  under another file name): moved to `<inbox>/<workflow>/.skipped/` and reported, never
-  counted twice;
-- bad (unreadable, wrong columns or types, a failed expectation, or anything else that
-  goes wrong while reading it): moved to `<quarantine>/inbox/<workflow>/` with
+- a run already ingested or already accepted (the same jobs, under its own name or
+  another): moved to `<inbox>/<workflow>/.skipped/` and reported, never counted twice;
+- bad (unreadable, wrong columns or types, a failed expectation, other jobs under the
+  name of a run already there, or anything else that goes wrong while reading it),
+  whatever its name: moved to `<quarantine>/inbox/<workflow>/` with
   `<run>.reason.txt`; the other files proceed.
 
 A file never overwrites an earlier one of the same name in `.skipped/` or quarantine:
@@ -20,13 +20,16 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from flowsentry.data.flowbench import read_run, to_jobs_table
 from flowsentry.errors import DataError, ValidationFailed
 from flowsentry.io import digest
+
+if TYPE_CHECKING:
+    from flowsentry.config import LimitsParams
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +73,18 @@ def run_digests(table: pd.DataFrame) -> dict[str, str]:
     return digests
 
 
-def read_run_table(path: Path, workflow: str) -> pd.DataFrame:
+def read_run_table(path: Path, workflow: str, limits: LimitsParams | None = None) -> pd.DataFrame:
     """One run CSV as a typed jobs table (raises DataError naming file, column, job)."""
     with path.open("rb") as stream:
-        return to_jobs_table(read_run(stream, str(path), path.stem), workflow)
+        return to_jobs_table(read_run(stream, str(path), path.stem, limits), workflow)
 
 
-def _accepted_digests(folder: Path, workflow: str) -> dict[str, str]:
+def _accepted_digests(folder: Path, workflow: str, limits: LimitsParams | None) -> dict[str, str]:
     """Content hashes of the runs accepted earlier and not yet ingested."""
     digests: dict[str, str] = {}
     for path in sorted(folder.glob("*.csv")):
         try:
-            digests.update(run_digests(read_run_table(path, workflow)))
+            digests.update(run_digests(read_run_table(path, workflow, limits)))
         except DataError:  # accepted files were checked; a damaged one is ingest's to report
             continue
     return digests
@@ -94,6 +97,7 @@ def collect(
     known: dict[str, dict[str, str]],
     checks: dict[str, Check],
     report: dict[str, Any] | None = None,
+    limits: LimitsParams | None = None,
 ) -> dict[str, Any]:
     """Sort the inbox's run CSVs into accepted / skipped / quarantined; returns a report.
 
@@ -110,9 +114,9 @@ def collect(
             continue
         accepted_dir = raw / "new_runs" / workflow
         runs = dict(known.get(workflow, {}))
-        runs.update(_accepted_digests(accepted_dir, workflow))
+        runs.update(_accepted_digests(accepted_dir, workflow, limits))
         for path in sorted(folder.glob("*.csv")):
-            _sort_one(path, workflow, check, runs, accepted_dir, quarantine, report)
+            _sort_one(path, workflow, check, runs, accepted_dir, quarantine, report, limits)
     return report
 
 
@@ -124,21 +128,29 @@ def _sort_one(
     accepted_dir: Path,
     quarantine: Path,
     report: dict[str, Any],
+    limits: LimitsParams | None = None,
 ) -> None:
-    """Accept, skip or quarantine one file; whatever goes wrong stays with this file."""
+    """Accept, skip or quarantine one file; whatever goes wrong stays with this file.
+
+    Every file is read and checked, a run name already ingested included: a damaged file
+    is quarantined whatever its name, and only a file holding the very jobs of a run
+    already there is skipped."""
     run = path.stem
     entry = {"workflow": workflow, "run": run, "file": path.name}
-    if run in runs:
-        _skip(path, entry, "already ingested (same run name)", report)
-        return
     try:
-        table = read_run_table(path, workflow)
+        table = read_run_table(path, workflow, limits)
         digest = run_digests(table)[run]
+        reason = check(table, path)
+        if reason is None and run in runs:
+            if runs[run] == digest:
+                _skip(path, entry, "already ingested (same run name, same jobs)", report)
+                return
+            reason = (f"{path}: run '{run}' is already ingested with other jobs; rename the "
+                      "file if this is a new run")  # fmt: skip
         twin = _first(name for name, known in runs.items() if known == digest)
-        if twin is not None:
+        if reason is None and twin is not None:
             _skip(path, entry, f"same jobs as run '{twin}' (content hash)", report)
             return
-        reason = check(table, path)
     except (DataError, ValidationFailed) as exc:
         reason = str(exc)
     except Exception as exc:  # one bad file must never stop the batch

@@ -9,11 +9,12 @@ from typing import Any
 import pandas as pd
 
 from flowsentry.config import Config
+from flowsentry.data import schema
 from flowsentry.data.flowbench import load_dag
 from flowsentry.data.inbox import collect, run_digests
 from flowsentry.io import read_table, write_json
-from flowsentry.validation.runner import Validation
-from flowsentry.validation.suite import dag_expectation, read_suite
+from flowsentry.validation.runner import Validation, quarantine_whole_runs
+from flowsentry.validation.suite import read_suite, spec_for
 
 
 def run(cfg: Config, inbox: str | Path) -> dict[str, Any]:
@@ -30,11 +31,15 @@ def run(cfg: Config, inbox: str | Path) -> dict[str, Any]:
         write_json(report, cfg.paths.reports / "inbox.json")
 
 
-def _checker(spec: dict[str, Any]) -> Callable[[pd.DataFrame, Path], str | None]:
-    """The inbox's check of a run: every job meets the suite `spec`, or the reasons."""
+def _checker(
+    spec: dict[str, Any], dag_size: int | None, min_dag_fraction: float
+) -> Callable[[pd.DataFrame, Path], str | None]:
+    """The inbox's check of a run: every job meets the suite `spec` and the run holds
+    enough of its DAG, or the reasons."""
 
     def check(table: pd.DataFrame, path: Path) -> str | None:
         outcome = Validation().table(table, spec, str(path))
+        outcome = quarantine_whole_runs(outcome, 1.0, dag_size, min_dag_fraction)
         if len(outcome.quarantine):
             reasons = outcome.quarantine["reason"].value_counts()
             return f"{len(outcome.quarantine)} jobs break expectations: " + "; ".join(
@@ -52,11 +57,12 @@ def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> dict[str, Any]:
     # (`flowsentry listen` writes their finished runs here; each run has a DAG of its own).
     tables = {wf: wf for wf in cfg.ingest.workflows} | {wf: f"live_{wf}" for wf in cfg.ingest.live}
     for workflow, name in tables.items():
-        spec = {**base, "expectations": list(base["expectations"])}
-        dag = cfg.paths.dag(workflow)
-        if workflow in cfg.ingest.workflows and dag.exists():
-            spec["expectations"].append(dag_expectation(list(load_dag(dag)), str(dag)))
-        checks[workflow] = _checker(spec)
+        dag_file = cfg.paths.dag(workflow)
+        flowbench = workflow in cfg.ingest.workflows
+        dag = list(load_dag(dag_file)) if flowbench and dag_file.exists() else None
+        required = schema.FLOWBENCH_REQUIRED if flowbench else ()
+        spec = spec_for(base, cfg.limits.max_text_chars, required, dag, dag_file)
+        checks[workflow] = _checker(spec, len(dag) if dag else None, cfg.validate_.min_dag_fraction)
         table = cfg.paths.jobs / f"{name}.parquet"
         known[workflow] = run_digests(read_table(table)) if table.exists() else {}
-    return collect(inbox, cfg.paths.raw, cfg.paths.quarantine, known, checks, report)
+    return collect(inbox, cfg.paths.raw, cfg.paths.quarantine, known, checks, report, cfg.limits)

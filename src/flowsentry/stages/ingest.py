@@ -89,7 +89,9 @@ def run(
     notes: dict[str, dict[str, Any]] = {}
     dags: dict[str, dict[str, dict[str, list[str]]]] = {}
     for source in sources:
-        table = flowbench.read_workflow(source, progress=progress, max_runs=cfg.ingest.max_runs)
+        table = flowbench.read_workflow(
+            source, progress=progress, max_runs=cfg.ingest.max_runs, limits=cfg.limits
+        )
         if source.dag is None:
             raise DataError(
                 source.traces.parent / DAG_FOLDER, f"no DAG file for workflow '{source.workflow}'"
@@ -167,7 +169,7 @@ def _live_runs(cfg: Config, workflow: str, progress: bool) -> pd.DataFrame:
         log.info("live workflow '%s': no runs accepted from the inbox yet", workflow)
         return schema.empty_jobs_table()
     source = flowbench.WorkflowSource(workflow, folder, None)
-    return flowbench.read_workflow(source, progress=progress)
+    return flowbench.read_workflow(source, progress=progress, limits=cfg.limits)
 
 
 def _remove_stale(folder: Path, keep: set[str]) -> None:

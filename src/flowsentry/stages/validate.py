@@ -7,12 +7,13 @@ import shutil
 from typing import Any
 
 from flowsentry.config import Config
+from flowsentry.data import schema
 from flowsentry.data.flowbench import load_dag
 from flowsentry.errors import ValidationFailed
 from flowsentry.io import read_table, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
-from flowsentry.validation.runner import Outcome, Validation
-from flowsentry.validation.suite import dag_expectation, read_suite
+from flowsentry.validation.runner import Outcome, Validation, quarantine_whole_runs
+from flowsentry.validation.suite import read_suite, spec_for
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,16 @@ def run(cfg: Config) -> dict[str, Any]:
             log.info("%s: no runs yet (nothing to validate)", path)
             outcomes[ref.name] = Outcome(clean=table, quarantine=table.assign(reason=""))
             continue
-        spec = {**base_spec, "expectations": list(base_spec["expectations"])}
-        if ref.dag is not None:
-            spec["expectations"].append(dag_expectation(list(load_dag(ref.dag)), str(ref.dag)))
-        outcomes[ref.name] = validation.table(table, spec, str(path))
+        dag = list(load_dag(ref.dag)) if ref.dag is not None else None
+        required = schema.FLOWBENCH_REQUIRED if ref.kind == "flowbench" else ()
+        spec = spec_for(base_spec, cfg.limits.max_text_chars, required, dag, ref.dag)
+        outcome = validation.table(table, spec, str(path))
+        outcomes[ref.name] = quarantine_whole_runs(
+            outcome,
+            cfg.validate_.max_bad_job_fraction_per_run,
+            len(dag) if dag else None,
+            cfg.validate_.min_dag_fraction,
+        )
 
     report: dict[str, Any] = {"suite": str(cfg.paths.gx_suite), "success": True, "tables": {}}
     for name, outcome in outcomes.items():

@@ -160,7 +160,9 @@ def _outcome(table: pd.DataFrame, result: Any, origin: str) -> Outcome:
 
     bad = sorted(reasons)
     quarantine = table.loc[bad].copy()
-    quarantine["reason"] = ["; ".join(dict.fromkeys(reasons[i])) for i in bad]
+    quarantine["reason"] = pd.Series(
+        ["; ".join(dict.fromkeys(reasons[i])) for i in bad], index=quarantine.index, dtype="str"
+    )
     clean = table.drop(index=bad).reset_index(drop=True)
     if bad:
         log.warning("%s: %d of %d jobs quarantined", origin, len(bad), len(table))
@@ -174,3 +176,49 @@ def _as_index(entry: Any) -> int:
     if isinstance(entry, dict):
         entry = entry.get("index", next(iter(entry.values())))
     return int(entry)
+
+
+def quarantine_whole_runs(
+    outcome: Outcome,
+    max_bad_fraction: float,
+    dag_size: int | None = None,
+    min_dag_fraction: float = 0.0,
+) -> Outcome:
+    """Move whole runs to quarantine: a run more than `max_bad_fraction` of whose jobs
+    broke a row expectation (what is left says nothing reliable about its siblings), and,
+    with a DAG of `dag_size` jobs, a run holding fewer than `min_dag_fraction` of them (a
+    fragment: its context would be computed from a few jobs)."""
+    clean, quarantine = outcome.clean, outcome.quarantine
+    if clean.empty and quarantine.empty:
+        return outcome
+    key = ["workflow", "run"]
+    both = pd.concat([clean[key].assign(_bad=0), quarantine[key].assign(_bad=1)])
+    stats = both.groupby(key, dropna=False)["_bad"].agg(["sum", "count"])
+    reasons: dict[tuple, str] = {}
+    for run, (bad, count) in stats.iterrows():
+        if bad / count > max_bad_fraction:
+            reasons[run] = (f"run {run[1]}: {int(bad)} of {int(count)} jobs broke "
+                            "expectations (validate.max_bad_job_fraction_per_run)")  # fmt: skip
+        elif dag_size and count / dag_size < min_dag_fraction:
+            reasons[run] = (f"run {run[1]}: holds {int(count)} of its DAG's {dag_size} jobs "
+                            f"(under validate.min_dag_fraction {min_dag_fraction})")  # fmt: skip
+    if not reasons:
+        return outcome
+    for reason in reasons.values():
+        log.warning("%s", reason)
+    moving = pd.Series(list(zip(clean["workflow"], clean["run"], strict=True)),
+                       index=clean.index).map(reasons)  # fmt: skip
+    moved = clean[moving.notna()].assign(reason=moving[moving.notna()])
+    if len(quarantine):
+        keys = pd.Series(list(zip(quarantine["workflow"], quarantine["run"], strict=True)),
+                         index=quarantine.index).map(reasons)  # fmt: skip
+        quarantine = quarantine.assign(
+            reason=quarantine["reason"].where(keys.isna(), quarantine["reason"] + "; " + keys)
+        )
+    quarantine = pd.concat([quarantine, moved], ignore_index=True)
+    return Outcome(
+        clean=clean[moving.isna()].reset_index(drop=True),
+        quarantine=quarantine.assign(reason=quarantine["reason"].astype("str")),
+        checks=outcome.checks,
+        success=False,
+    )

@@ -126,6 +126,32 @@ def suite_spec() -> dict[str, Any]:
     return {"name": SUITE_NAME, "expectations": items, "meta": {"source": "flowsentry.data.schema"}}
 
 
+def limit_expectations(max_text_chars: int, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Row-level expectations from params.yaml: every text field within
+    `limits.max_text_chars`, and the measures the source always records present."""
+    items = [
+        {
+            "type": "expect_column_value_lengths_to_be_between",
+            "kwargs": {"column": column, "max_value": max_text_chars},
+            "meta": {
+                "level": "row",
+                "reason": f"{column} is over limits.max_text_chars ({max_text_chars:,})",
+            },
+        }
+        for column, dtype in schema.JOBS_COLUMNS.items()
+        if dtype == "string"
+    ]
+    items += [
+        {
+            "type": "expect_column_values_to_not_be_null",
+            "kwargs": {"column": column},
+            "meta": {"level": "row", "reason": f"{column} is missing (this source always has it)"},
+        }
+        for column in required
+    ]
+    return items
+
+
 def dag_expectation(dag_jobs: list[str], dag_file: str) -> dict[str, Any]:
     """Row-level: every job id must be a job of the workflow's DAG file."""
     return {
@@ -133,6 +159,21 @@ def dag_expectation(dag_jobs: list[str], dag_file: str) -> dict[str, Any]:
         "kwargs": {"column": "job", "value_set": sorted(dag_jobs)},
         "meta": {"level": "row", "reason": f"job id is not in the DAG ({dag_file})"},
     }
+
+
+def spec_for(
+    base: dict[str, Any],
+    max_text_chars: int,
+    required: tuple[str, ...] = (),
+    dag_jobs: list[str] | None = None,
+    dag_file: str | None = None,
+) -> dict[str, Any]:
+    """The committed suite plus what params.yaml and the source add: text limits, the
+    measures the source always records, and the DAG the job ids must belong to."""
+    items = [*base["expectations"], *limit_expectations(max_text_chars, required)]
+    if dag_jobs is not None:
+        items.append(dag_expectation(dag_jobs, str(dag_file)))
+    return {**base, "expectations": items}
 
 
 def write_suite(path: str | Path) -> None:
