@@ -1,5 +1,6 @@
 """What every command shares: the console, the common options, and `command`, the one
-decorator that loads params.yaml into a `Config`, sets up logging and turns a
+decorator that loads params.yaml into a `Config`, sets up logging, holds the project
+lock for a command that writes the data or the registry (`--wait`), and turns a
 `FlowsentryError` into a one-line message and exit code 1."""
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import typer
 from rich.console import Console
 
 from flowsentry import logs
-from flowsentry.config import load_config, parse_overrides
+from flowsentry.config import Paths, load_config, parse_overrides
 from flowsentry.errors import FlowsentryError
+from flowsentry.lock import project_lock
 
 console = Console(stderr=True)
 
@@ -33,6 +35,14 @@ SetOption = Annotated[
     ),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+WaitOption = Annotated[
+    float | None,
+    typer.Option(
+        "--wait",
+        help="Seconds to wait for another flowsentry run that holds the project lock "
+        "(paths.lock); unset: FLOWSENTRY_LOCK_WAIT, else stop at once. -1: wait for ever.",
+    ),
+]
 FlowbenchOption = Annotated[
     Path | None,
     typer.Option(
@@ -54,12 +64,16 @@ def progress() -> bool:
     return sys.stderr.isatty()
 
 
-def command(group: typer.Typer, name: str | None = None, config: bool = True) -> Callable:
+def command(
+    group: typer.Typer, name: str | None = None, config: bool = True, writes: bool = False
+) -> Callable:
     """Register `fn` on `group` with the common options.
 
     `fn` takes its own options, plus `cfg` (the loaded Config) when `config` is true;
     `--params`, `--set` (when `config`) and `--verbose` are added here, once. A command
     that hands the params file on (a flow) declares `params` / `set_` to receive them.
+    A command that `writes` the data or the registry runs holding the project lock
+    (flowsentry/lock.py), with `--wait`.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,12 +89,15 @@ def command(group: typer.Typer, name: str | None = None, config: bool = True) ->
             if k != "cfg" and k not in _COMMON
         }
         common = {k: v for k, v in _COMMON.items() if config or k == "verbose" or k in wanted}
+        if writes:
+            common["wait"] = (WaitOption, None)
 
         @functools.wraps(fn)
         def run(**kwargs: Any) -> Any:
             params = kwargs.pop("params", None)
             overrides = kwargs.pop("set_", None)
             logs.setup(kwargs.pop("verbose", False))
+            wait = kwargs.pop("wait", None)
             if "params" in wanted:  # the command hands the file on (a flow reads it)
                 kwargs["params"] = params
             if "set_" in wanted:
@@ -88,7 +105,11 @@ def command(group: typer.Typer, name: str | None = None, config: bool = True) ->
             try:
                 if config:
                     kwargs["cfg"] = load_config(params, parse_overrides(overrides))
-                return fn(**kwargs)
+                if not writes:
+                    return fn(**kwargs)
+                lock_path = kwargs["cfg"].paths.lock if config else Paths().lock
+                with project_lock(lock_path, wait):
+                    return fn(**kwargs)
             except FlowsentryError as exc:
                 console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(code=1) from None

@@ -26,7 +26,7 @@ TrainSamples = Annotated[int, typer.Option(help="Training jobs per fine-tune (CP
 TestSamples = Annotated[int, typer.Option(help="Test jobs scored per evaluation.")]
 
 
-@command(icl_app, "evaluate")
+@command(icl_app, "evaluate", writes=True)
 def icl_evaluate(cfg: Config) -> None:
     """Zero/few-shot (negative, positive, balanced, nearest) with and without LoRA."""
     from flowsentry.stages import icl as stage
@@ -73,7 +73,7 @@ def registry_list() -> None:
         )
 
 
-@command(registry_app, "promote", config=False)
+@command(registry_app, "promote", config=False, writes=True)
 def registry_promote(
     tag: Annotated[str, typer.Argument(help="Model tag, e.g. flowsentry-detector:abc123.")],
 ) -> None:
@@ -83,7 +83,7 @@ def registry_promote(
     typer.echo(f"champion: {store.promote(tag)['champion']}")
 
 
-@command(registry_app, "rollback", config=False)
+@command(registry_app, "rollback", config=False, writes=True)
 def registry_rollback() -> None:
     """Reinstate the previous champion."""
     from flowsentry.registry import store

@@ -58,7 +58,7 @@ def _add(cfg: Config, entries: list[dict[str, str]]) -> None:
     console.print(f"{count} label(s) added to {cfg.paths.labels}; the next ingest applies them")
 
 
-@command(label_app, "job")
+@command(label_app, "job", writes=True)
 def label_job(
     cfg: Config,
     workflow: Annotated[str, typer.Argument(help="The workflow (its dax_label).")],
@@ -71,7 +71,7 @@ def label_job(
     _add(cfg, [{"workflow": workflow, "run": run, "job": job, "label": verdict, "note": note}])
 
 
-@command(label_app, "run")
+@command(label_app, "run", writes=True)
 def label_run(
     cfg: Config,
     workflow: Annotated[str, typer.Argument(help="The workflow (its dax_label).")],
@@ -84,7 +84,7 @@ def label_run(
     _add(cfg, [{"workflow": workflow, "run": run, "job": "*", "label": verdict, "note": note}])
 
 
-@command(label_app, "alert")
+@command(label_app, "alert", writes=True)
 def label_alert(
     cfg: Config,
     alert: Annotated[str, typer.Argument(help="The alert's id (alerts.jsonl, field id).")],

@@ -14,7 +14,7 @@ from flowsentry.errors import FlowsentryError
 
 
 def register(app: typer.Typer) -> None:
-    @command(app)
+    @command(app, writes=True)
     def ingest(cfg: Config, flowbench_dir: FlowbenchOption = None) -> None:
         """Read every source into one jobs table (Parquet) each: Flow-Bench workflows,
         Pegasus stampede databases (ingest.stampede), live Pegasus runs from the inbox
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
             for uuid in t.get("still_running_not_read", []):
                 console.print(f"{name}: workflow {uuid} is still running: not read")
 
-    @command(app)
+    @command(app, writes=True)
     def inbox(
         cfg: Config,
         folder: Annotated[Path, typer.Argument(help="Inbox: <folder>/<workflow>/<run>.csv.")],
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         for item in report["quarantined"]:
             console.print(f"quarantined {item['workflow']}/{item['run']}: {item['reason']}")
 
-    @command(app)
+    @command(app, writes=True)
     def validate(cfg: Config) -> None:
         """Check jobs tables against the GX expectation suite; quarantine bad rows; Data Docs."""
         from flowsentry.stages import validate as stage
@@ -60,14 +60,14 @@ def register(app: typer.Typer) -> None:
             )
         console.print(f"Data Docs: {cfg.paths.reports / 'data_docs' / 'index.html'}")
 
-    @command(app)
+    @command(app, writes=True)
     def prepare(cfg: Config) -> None:
         """Turn validated jobs into sentences and train/val/test splits."""
         from flowsentry.stages import prepare as stage
 
         console.print(json.dumps(stage.run(cfg)["splits"]))
 
-    @command(app)
+    @command(app, writes=True)
     def augment(cfg: Config) -> None:
         """Add prefix / empty / permuted / rebalanced sentences to the training split."""
         from flowsentry.stages import augment as stage
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         summary = stage.run(cfg)
         console.print(f"{summary['jobs']} jobs -> {summary['rows']} rows {summary['by_kind']}")
 
-    @command(app)
+    @command(app, writes=True)
     def train(cfg: Config) -> None:
         """Train every kind in train.candidates (the language model on the augmented set,
         gradient boosting, random forest, isolation forest on the prepared jobs); each
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
                 f"F1 {val['f1']:.4f}  threshold {entry['threshold']:.4f}"
             )
 
-    @command(app)
+    @command(app, writes=True)
     def evaluate(cfg: Config) -> None:
         """Score every candidate on the validation and test splits: metrics, bias, latency,
         early detection, plots (reports/evaluate). The split method is printed with them."""
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
                 f"F1 {test['f1']:.4f}  ROC-AUC {test['roc_auc']}"
             )
 
-    @command(app)
+    @command(app, writes=True)
     def gate(cfg: Config) -> None:
         """The tournament: the best candidate on validation (any kind) is promoted if it
         passes every floor on test and beats the champion on the same test jobs."""
@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
             )
         console.print(f"decision: {result['decision']} {result['promoted_tag'] or ''}")
 
-    @command(app)
+    @command(app, writes=True)
     def package(cfg: Config) -> None:
         """Build a Bento (bentoml build) serving the current champion."""
         from flowsentry.stages import package as stage

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
@@ -38,6 +37,7 @@ from flowsentry import versioning
 from flowsentry.config import load_config
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_path
+from flowsentry.lock import held_for, project_lock
 from flowsentry.pipeline import stage_order
 from flowsentry.stages import inbox
 
@@ -173,20 +173,23 @@ def train_flow(
     revision: str | None = None,
     params: str | None = None,
     lock: str | None = None,
+    lock_held: str | None = None,
 ) -> dict[str, Any]:
     """`dvc repro train` alone, for a GPU work pool (prefect.yaml).
 
-    Without `repository`, in `project`: a folder the worker shares with the retraining
-    flow. With it, nothing is shared but the git repository, the DVC remote and Prefect:
-    the worker clones `repository` at `revision` into a temporary folder, puts in the
-    retraining run's params.yaml and dvc.lock (`params`, `lock`: their text), pulls the
-    stage's inputs from the DVC remote, runs the stage, pushes the models to the remote,
-    and returns the new dvc.lock text and the uncached outputs (reports/train.json).
-    That is the flow's result: Prefect's result storage must be a place both machines
-    reach (e.g. PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/results).
+    Without `repository`, in `project`: a folder the worker shares with the retraining flow,
+    which holds the project lock at `lock_held` for it while it waits. With it, nothing is
+    shared but the git repository, the DVC remote and Prefect: the worker clones
+    `repository` at `revision` into a temporary folder, puts in the retraining run's
+    params.yaml and dvc.lock (`params`, `lock`: their text), pulls the stage's inputs from
+    the DVC remote, runs the stage, pushes the models to the remote, and returns the new
+    dvc.lock text and the uncached outputs (reports/train.json). That is the flow's result:
+    Prefect's result storage must be a place both machines reach (e.g.
+    PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/results).
     """
     if repository is None:
-        return stage_task("train")(Path(project).resolve())
+        with held_for(lock_held):
+            return stage_task("train")(Path(project).resolve())
     if not (revision and params and lock):
         raise FlowsentryError("train_flow: a repository needs revision, params and lock")
     logger = get_run_logger()
@@ -245,7 +248,7 @@ def retrain(
     source = str(Path(flowbench_dir).resolve()) if flowbench_dir else None
     cfg = load_config(root / "params.yaml").under(root)
     stages: dict[str, Any] = {}
-    with FileLock(str(cfg.paths.lock), timeout=lock_timeout_s):
+    with project_lock(cfg.paths.lock, lock_timeout_s):
         arrivals = inbox_task(cfg, Path(inbox_dir)) if inbox_dir else None
         if arrivals and arrivals["quarantined"]:
             create_markdown_artifact(
@@ -301,7 +304,8 @@ def _remote_train(deployment: str, root: Path, repository: str | None = None) ->
     """
     from prefect.deployments import run_deployment
 
-    parameters: dict[str, Any] = {"project": str(root)}
+    cfg = load_config(root / "params.yaml").under(root)
+    parameters: dict[str, Any] = {"project": str(root), "lock_held": str(cfg.paths.lock)}
     if repository is not None:
         changed = _git(root, "status", "--porcelain", "--", "src", "dvc.yaml")
         if changed:

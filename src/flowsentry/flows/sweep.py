@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
 from flowsentry import sweep as sweeps
 from flowsentry.config import Config, load_config
+from flowsentry.lock import project_lock
 from flowsentry.stages import gate, package
 
 prepare_task = task(sweeps.prepare_data, name="prepare workflow", retries=1)
@@ -78,7 +78,7 @@ def sweep(
     logger.info("best of %d candidates by %s: %s", len(results), metric, winner["candidate"])
     chosen = sweeps.config_of(cfg, winner)
     # The registry is shared with the retraining flow: the same lock.
-    with FileLock(str(cfg.paths.lock), timeout=lock_timeout_s):
+    with project_lock(cfg.paths.lock, lock_timeout_s):
         decision = gate.run(chosen)
         promoted = decision["decision"] == "promote"
         bento = package.run(chosen, Path(bentofile))["bento"] if promoted else None
