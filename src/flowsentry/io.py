@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from flowsentry.errors import DataError
+from flowsentry.errors import DataError, with_path
 
 # Parquet key-value metadata: {source file name: sha256} of the tables a table was made from.
 SOURCES_KEY = b"flowsentry.sources"
@@ -54,6 +54,8 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:  # a write that failed mid-file names no file: name the target
+        raise with_path(exc, target) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -67,7 +69,10 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     _remove_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            raise with_path(exc, target) from exc
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +19,11 @@ from rich.console import Console
 
 from flowsentry import logs
 from flowsentry.config import Paths, load_config, parse_overrides
-from flowsentry.errors import FlowsentryError
+from flowsentry.errors import FlowsentryError, os_error_line
 from flowsentry.lock import project_lock
 
 console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", "-p", help="The params file to read.", show_default=True)
@@ -112,6 +114,12 @@ def command(
                     return fn(**kwargs)
             except FlowsentryError as exc:
                 console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=1) from None
+            except OSError as exc:  # no space, permission, read-only, a file for a folder
+                log.debug("the OS refused", exc_info=True)
+                console.print(
+                    f"[bold red]error:[/] {os_error_line(exc)}", highlight=False, soft_wrap=True
+                )
                 raise typer.Exit(code=1) from None
 
         extra = [
