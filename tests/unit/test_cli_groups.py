@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import yaml
@@ -77,3 +78,24 @@ def test_experiment_debias_from_the_command_line(make_flowbench, project, tiny_e
     )
     assert missing.exit_code == 1 and "nosuchflow" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_a_temporary_prefect_server_sends_no_telemetry(monkeypatch):
+    """Its telemetry row raced the flow for the temporary server's SQLite database and
+    printed a harmless `database is locked` traceback; a user's own choice wins."""
+    from flowsentry.cli.orchestration import quiet_temporary_server
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    quiet_temporary_server()
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    from prefect.settings import get_current_settings
+
+    assert get_current_settings().server.analytics_enabled is False
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
+    quiet_temporary_server()
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED")
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
+    quiet_temporary_server()
+    assert "PREFECT_SERVER_ANALYTICS_ENABLED" not in os.environ

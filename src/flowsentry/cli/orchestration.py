@@ -3,6 +3,7 @@ line (a temporary Prefect API unless PREFECT_API_URL points at a server)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,15 @@ import typer
 
 from flowsentry.cli.common import FlowbenchOption, command, console
 from flowsentry.config import parse_overrides
+
+
+def quiet_temporary_server() -> None:
+    """Without PREFECT_API_URL, Prefect starts a temporary server whose telemetry service
+    races the flow for its SQLite database and can print a harmless 40-line
+    `database is locked` traceback: a temporary server sends no telemetry. A user's own
+    setting wins."""
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +47,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The retraining flow: the inbox, then every dvc.yaml stage (`dvc repro`, one
         Prefect task each; DVC skips what is up to date), then `dvc push`."""
+        quiet_temporary_server()
         from flowsentry.flows.retrain import retrain as flow
 
         result = flow(
@@ -62,6 +73,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The sweep flow: params `sweep` candidates trained in parallel on Dask; the best
         on validation goes through the gate and is packaged when promoted."""
+        quiet_temporary_server()
         from flowsentry.flows.sweep import sweep as flow
 
         result = flow(
