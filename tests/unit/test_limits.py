@@ -20,6 +20,7 @@ from tests.conftest import dag_for
 from flowsentry.config import LimitsParams
 from flowsentry.data import schema
 from flowsentry.data.flowbench import WorkflowSource, read_workflow
+from flowsentry.data.inbox import collect
 from flowsentry.errors import DataError
 from flowsentry.stages import inbox, ingest, validate
 
@@ -182,6 +183,17 @@ def test_byte_and_row_limits(rows, row_limit, extra, folder, run_frame, tmp_path
         assert "tiny-run0001.csv" in str(err.value)
     else:
         assert len(read_workflow(source, progress=False, limits=limits)) == rows
+    # The inbox reads each file under the same limits: over one, the file is quarantined.
+    box = root / "inbox"
+    (box / "tiny").mkdir(parents=True)
+    (box / "tiny" / "tiny-run0001.csv").write_bytes(payload)
+    report = collect(box, root / "raw", root / "quarantine", {}, {"tiny": lambda *_: None},
+                     limits=limits)  # fmt: skip
+    if len(payload) > byte_limit or rows > row_limit:
+        (entry,) = report["quarantined"]
+        assert "limits.max_" in entry["reason"] and "\n" not in entry["reason"]
+    else:
+        assert [e["run"] for e in report["accepted"]] == ["tiny-run0001"]
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=FIXTURES)
