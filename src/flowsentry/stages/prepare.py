@@ -10,7 +10,14 @@ import pandas as pd
 from flowsentry.config import Config
 from flowsentry.data.context import add_context
 from flowsentry.data.evidence import Profile
-from flowsentry.data.splits import SPLITS, assign_splits
+from flowsentry.data.splits import (
+    SPLITS,
+    assign_splits,
+    read_record,
+    record_splits,
+    usable_record,
+    write_record,
+)
 from flowsentry.errors import ConfigError
 from flowsentry.io import read_table, write_csv, write_json, write_parquet
 from flowsentry.stages.tables import table_refs
@@ -46,7 +53,8 @@ def level_features(cfg: Config) -> list[str]:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Write `paths.prepared/{train,val,test}.parquet` and `split.csv`; returns a summary."""
+    """Write `paths.prepared/{train,val,test}.parquet` and `split.csv` (and, by_run, the
+    run-level record `run_splits.csv` + `run_splits.json`); returns a summary."""
     sources = [cfg.paths.validated / f"{ref.name}.parquet" for ref in table_refs(cfg)]
     jobs = pd.concat(
         [
@@ -58,13 +66,34 @@ def run(cfg: Config) -> dict[str, Any]:
     # Jobs nobody labelled (a Pegasus installation's runs) join no split: they are kept
     # only as the siblings that give labelled jobs of their run their context.
     labelled = jobs["label"].notna()
+    ratios = (cfg.split.train, cfg.split.val, cfg.split.test)
+    by_run = cfg.split.method == "by_run"
+    # A run's by_run split is decided once: the record the last prepare left in its
+    # (persisted) output folder keeps every run it holds where it was.
+    previous = (
+        usable_record(read_record(cfg.paths.prepared), "by_run", ratios, cfg.base.seed)
+        if by_run
+        else None
+    )
     split = assign_splits(
         jobs[labelled],
         cfg.split.method,
-        (cfg.split.train, cfg.split.val, cfg.split.test),
+        ratios,
         cfg.base.seed,
         cfg.split.manifest,
-    ).reindex(jobs.index)
+        previous=previous,
+    )
+    record = None
+    if by_run:
+        record, counts = record_splits(jobs[labelled], split, ratios, cfg.base.seed, previous)
+        log.info(
+            "split record: %d runs kept their split, %d new runs assigned "
+            "(%d recorded runs not in the data stay recorded)",
+            counts["kept"],
+            counts["new"],
+            counts["absent"],
+        )
+    split = split.reindex(jobs.index)
     jobs = jobs.assign(split=split)
     jobs = jobs[jobs["split"].notna() | ~labelled].reset_index(drop=True)  # manifest omissions
     empty = [name for name in SPLITS if not (jobs["split"] == name).any()]
@@ -100,6 +129,9 @@ def run(cfg: Config) -> dict[str, Any]:
             "anomalous_fraction": round(float(part["label"].mean()), 4) if len(part) else 0.0,
         }
     write_csv(jobs[["workflow", "run", "job", "split"]], cfg.paths.prepared / "split.csv")
+    if record is not None:
+        write_record(record, cfg.paths.prepared)
+        summary["split_record"] = counts
     write_json(profile.to_dict(), cfg.paths.profile)
     train = jobs[jobs["split"] == "train"]
     summary["profile"] = {
