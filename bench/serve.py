@@ -11,6 +11,14 @@ kind) to read the p99 at that load. Then the same requests in-process (no HTTP).
 steps table scores the language model's test sentences in-process: torch float32, ONNX
 float32, ONNX static int8; the paper's long sentence vs the levels one; batch sizes.
 Loopback only; every loop is bounded in time and count. Writes JSON with the machine.
+
+    python bench/serve.py --neighbour --seconds 15 --models models/candidates/gradient_boosting \
+        --out bench/results/serve_neighbour.json
+
+`--neighbour`: one job sent alone at a time (p50/p99), the service idle and then beside
+a neighbour process that loops HistGradientBoosting predict_proba on 50 rows (what a
+second worker or replica does), once per threads-per-worker setting (`--threads`,
+default: none = the libraries' defaults, then 1), side by side in one run.
 """
 
 from __future__ import annotations
@@ -230,6 +238,125 @@ def steps(folder: Path, test: Path, seconds: float) -> list[dict[str, object]]:
     return rows
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# The neighbour: a separate process scoring with the same kind of model, with the
+# libraries' default threads (one per core), looping until its time is up.
+NEIGHBOUR = """
+import sys, time
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+rng = np.random.default_rng(0)
+X = rng.normal(size=(4000, 40))
+y = (X[:, 0] + X[:, 1] * X[:, 2] > 0.5).astype(int)
+model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(X, y)
+rows = X[:50]
+print("ready", flush=True)
+stop = time.monotonic() + float(sys.argv[1])
+n = 0
+while time.monotonic() < stop:
+    model.predict_proba(rows)
+    n += 1
+print(n, flush=True)
+"""
+
+
+class Neighbour:
+    """The neighbour process, running from `__enter__` (once fitted) for at most
+    `seconds`; `predictions_per_s` once it is done."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.predictions_per_s: float | None = None
+
+    def __enter__(self) -> Neighbour:
+        env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", NEIGHBOUR, str(self.seconds)],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the neighbour process did not start")
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            out, _ = self.process.communicate(timeout=self.seconds + 60)
+            wall = time.perf_counter() - self.started
+            self.predictions_per_s = round(int(out.split()[-1]) / wall, 1)
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            self.process.kill()
+            self.process.wait()
+
+
+def single_jobs(test: Path, n: int = 50) -> list[dict]:
+    """The first `n` test jobs of a run, in execution order, each to be sent alone."""
+    from flowsentry.serving.schemas import RAW_FIELDS
+
+    frame = pd.read_parquet(test)
+    order = [c for c in ORDER if c in frame]
+    frame = frame.sort_values(["run", *order]).head(n)
+    fields = set(RAW_FIELDS)
+    return [{k: v for k, v in r.items() if k in fields and pd.notna(v)}
+            for r in frame.to_dict("records")]  # fmt: skip
+
+
+def neighbour_case(folder: Path, jobs: list[dict], args) -> dict[str, object]:
+    """Per threads-per-worker setting: single-job latency idle, then beside the
+    neighbour; the ratios side by side."""
+    import httpx
+
+    from flowsentry.serving.local import local_server
+
+    home = Path(tempfile.mkdtemp(prefix="flowsentry-bench-"))
+    base = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    for name in THREAD_VARS:
+        base.pop(name, None)  # the service decides (threads_per_worker), nothing inherited
+    if args.workers > 1:
+        base["BENTOML_CONFIG_OPTIONS"] = f"services.flowsentry.workers={args.workers}"
+    register = (
+        "import sys; from pathlib import Path; from flowsentry.registry import store; "
+        "t = store.register(Path(sys.argv[1]), {}, {}); store.promote(t); print(t)"
+    )
+    subprocess.run([sys.executable, "-c", register, str(folder)], env=base, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    cases: dict[str, object] = {}
+    for threads in args.threads:
+        env = {**base, "FLOWSENTRY_THREADS_PER_WORKER": threads}
+        print(f"threads_per_worker={threads} ...", file=sys.stderr)
+        with local_server(env) as url, httpx.Client(timeout=60) as client:
+            meta = client.post(f"{url}/metadata", json={}).json()
+
+            def send(batch) -> bool:
+                return client.post(f"{url}/classify", json={"jobs": batch}).status_code == 200
+
+            requests = [[job] for job in jobs]
+            for batch in requests:  # warm up; the run store then holds every job's siblings
+                send(batch)
+
+            case: dict[str, object] = {
+                "threads_per_worker": meta.get("threads_per_worker"),
+                "native_threads": meta.get("native_threads"),
+                "idle": drive(send, requests, 1, args.seconds, None),
+            }
+            with Neighbour(args.seconds + 5) as neighbour:
+                case["with_neighbour"] = drive(send, requests, 1, args.seconds, None)
+            case["neighbour_predictions_per_s"] = neighbour.predictions_per_s
+        idle, loaded = case["idle"], case["with_neighbour"]
+        case["p50_ratio_neighbour_vs_idle"] = round(loaded["p50_ms"] / idle["p50_ms"], 2)
+        case["p99_ratio_neighbour_vs_idle"] = round(loaded["p99_ms"] / idle["p99_ms"], 2)
+        cases[threads] = case
+    result: dict[str, object] = {"model": str(folder), "workers": args.workers, "cases": cases}
+    if "none" in cases and "1" in cases:
+        unset, one = cases["none"]["with_neighbour"], cases["1"]["with_neighbour"]
+        result["with_neighbour_unset_vs_1"] = {
+            "p50_ratio": round(unset["p50_ms"] / one["p50_ms"], 2),
+            "p99_ratio": round(unset["p99_ms"] / one["p99_ms"], 2),
+        }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", type=Path,
@@ -243,10 +370,34 @@ def main() -> None:
     parser.add_argument("--rate-language", type=float, default=300.0, help="offered jobs/s")
     parser.add_argument("--no-steps", action="store_true", help="skip the steps table")
     parser.add_argument("--out", type=Path, default=Path("bench/results/serve.json"))
+    parser.add_argument("--neighbour", action="store_true",
+                        help="single-job latency idle and beside a neighbour process, "
+                        "per --threads setting (replaces the other phases)")  # fmt: skip
+    parser.add_argument("--threads", nargs="+", default=["none", "1"],
+                        help="threads_per_worker values for --neighbour (none: unset)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (--neighbour)")
     args = parser.parse_args()
 
     from flowsentry.io import write_json
     from flowsentry.models.detector import read_metadata
+
+    if args.neighbour:
+        jobs = single_jobs(args.test)
+        report = {
+            "machine": machine(),
+            "case": "one job sent alone, one request in flight; a neighbour process loops "
+            "HistGradientBoosting predict_proba on 50 rows (default threads)",
+            "jobs": len(jobs),
+            "seconds_per_phase": args.seconds,
+            "kinds": {},
+        }
+        for folder in args.models:
+            kind = read_metadata(folder)["kind"]
+            print(f"serving {kind} ({folder}) beside a neighbour ...", file=sys.stderr)
+            report["kinds"][kind] = neighbour_case(folder, jobs, args)
+        write_json(report, args.out)
+        print(json.dumps(report, indent=1))
+        return
 
     requests = client_requests(args.test, args.max_jobs)
     results: dict[str, object] = {

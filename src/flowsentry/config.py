@@ -381,7 +381,8 @@ class GateParams(_Section):
 
 
 class ServeParams(_Section):
-    """The service's run store (serving/runs.py), carried into the Bento by `package`."""
+    """The service's run store (serving/runs.py) and native threads per worker, carried
+    into the Bento by `package`."""
 
     run_store: Literal["none", "memory", "redis"] = Field(
         "memory",
@@ -399,6 +400,22 @@ class ServeParams(_Section):
         description="What the service is fed (flowsentry.data.sources): a champion that reads "
         "a measure this source never records is refused at load, in one line.",
     )
+    threads_per_worker: int | None = Field(
+        1,
+        ge=1,
+        description="Native (OpenMP, BLAS, torch) threads in each worker process, set where "
+        "it starts (serving/threads.py): the service scales with workers, not threads, and "
+        "wide thread pools of processes sharing a host spin against each other. None: the "
+        "libraries' defaults (one per core); FLOWSENTRY_THREADS_PER_WORKER overrides.",
+    )
+
+    @field_validator("threads_per_worker", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        # `bentoml serve --arg threads_per_worker=none`: Bento arguments arrive as text.
+        if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+            return None
+        return value
 
 
 class ListenParams(_Section):

@@ -16,6 +16,7 @@ gate judge is the one the service runs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,7 +46,12 @@ class OnnxModel:
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), providers=providers)
+        options = ort.SessionOptions()
+        threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+        if threads.isdigit() and int(threads) > 0:  # onnxruntime ignores it: pass it on
+            options.intra_op_num_threads = int(threads)  # (serving/threads.py sets it)
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def logits(self, encoded: Any) -> np.ndarray:

@@ -146,3 +146,11 @@ class ModelInfo(BaseModel):
     scorable_sources: list[str] = Field(
         default_factory=list, description="Sources whose records carry every one of them."
     )
+    threads_per_worker: int | None = Field(
+        None, description="Native threads per worker (serve.threads_per_worker); None: unset."
+    )
+    native_threads: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The worker's native thread pools as a request thread sees them "
+        "(threadpoolctl, and torch if loaded): user_api, internal_api, library, num_threads.",
+    )

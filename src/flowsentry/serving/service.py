@@ -10,6 +10,13 @@ model) and then follows the registry's champion where a pointer exists (see
 store holds (serving/runs.py: in memory, or in Redis for several workers; the Bento
 arguments from params.yaml `serve`, FLOWSENTRY_REDIS_URL overriding the URL). Importing
 this module reads no file.
+
+Each worker process keeps `threads_per_worker` native (OpenMP, BLAS, torch) threads
+(params.yaml `serve`, default 1), set when the worker starts, before the model loads
+(serving/threads.py says why); FLOWSENTRY_THREADS_PER_WORKER overrides it (a number,
+or `none`: the libraries' defaults, one per core). Scale with worker processes instead:
+BENTOML_CONFIG_OPTIONS="services.flowsentry.workers=4" (with run_store redis, so
+that every worker sees each run's jobs). /metadata shows the setting and the pools.
 """
 
 from __future__ import annotations
@@ -37,11 +44,18 @@ from flowsentry.serving.schemas import (
     ModelInfo,
     PartialScore,
 )
+from flowsentry.serving.threads import (
+    limit_native_threads,
+    limit_this_thread,
+    native_threads,
+    threads_per_worker,
+)
 
 
 class ServiceArguments(ServeParams):
     """Bento arguments (`bentoml build/serve --arg model=...`), kept in the Bento: the
-    model, and the run store (params.yaml `serve`, set by `flowsentry package`)."""
+    model, the run store and threads per worker (params.yaml `serve`, set by
+    `flowsentry package`)."""
 
     model: str = Field(f"{MODEL_NAME}:latest", description="The registry tag to serve.")
 
@@ -60,6 +74,8 @@ class AnomalyDetector:
     model = bentoml.models.BentoModel(ARGUMENTS.model)
 
     def __init__(self) -> None:
+        # In each worker, before any model (and its OpenMP runtime) is loaded.
+        limit_native_threads(threads_per_worker(ARGUMENTS.threads_per_worker))
         # A Redis URL with a password belongs in the environment, not in the Bento.
         redis_url = os.environ.get("FLOWSENTRY_REDIS_URL") or ARGUMENTS.redis_url
         runs = make_run_store(
@@ -82,6 +98,7 @@ class AnomalyDetector:
         jobs: Annotated[list[JobRecord], Field(min_length=1, max_length=MAX_BATCH)],
     ) -> list[JobScore]:
         """Score a batch of job records: per job the score, label, threshold and model."""
+        limit_this_thread()
         try:
             return self.detector.classify(jobs)
         except UnknownWorkflow as exc:
@@ -90,6 +107,7 @@ class AnomalyDetector:
     @bentoml.api(input_spec=JobRequest)
     def classify_partial(self, job: JobRecord) -> PartialScore:
         """Online detection: score a job from the fields known so far."""
+        limit_this_thread()
         try:
             return self.detector.classify_partial(job)
         except UnknownWorkflow as exc:
@@ -98,6 +116,7 @@ class AnomalyDetector:
     @bentoml.api(input_spec=JobRequest)
     def explain(self, job: JobRecord) -> Explanation:
         """Reasoning plus category; only an in-context-learning decoder can explain."""
+        limit_this_thread()
         try:
             result = self.detector.explain(job)
         except NotExplainable as exc:
@@ -110,8 +129,10 @@ class AnomalyDetector:
 
     @bentoml.api(route="/metadata", input_spec=EmptyRequest)
     def metadata(self) -> ModelInfo:
-        """The serving model: tag, workflows, features, threshold, data version, metrics."""
-        return self.detector.info()
+        """The serving model: tag, workflows, features, threshold, data version, metrics;
+        the worker's native threads."""
+        limit_this_thread()
+        return self.detector.info().model_copy(update=native_threads())
 
 
 AnomalyDetector.add_asgi_middleware(RequestGuard)
