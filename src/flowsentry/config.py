@@ -43,8 +43,13 @@ class Paths(_Section):
     validated: Path = Path("data/validated")
     quarantine: Path = Path("data/quarantine")
     prepared: Path = Path("data/prepared")
-    reports: Path = Path("reports")
-    gx_suite: Path = Path("gx/expectations/flowbench_jobs.json")
+    reports: Path = Field(
+        Path("reports"), description="Reports: stage summaries, metrics, plots, Data Docs."
+    )
+    gx_suite: Path = Field(
+        Path("gx/expectations/flowbench_jobs.json"),
+        description="The committed GX expectation suite (flowsentry write-suite).",
+    )
     augmented: Path = Path("data/augmented")
     models: Path = Path("models/candidates")
     checkpoints: Path = Path("models/checkpoints/sft")
@@ -87,8 +92,8 @@ class Paths(_Section):
 class TextSource(_Section):
     """A CSV in the paper's public text format (`text,label`)."""
 
-    path: Path
-    workflow: str
+    path: Path = Field(description="The CSV file (columns text,label).")
+    workflow: str = Field(description="The workflow its jobs are reported under.")
 
 
 class StampedeSource(_Section):
@@ -230,9 +235,21 @@ class SplitParams(_Section):
         "by_run",
         description="by_run: whole runs per split (honest); random: jobs (the paper's, leaks).",
     )
-    train: float = Field(0.8, gt=0.0, lt=1.0)
-    val: float = Field(0.1, ge=0.0, lt=1.0)
-    test: float = Field(0.1, gt=0.0, lt=1.0)
+    train: float = Field(
+        0.8, gt=0.0, lt=1.0, description="Share of runs (by_run) or jobs (random) for training."
+    )
+    val: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share for validation: thresholds, early stopping, the gate's ranking.",
+    )
+    test: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Share for test: the gate's floors and every reported figure.",
+    )
     manifest: Path | None = None
 
     @model_validator(mode="after")
@@ -255,10 +272,12 @@ class AugmentParams(_Section):
 
 
 class LoraParams(_Section):
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    target_modules: tuple[str, ...] = ("query", "value")
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling (alpha / r multiplies the update).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: tuple[str, ...] = Field(
+        ("query", "value"), description="Module names LoRA adapts (BERT attention: query, value)."
+    )
     learning_rate: float | None = Field(1e-3, gt=0, description="LoRA's own learning rate.")
 
 
@@ -266,7 +285,7 @@ class GpuProfile(_Section):
     """What sft training changes on a CUDA GPU (`base.device` auto finding one, or cuda):
     every sample and more epochs, where the CPU budget takes a sample for one epoch."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Apply this profile when training runs on a CUDA GPU.")
     epochs: float = Field(3.0, gt=0)
     max_train_samples: int | None = Field(None, ge=10, description="None: every row.")
 
@@ -285,15 +304,29 @@ class TrainParams(_Section):
     features: FeatureSet = Field(
         "evidence", description="What the feature detectors (trees, isolation forest) read."
     )
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_fraction: float = Field(0.06, ge=0, lt=1)
-    max_length: int = Field(128, ge=8)
+    epochs: float = Field(1.0, gt=0, description="Passes over the (sampled) training rows.")
+    batch_size: int = Field(32, ge=1, description="Rows per training step.")
+    learning_rate: float = Field(
+        2e-4, gt=0, description="Peak learning rate (AdamW, linear warm-up and decay)."
+    )
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_fraction: float = Field(
+        0.06, ge=0, lt=1, description="Share of the steps spent warming the learning rate up."
+    )
+    max_length: int = Field(
+        128, ge=8, description="Tokens kept per sentence (longer ones are cut)."
+    )
     max_train_samples: int | None = Field(12000, ge=10)
-    max_val_samples: int | None = Field(1000, ge=10)
-    early_stopping_patience: int = Field(1, ge=0)
+    max_val_samples: int | None = Field(
+        1000,
+        ge=10,
+        description="Validation rows scored for early stopping (stratified); None: all.",
+    )
+    early_stopping_patience: int = Field(
+        1,
+        ge=0,
+        description="Evaluations without improvement before training stops.",
+    )
     threshold: float | Literal["auto"] = "auto"
     int8: Literal["auto", "on", "off"] = Field(
         "auto",
@@ -301,8 +334,14 @@ class TrainParams(_Section):
         "run): auto = static int8 where it scores validation faster with no F1 loss beyond "
         "int8_max_f1_loss, else float32; on / off force it.",
     )
-    int8_max_f1_loss: float = Field(0.005, ge=0, le=1)
-    lora: LoraParams = LoraParams()
+    int8_max_f1_loss: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="With int8 auto: the most validation F1 the int8 file may lose against "
+        "float32 and still be the one used.",
+    )
+    lora: LoraParams = Field(LoraParams(), description="LoRA settings for mode lora.")
     gpu: GpuProfile = GpuProfile()
 
     def on(self, device: str) -> TrainParams:
@@ -337,17 +376,21 @@ class EvaluateParams(_Section):
 
 
 class ICLLoraParams(_Section):
-    enabled: bool = True
+    enabled: bool = Field(
+        True,
+        description="Fine-tune the decoder with LoRA on prompts before scoring "
+        "(the ICL+LoRA study).",
+    )
     examples: Literal["balanced", "negative", "positive", "random", "nearest"] = Field(
         "nearest", description="Examples in the training prompts (a job never sees itself)."
     )
     n_examples: int = Field(
         1, ge=0, le=64, description="Examples per training prompt (CPU cost grows with it)."
     )
-    train_samples: int = Field(200, ge=10)
-    epochs: float = Field(1.0, gt=0)
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
+    train_samples: int = Field(200, ge=10, description="Training prompts (stratified jobs).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training prompts.")
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling (alpha / r multiplies the update).")
     learning_rate: float = Field(1e-3, gt=0)
 
 
@@ -355,8 +398,12 @@ class ICLParams(_Section):
     """In-context learning with a decoder LLM (flowsentry.models.icl)."""
 
     model: str = Field("smollm2", description="Alias, Hugging Face causal LM id or path.")
-    template: Literal["paper", "compact"] = "paper"
-    feature_set: Literal["paper", "extended", "context", "relative"] = "paper"
+    template: Literal["paper", "compact"] = Field(
+        "paper", description="The prompt's sentence template."
+    )
+    feature_set: Literal["paper", "extended", "context", "relative"] = Field(
+        "paper", description="Which measures the prompt's sentences carry."
+    )
     statistics: bool = True
     examples: Literal["balanced", "negative", "positive", "random", "nearest"] = Field(
         "nearest", description="Examples in the deployed detector's prompts."
@@ -365,16 +412,20 @@ class ICLParams(_Section):
     curve: tuple[int, ...] = (0, 1, 2, 4, 6, 8, 10)
     sample: int = Field(100, ge=10, description="Stratified test jobs per configuration.")
     max_prompt_tokens: int = Field(2048, ge=64)
-    batch_size: int = Field(8, ge=1)
-    lora: ICLLoraParams = ICLLoraParams()
+    batch_size: int = Field(8, ge=1, description="Prompts scored per forward pass.")
+    lora: ICLLoraParams = Field(ICLLoraParams(), description="LoRA fine-tuning of the decoder.")
 
 
 class GateParams(_Section):
     """Promotion floors and the margin over the champion (see registry/gate.py)."""
 
-    primary_metric: Literal["f1", "accuracy", "roc_auc", "pr_auc"] = "f1"
-    min_f1: float = Field(0.7, ge=0, le=1)
-    min_roc_auc: float = Field(0.85, ge=0, le=1)
+    primary_metric: Literal["f1", "accuracy", "roc_auc", "pr_auc"] = Field(
+        "f1", description="The validation metric candidates are ranked by."
+    )
+    min_f1: float = Field(0.7, ge=0, le=1, description="The candidate's test F1 must reach this.")
+    min_roc_auc: float = Field(
+        0.85, ge=0, le=1, description="The candidate's test ROC-AUC must reach this."
+    )
     max_bias_gap: float = Field(0.5, ge=0, le=1)
     max_p99_latency_ms: float = Field(250.0, gt=0)
     min_improvement: float = Field(0.005, ge=0)
@@ -463,14 +514,21 @@ class SweepParams(_Section):
     """Candidates trained in parallel on a Dask cluster (flows/sweep.py)."""
 
     workflows: tuple[str, ...] = ("1000genome",)
-    models: tuple[str, ...] = ("minilm",)
-    modes: tuple[Literal["full", "lora", "head"], ...] = ("full", "lora", "head")
+    models: tuple[str, ...] = Field(
+        ("minilm",),
+        description="Encoders the sweep fine-tunes (aliases, Hugging Face ids or paths).",
+    )
+    modes: tuple[Literal["full", "lora", "head"], ...] = Field(
+        ("full", "lora", "head"), description="Fine-tuning modes tried for each model."
+    )
     max_train_samples: int | None = Field(2000, ge=10, description="Per candidate.")
     address: str | None = Field(
         None, description="A running Dask scheduler (tcp://host:8786); None: a local cluster."
     )
     n_workers: int = Field(2, ge=1, description="Workers of the local cluster.")
-    threads_per_worker: int = Field(1, ge=1)
+    threads_per_worker: int = Field(
+        1, ge=1, description="Threads per Dask worker of the local cluster."
+    )
 
     @field_validator("workflows", "models", "modes")
     @classmethod
