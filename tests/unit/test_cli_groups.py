@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import yaml
 from typer.testing import CliRunner
@@ -89,9 +91,16 @@ def test_a_temporary_prefect_server_sends_no_telemetry(monkeypatch):
     monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
     quiet_temporary_server()
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    from prefect.settings import get_current_settings
-
-    assert get_current_settings().server.analytics_enabled is False
+    # What Prefect makes of it, in a fresh process as the command line starts one.
+    probe = (
+        "from flowsentry.cli.orchestration import quiet_temporary_server as q; q(); "
+        "from prefect.settings import get_current_settings as s; "
+        "print(s().server.analytics_enabled)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "False"
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
     quiet_temporary_server()
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"

@@ -85,6 +85,14 @@ FLOWBENCH_REQUIRED = (
     "kickstart_executables_cpu_time",
 )
 
+
+def required_measures(kind: str) -> tuple[str, ...]:
+    """The measures a job of a source `kind` always records (validate's content
+    expectations): Flow-Bench's eight; none for the other sources, whose records vary
+    with the installation (a stampede database, monitord's events, a text source)."""
+    return FLOWBENCH_REQUIRED if kind == "flowbench" else ()
+
+
 # Every column a Flow-Bench CSV must carry (besides the unnamed job-id column).
 RAW_COLUMNS = ("anomaly_type", *STRINGS, *INTEGERS, *FLOATS)
 # Columns a run CSV may carry besides (a Pegasus run written by `flowsentry listen`).

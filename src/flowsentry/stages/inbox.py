@@ -60,7 +60,7 @@ def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> dict[str, Any]:
         dag_file = cfg.paths.dag(workflow)
         flowbench = workflow in cfg.ingest.workflows
         dag = list(load_dag(dag_file)) if flowbench and dag_file.exists() else None
-        required = schema.FLOWBENCH_REQUIRED if flowbench else ()
+        required = schema.required_measures("flowbench" if flowbench else "live")
         spec = spec_for(base, cfg.limits.max_text_chars, required, dag, dag_file)
         checks[workflow] = _checker(spec, len(dag) if dag else None, cfg.validate_.min_dag_fraction)
         table = cfg.paths.jobs / f"{name}.parquet"

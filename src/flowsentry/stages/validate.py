@@ -35,7 +35,7 @@ def run(cfg: Config) -> dict[str, Any]:
             outcomes[ref.name] = Outcome(clean=table, quarantine=table.assign(reason=""))
             continue
         dag = list(load_dag(ref.dag)) if ref.dag is not None else None
-        required = schema.FLOWBENCH_REQUIRED if ref.kind == "flowbench" else ()
+        required = schema.required_measures(ref.kind)
         spec = spec_for(base_spec, cfg.limits.max_text_chars, required, dag, ref.dag)
         outcome = validation.table(table, spec, str(path))
         outcomes[ref.name] = quarantine_whole_runs(
