@@ -94,7 +94,7 @@ def test_evaluate_scores_every_candidate_on_val_and_test(trained):
         assert (out / "png" / f"confusion_{kind}.png").stat().st_size > 1000
         for plot in ("roc", "precision_recall", "confusion"):
             assert (out / "live" / "plots" / "sklearn" / plot / f"{kind}.json").exists()
-    for name in ("roc.png", "precision_recall.png", "early_detection.png"):
+    for name in ("roc.png", "precision_recall.png", "reliability.png", "early_detection.png"):
         assert (out / "png" / name).stat().st_size > 1000
     assert (out / "live" / "plots" / "custom" / "early_detection.json").exists()
 

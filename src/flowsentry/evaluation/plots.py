@@ -48,6 +48,26 @@ def roc_pr(labels: np.ndarray, curves: Mapping[str, np.ndarray], folder: Path) -
     return paths
 
 
+def reliability(
+    labels: np.ndarray, curves: Mapping[str, np.ndarray], path: Path, bins: int = 10
+) -> Path:
+    """Reliability diagram: the share of anomalous jobs against the mean score, in
+    `bins` equal-count bins of each detector's scores (a calibrated score lies on the
+    diagonal; the gate's threshold, not calibration, decides the label)."""
+    from sklearn.calibration import CalibrationDisplay
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        CalibrationDisplay.from_predictions(
+            labels, np.clip(scores, 0.0, 1.0), n_bins=bins, strategy="quantile", name=name, ax=ax
+        )
+    ax.set(xlabel="mean score in the bin", ylabel="share anomalous in the bin")
+    ax.set_title("Reliability of the scores (test split)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(plt, fig, path)
+
+
 def confusion(matrix: Mapping[str, int], title: str, path: Path) -> Path:
     """The confusion matrix of one detector (counts from the metrics report)."""
     from sklearn.metrics import ConfusionMatrixDisplay

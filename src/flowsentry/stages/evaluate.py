@@ -193,6 +193,7 @@ def _write(
 
     png = out_dir / "png"
     plots.roc_pr(labels, scores, png)
+    plots.reliability(labels, scores, png / "reliability.png")
     for kind in scores:
         plots.confusion(
             report["candidates"][kind]["test"]["confusion"],
