@@ -115,15 +115,10 @@ def project_lock(path: str | Path, wait_s: float | None = None) -> Iterator[None
             "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         }
         note.write_text(json.dumps(mine) + "\n")
-        before = os.environ.get(HELD_ENV)
-        os.environ[HELD_ENV] = str(path)
         try:
-            yield
+            with held_for(path):  # what this process starts runs under this lock
+                yield
         finally:
-            if before is None:
-                os.environ.pop(HELD_ENV, None)
-            else:
-                os.environ[HELD_ENV] = before
             note.unlink(missing_ok=True)
     finally:
         lock.release()
@@ -131,9 +126,9 @@ def project_lock(path: str | Path, wait_s: float | None = None) -> Iterator[None
 
 @contextmanager
 def held_for(path: str | Path | None) -> Iterator[None]:
-    """Run the block under the lock at `path`, which the caller holds on its behalf (a
-    deployment the holder started and waits for); None: nothing held, each stage takes
-    the lock itself."""
+    """Run the block under the lock at `path`, which this process or its caller holds
+    (a deployment the holder started and waits for): processes started in it inherit
+    FLOWSENTRY_LOCK_HELD. None: nothing held, each stage takes the lock itself."""
     if path is None:
         yield
         return
