@@ -47,6 +47,18 @@ def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp
     reasons = {r["run"]: r["reason"] for r in again["quarantined"]}
     assert "runtime is negative" in reasons["tiny-run0101"]
     assert "already ingested with other jobs" in reasons["tiny-run0004"]
+
+    # Labelled by an operator, then sent again: still the same run (labels are not content).
+    from flowsentry.data.labels import add_labels
+
+    add_labels(cfg.paths.labels, [{"workflow": "tiny", "run": "tiny-run0003", "job": "*",
+                                   "label": "normal", "note": ""}])  # fmt: skip
+    ingest.run(cfg, root, progress=False)
+    _drop(box, "tiny-run0003", make_run(3, anomalous_host=True))
+    _drop(box, "renamed-0003", make_run(3, anomalous_host=True))
+    resent = inbox.run(cfg, tmp_path / "inbox")
+    assert resent["accepted"] == [] and resent["quarantined"] == []
+    assert sorted(r["run"] for r in resent["skipped"]) == ["renamed-0003", "tiny-run0003"]
     assert ingest.run(cfg, root, progress=False)["tables"]["tiny"]["runs"] == 12
 
 

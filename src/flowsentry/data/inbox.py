@@ -38,6 +38,9 @@ Check = Callable[[pd.DataFrame, Path], str | None]
 
 # Columns that name a run rather than describe its jobs: excluded from its content hash.
 _NAMING = ("workflow", "run")
+# Not part of a run's content: what an operator's labels rewrite at ingest (a run sent
+# again after it was labelled is still the same run).
+_LABELS = ("label", "anomaly_type")
 
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -64,8 +67,9 @@ def _move(src: Path, folder: Path) -> Path:
 
 def run_digests(table: pd.DataFrame) -> dict[str, str]:
     """Content hash of each run in a jobs table: its jobs' typed values, sorted by job id,
-    without the run's name. The same run under another file name hashes the same."""
-    columns = [c for c in table.columns if c not in _NAMING]
+    without the run's name and labels. The same run under another file name, or after an
+    operator labelled it, hashes the same."""
+    columns = [c for c in table.columns if c not in _NAMING + _LABELS]
     digests = {}
     for run, jobs in table.groupby("run", sort=False):
         text = jobs[columns].sort_values("job").to_csv(index=False)
