@@ -79,6 +79,17 @@ def _alive(pid: object) -> bool:
     return True
 
 
+def _held_elsewhere(path: Path) -> bool:
+    """Whether another open file (the holder's) holds the lock at `path` right now."""
+    probe = FileLock(str(path), timeout=0)
+    try:
+        probe.acquire()
+    except Timeout:
+        return True
+    probe.release()
+    return False
+
+
 def _program() -> str:
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
     return "flowsentry" if name in ("__main__.py", "flowsentry") else name
@@ -88,9 +99,11 @@ def _program() -> str:
 def project_lock(path: str | Path, wait_s: float | None = None) -> Iterator[None]:
     """Hold the project lock at `path` for the block (see the module docstring)."""
     path = Path(path).resolve()
-    if os.environ.get(HELD_ENV) == str(path):  # our parent holds it for us
-        yield
-        return
+    if os.environ.get(HELD_ENV) == str(path):  # our parent says it holds it for us
+        if _held_elsewhere(path):
+            yield
+            return
+        log.warning("%s: %s names this lock but nobody holds it: taking it", path, HELD_ENV)
     wait = wait_seconds(wait_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), timeout=wait if wait >= 0 else -1)

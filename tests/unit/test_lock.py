@@ -88,6 +88,9 @@ def test_a_child_of_the_holder_runs_under_its_lock(tmp_path, monkeypatch):
         )
         assert child.returncode == 0 and child.stdout.strip() == "held"
     assert HELD_ENV not in os.environ
+    monkeypatch.setenv(HELD_ENV, str(lock.resolve()))  # says so, but its holder is gone
+    with project_lock(lock):
+        assert (tmp_path / ".flowsentry.lock.holder").exists()  # taken for real
     monkeypatch.setenv(HELD_ENV, str(tmp_path / "another.lock"))  # another project's lock
     holder = _holder(lock, 30)
     try:
