@@ -107,9 +107,9 @@ def command(
             try:
                 if config:
                     kwargs["cfg"] = load_config(params, parse_overrides(overrides))
-                if not writes:
+                lock_path = _lock_path(kwargs.get("cfg")) if writes else None
+                if lock_path is None:
                     return fn(**kwargs)
-                lock_path = kwargs["cfg"].paths.lock if config else Paths().lock
                 with project_lock(lock_path, wait):
                     return fn(**kwargs)
             except FlowsentryError as exc:
@@ -138,6 +138,18 @@ def command(
         return run
 
     return decorate
+
+
+def _lock_path(cfg: Any) -> Path | None:
+    """The project lock a writing command holds: its config's, or for a command without
+    one (the registry's promote and rollback) the project's in the working folder; none
+    outside a project (the registry's own writes are atomic)."""
+    if cfg is not None:
+        return cfg.paths.lock
+    here = Path.cwd()
+    if (here / "params.yaml").exists():
+        return load_config(here / "params.yaml").paths.lock  # a bad file: one line
+    return Paths().lock if (here / "dvc.yaml").exists() else None
 
 
 def json_record(text: str, option: str) -> dict[str, Any]:
