@@ -218,15 +218,18 @@ def read_run(
     except UnicodeDecodeError as exc:
         raise DataError(origin, _not_utf8(payload, exc)) from None
     try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+        raw = pd.read_csv(  # one row past the limit is enough to refuse
+            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
+            nrows=limits.max_rows_per_run + 1,
+        )  # fmt: skip
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(origin, f"unreadable CSV: {exc}".splitlines()[0]) from None
     if raw.shape[1] == 0 or raw.empty:
         raise DataError(origin, "no jobs in this run (empty CSV)")
     if len(raw) > limits.max_rows_per_run:
         raise DataError(
-            origin, f"{len(raw):,} jobs is over limits.max_rows_per_run "
-            f"({limits.max_rows_per_run:,})"
+            origin, f"more than {limits.max_rows_per_run:,} jobs, over "
+            "limits.max_rows_per_run"
         )  # fmt: skip
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
     doubled = sorted({name for name in header if header.count(name) > 1})
