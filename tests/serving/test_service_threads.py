@@ -18,12 +18,12 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
+from tests.serving.test_service_kinds import _jobs
 
 from flowsentry.config import ServeParams
 from flowsentry.errors import ConfigError, FlowsentryError
 from flowsentry.models.baselines import FeatureDetector
 from flowsentry.serving.local import local_server
-from flowsentry.serving.schemas import EXAMPLE
 from flowsentry.serving.threads import ENV_OVERRIDE, THREAD_ENV_VARS, threads_per_worker
 from flowsentry.text.sentences import features_of
 
@@ -47,24 +47,6 @@ def _clean_env(**extra: str) -> dict[str, str]:
     """os.environ without inherited thread settings: the service decides its own."""
     env = {k: v for k, v in os.environ.items() if k not in (*THREAD_ENV_VARS, ENV_OVERRIDE)}
     return {**env, **extra}
-
-
-def _jobs(n: int) -> list[dict]:
-    jobs = []
-    for i in range(n):
-        host = f"worker{i % 3}"
-        runtime = 150.0 * (4.0 if host == "worker0" else 1.0) + i
-        jobs.append(
-            dict(
-                EXAMPLE,
-                run=f"run{i % 4}",
-                job=f"individuals_ID{i:07d}",
-                kickstart_hostname=host,
-                runtime=runtime,
-                kickstart_executables_cpu_time=round(runtime * 0.9, 1),
-            )
-        )
-    return jobs
 
 
 @pytest.fixture(scope="module")
