@@ -144,6 +144,11 @@ class IngestParams(_Section):
         description="Pegasus workflows whose runs arrive through the inbox only "
         "(`flowsentry listen` writes each finished run there).",
     )
+    unlabelled: tuple[str, ...] = Field(
+        (),
+        description="Flow-Bench workflows (of `workflows`) read without their labels, as a "
+        "new workflow arrives: every job unlabelled until `flowsentry label` marks it.",
+    )
     max_runs: int | None = Field(
         None, ge=1, description="Read only N runs of each workflow, spread evenly by name."
     )
@@ -162,6 +167,9 @@ class IngestParams(_Section):
     def _some_source(self) -> IngestParams:
         if not (self.workflows or self.text_sources or self.stampede or self.live):
             raise ValueError("name at least one source (workflows, stampede, live, text_sources)")
+        stray = set(self.unlabelled) - set(self.workflows)
+        if stray:
+            raise ValueError(f"unlabelled: '{sorted(stray)[0]}' is not one of `workflows`")
         both = set(self.workflows) & set(self.live)
         if both:
             raise ValueError(f"'{sorted(both)[0]}' is both a Flow-Bench and a live workflow")
@@ -217,6 +225,7 @@ FeatureSet = Literal[
     "pegasus_compact",
     "monitord",  # what pegasus-monitord's default AMQP events carry
     "monitord_compact",
+    "agnostic",  # workflow-agnostic: peers in the run and z-scores to normal (data/peers.py)
 ]
 
 
@@ -290,8 +299,12 @@ class GpuProfile(_Section):
     max_train_samples: int | None = Field(None, ge=10, description="None: every row.")
 
 
-DETECTOR_KINDS = ("sft", "icl", "gradient_boosting", "random_forest", "isolation_forest")
-DetectorKind = Literal["sft", "icl", "gradient_boosting", "random_forest", "isolation_forest"]
+DETECTOR_KINDS = (
+    "sft", "icl", "gradient_boosting", "random_forest", "isolation_forest", "ecod", "copod", "hbos",
+)  # fmt: skip
+DetectorKind = Literal[
+    "sft", "icl", "gradient_boosting", "random_forest", "isolation_forest", "ecod", "copod", "hbos",
+]  # fmt: skip
 
 
 class TrainParams(_Section):
@@ -301,6 +314,13 @@ class TrainParams(_Section):
     )
     model: str = Field("minilm", description="Alias, Hugging Face id or local path.")
     mode: Literal["full", "lora", "head"] = "full"
+    profile: Literal["labelled", "all"] = Field(
+        "labelled",
+        description="The evidence profile (what normal looks like, fitted in prepare): "
+        "labelled = the normal jobs of the training runs; all = every job of the training "
+        "runs and of the runs nobody labelled, labels unread (a workflow with no labels: "
+        "docs/how-to/new-workflow.md).",
+    )
     features: FeatureSet = Field(
         "evidence", description="What the feature detectors (trees, isolation forest) read."
     )
@@ -538,6 +558,66 @@ class SweepParams(_Section):
         return value
 
 
+class NewWorkflowParams(_Section):
+    """The leave-one-workflow-out study (pipelines/new_workflow; flowsentry.new_workflow)."""
+
+    workflows: tuple[str, ...] = Field(
+        (
+            "1000genome",
+            "montage",
+            "predict_future_sales",
+            "eht_difmap",
+            "eht_imaging",
+            "eht_smili",
+            "pycbc_inference",
+            "somospie",
+        ),
+        description="Each is held out in turn; the others are what the detectors learn from.",
+    )
+    labelled_runs: tuple[int, ...] = Field(
+        (0, 1, 2, 5, 10),
+        description="k: labelled training runs of the held-out workflow added (the curve).",
+    )
+    draws: int = Field(3, ge=1, description="Random draws of the k runs for each k > 0.")
+    kinds: tuple[DetectorKind, ...] = Field(
+        ("gradient_boosting", "isolation_forest", "ecod", "copod", "hbos"),
+        description="Feature detectors compared (supervised ones learn from the other "
+        "workflows; unsupervised ones from the held-out workflow's unlabelled runs).",
+    )
+    features: FeatureSet = Field(
+        "agnostic", description="What the detectors read (workflow-agnostic by default)."
+    )
+    runs_per_workflow: int | None = Field(
+        60, ge=1, description="Training (and validation) runs sampled from each other "
+        "workflow (CPU budget); null: all.",
+    )  # fmt: skip
+    target_share: float = Field(
+        0.25, gt=0, lt=1,
+        description="Share of the training weight the k labelled runs of the held-out "
+        "workflow carry together (each other workflow weighs the same).",
+    )  # fmt: skip
+    alert_rate: float = Field(
+        0.2, gt=0, lt=1,
+        description="The label-free threshold: the score above which this share of the "
+        "workflow's own (unlabelled) training jobs lies.",
+    )  # fmt: skip
+
+    @field_validator("workflows")
+    @classmethod
+    def _two_workflows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) < 2 or len(set(value)) != len(value):
+            raise ValueError("needs at least two distinct workflows")
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _feature_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        wrong = [k for k in value if k in ("sft", "icl")]
+        if wrong or not value:
+            raise ValueError(f"feature detector kinds only (not {wrong})")
+        return value
+
+
 class Config(_Section):
     base: BaseParams = BaseParams()
     paths: Paths = Paths()
@@ -554,6 +634,7 @@ class Config(_Section):
     icl: ICLParams = ICLParams()
     sweep: SweepParams = SweepParams()
     listen: ListenParams = ListenParams()
+    new_workflow: NewWorkflowParams = NewWorkflowParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

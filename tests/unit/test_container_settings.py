@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from flowsentry.deploy import container
 from flowsentry.errors import FlowsentryError
+from flowsentry.models.baselines import KINDS as FEATURE_KINDS
+from flowsentry.models.baselines import PYOD_KINDS
 
 LISTING = """\
 :env:.find-links='/opt/wheels'
@@ -63,10 +65,11 @@ def test_any_listing_gives_a_pip_conf_or_nothing_at_all(listing, environ):
     assert all(isinstance(path, Path) and path.is_absolute() for path in settings.mounts)
 
 
-@pytest.mark.parametrize("kind", container.TREE_KINDS)
+@pytest.mark.parametrize("kind", FEATURE_KINDS)
 def test_a_tree_champion_serves_without_the_language_stack(kind):
     assert "torch" not in container.requirements_for(kind)
     assert {"bentoml", "scikit-learn", "skops"} <= set(container.requirements_for(kind))
+    assert ("pyod" in container.requirements_for(kind)) == (kind in PYOD_KINDS)
 
 
 def test_a_language_champion_gets_what_its_runtime_needs():

@@ -226,3 +226,30 @@ def container_stop(
 
     container.stop(name)
     console.print(f"{name} stopped", highlight=False)
+
+
+@command(experiment_app, "new-workflow")
+def experiment_new_workflow(
+    cfg: Config,
+    holdout: Annotated[
+        str | None,
+        typer.Option(
+            help="The workflow held out (one of new_workflow.workflows); "
+            "omitted: only the table and plot from the results there are."
+        ),
+    ] = None,
+    flowbench_dir: FlowbenchOption = None,
+) -> None:
+    """A workflow nobody labelled: train on the others, score its unseen runs with 0..k of
+    its runs labelled (every kind in new_workflow.kinds); then the table and the plot."""
+    from flowsentry import new_workflow
+
+    if holdout is not None:
+        result = new_workflow.run_holdout(cfg, holdout, flowbench_dir)
+        console.print(
+            f"{holdout}: {len(result['rows'])} figures in {result['seconds']} s -> "
+            f"{new_workflow.result_path(cfg, holdout)}"
+        )
+        return
+    table = new_workflow.summarise(cfg)
+    console.print(new_workflow.markdown(table))

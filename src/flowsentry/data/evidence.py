@@ -5,7 +5,12 @@ its task (learned from training runs, not from its own run, whose median shifts 
 of its hosts are slowed) and next to its host's and run's other jobs. A `Profile` holds:
 
 - `normal`: per workflow and task, the median of each of `MEASURES` over the *normal*
-  jobs of the training split;
+  jobs of the training split, or with `labelled=False` over all its jobs, labels unread
+  (a workflow nobody labelled: injected or real faults touch a minority of jobs, so the
+  median of all of them stays near normal; measured in docs/results/new-workflow.md);
+- `spread`: per workflow and task, the robust spread (1.4826 x the median absolute
+  deviation) of each measure's log over the same jobs, floored at `MIN_SPREAD`: what
+  makes a ratio to normal a z-score comparable between workflows (data/peers.py);
 - `levels`: per numeric feature, decile edges on the training split (the `levels`
   sentence template prints a value as its decile, one token: see text/sentences.py).
 
@@ -64,6 +69,7 @@ EVIDENCE_MEASURE: dict[str, str] = {c: m for m in MEASURES for c in evidence_col
 #: which profile made a frame's evidence columns (a detector with another recomputes them)
 PROFILE_COLUMN = "evidence_profile"
 LEVELS = 10  # deciles
+MIN_SPREAD = 0.05  # log units: a task whose jobs barely vary still has a 5 % tolerance
 
 
 @dataclass(frozen=True)
@@ -72,20 +78,33 @@ class Profile:
 
     normal: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     levels: dict[str, list[float]] = field(default_factory=dict)
+    spread: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, level_features: Sequence[str] = ()) -> Self:
-        """Learn from the training split: medians of its normal jobs, then the decile
-        edges of `level_features` (numeric ones; evidence columns computed first)."""
+    def fit(
+        cls, train: pd.DataFrame, level_features: Sequence[str] = (), labelled: bool = True
+    ) -> Self:
+        """Learn from the training split: medians and spreads of its normal jobs (of all
+        its jobs, labels unread, when not `labelled`), then the decile edges of
+        `level_features` (numeric ones; evidence columns computed first)."""
         normal: dict[str, dict[str, dict[str, float]]] = {}
-        if len(train) and {"workflow", "task", "label"} <= set(train.columns):
-            ok = train[train["label"].astype(int) == 0]
+        spread: dict[str, dict[str, dict[str, float]]] = {}
+        needed = {"workflow", "task"} | ({"label"} if labelled else set())
+        if len(train) and needed <= set(train.columns):
+            ok = train[train["label"].astype(int) == 0] if labelled else train
             present = [m for m in MEASURES if m in ok.columns]
-            medians = ok.groupby(["workflow", "task"])[present].median()
-            for (workflow, task), row in medians.iterrows():
-                values = {m: float(v) for m, v in row.items() if not math.isnan(float(v))}
-                normal.setdefault(str(workflow), {})[str(task)] = values
-        profile = cls(normal)
+            keys = [ok["workflow"], ok["task"]]
+            medians = ok.groupby(keys)[present].median()
+            logs = np.log(ok[present].astype("float64").clip(lower=FLOOR))
+            deviation = (logs - logs.groupby(keys).transform("median")).abs()
+            spreads = deviation.groupby(keys).median() * 1.4826
+            for table, target in ((medians, normal), (spreads, spread)):
+                for (workflow, task), row in table.iterrows():
+                    values = {m: float(v) for m, v in row.items() if not math.isnan(float(v))}
+                    if target is spread:
+                        values = {m: max(v, MIN_SPREAD) for m, v in values.items()}
+                    target.setdefault(str(workflow), {})[str(task)] = values
+        profile = cls(normal, spread=spread)
         if not level_features:
             return profile
         frame = add_evidence(train, profile)
@@ -97,7 +116,7 @@ class Profile:
             if len(values):
                 quantiles = np.quantile(values, np.arange(1, LEVELS) / LEVELS)
                 levels[name] = sorted({float(q) for q in quantiles})
-        return cls(normal, levels)
+        return cls(normal, levels, spread)
 
     def level(self, name: str, value: float) -> int | None:
         """`value`'s decile of `name` on the training split (0..9); None without edges."""
@@ -105,23 +124,29 @@ class Profile:
         return None if edges is None else bisect.bisect_right(edges, value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"normal": self.normal, "levels": self.levels}
+        return {"normal": self.normal, "levels": self.levels, "spread": self.spread}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "profile") -> Self:
         """A profile from its saved form; a one-line error naming `source` if malformed."""
-        try:
-            normal = {
+
+        def table(field: str) -> dict[str, dict[str, dict[str, float]]]:
+            return {
                 str(wf): {
                     str(task): {str(m): float(v) for m, v in measures.items()}
                     for task, measures in tasks.items()
                 }
-                for wf, tasks in data["normal"].items()
+                for wf, tasks in data[field].items()
             }
+
+        try:
+            normal = table("normal")
             levels = {str(k): [float(x) for x in v] for k, v in data["levels"].items()}
+            # profiles saved before spreads existed read as none (no z-scores)
+            spread = table("spread") if "spread" in data else {}
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise FlowsentryError(f"{source}: not a flowsentry evidence profile ({exc})") from None
-        return cls(normal, levels)
+        return cls(normal, levels, spread)
 
     @functools.cached_property
     def id(self) -> str:
@@ -130,19 +155,34 @@ class Profile:
 
         return digest(self.to_dict())[:16]
 
-    @functools.cached_property
-    def _by_measure(self) -> dict[str, dict[tuple[str, str], float]]:
-        """measure -> {(workflow, task): normal median}: built once, read per request."""
-        table: dict[str, dict[tuple[str, str], float]] = {}
-        for wf, tasks in self.normal.items():
+    @staticmethod
+    def _index(source: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[Any, float]]:
+        """measure -> {(workflow, task): value}: built once, read per request."""
+        table: dict[str, dict[Any, float]] = {}
+        for wf, tasks in source.items():
             for task, values in tasks.items():
-                for measure, median in values.items():
-                    table.setdefault(measure, {})[(wf, task)] = median
+                for measure, value in values.items():
+                    table.setdefault(measure, {})[(wf, task)] = value
         return table
+
+    @functools.cached_property
+    def _by_measure(self) -> dict[str, dict[Any, float]]:
+        return self._index(self.normal)
+
+    @functools.cached_property
+    def _spread_by_measure(self) -> dict[str, dict[Any, float]]:
+        return self._index(self.spread)
 
     def medians(self, jobs: pd.DataFrame, measure: str) -> np.ndarray:
         """Each job's normal median of `measure` (NaN for an unknown workflow or task)."""
-        table = self._by_measure.get(measure, {})
+        return self._lookup(self._by_measure.get(measure, {}), jobs)
+
+    def spreads(self, jobs: pd.DataFrame, measure: str) -> np.ndarray:
+        """Each job's robust spread of log `measure` (NaN for an unknown workflow or task)."""
+        return self._lookup(self._spread_by_measure.get(measure, {}), jobs)
+
+    @staticmethod
+    def _lookup(table: dict[Any, float], jobs: pd.DataFrame) -> np.ndarray:
         workflows = jobs["workflow"] if "workflow" in jobs else pd.Series("", index=jobs.index)
         tasks = jobs["task"] if "task" in jobs else pd.Series("", index=jobs.index)
         keys = zip(workflows.astype(object), tasks.astype(object), strict=True)

@@ -65,7 +65,6 @@ SERVE_COMMON = (
 # A fine-tuned encoder runs its ONNX file: the tokenizer and onnxruntime, no torch.
 SERVE_ONNX = ("transformers", "tokenizers", "onnxruntime")
 SERVE_TORCH = ("torch", "transformers", "peft", "accelerate", "safetensors", "gguf")
-TREE_KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
 
 TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
 
@@ -73,7 +72,11 @@ TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
 def requirements_for(kind: str, runtime: dict[str, Any] | None = None) -> list[str]:
     """The top-level packages a champion of `kind` (run by `runtime`, its metadata's
     ONNX runtime if any) needs to serve."""
-    if kind in TREE_KINDS:
+    from flowsentry.models.baselines import KINDS, PYOD_KINDS
+
+    if kind in PYOD_KINDS:
+        return [*SERVE_COMMON, "pyod"]
+    if kind in KINDS:
         return list(SERVE_COMMON)
     if (runtime or {}).get("engine") == "onnxruntime":
         return list(SERVE_COMMON) + list(SERVE_ONNX)

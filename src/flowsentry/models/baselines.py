@@ -1,9 +1,11 @@
-"""Feature detectors: scikit-learn models over the numeric features (+ task code).
+"""Feature detectors: scikit-learn and pyod models over the numeric features (+ task code).
 
-Gradient boosting and random forest (supervised) and IsolationForest (unsupervised),
-behind the same detector contract as the language models. Saved with skops, loaded
-with an explicit list of trusted types: a file that holds anything else (or is not a
-skops file at all) is refused with a one-line error, never unpickled.
+Gradient boosting and random forest (supervised); IsolationForest and pyod's ECOD,
+COPOD and HBOS (unsupervised: labels never read, the threshold chosen on validation or
+at a target alert rate); behind the same detector contract as the language models.
+Saved with skops, loaded with an explicit list of trusted types: a file that holds
+anything else (or is not a skops file at all) is refused with a one-line error, never
+unpickled.
 """
 
 from __future__ import annotations
@@ -20,15 +22,25 @@ from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_dir
 from flowsentry.models.detector import METADATA, Detector, Jobs, read_metadata
 
-KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
+SUPERVISED_KINDS = ("gradient_boosting", "random_forest")
+#: unsupervised: scikit-learn's IsolationForest and pyod's (empirical-CDF, copula and
+#: histogram outlier scores: no training labels, no tuning)
+UNSUPERVISED_KINDS = ("isolation_forest", "ecod", "copod", "hbos")
+PYOD_KINDS = ("ecod", "copod", "hbos")
+KINDS = SUPERVISED_KINDS + UNSUPERVISED_KINDS
 MODEL_FILE = "model.skops"
 FEATURE_LIMIT = 1e30  # well inside float32 (3.4e38)
+UNSUPERVISED_LIMIT = 1e12
+WEIGHT_COLUMN = "sample_weight"  # read by the supervised kinds when the training set has it
 
 # skops loads scikit-learn estimators and numpy arrays by its own safe defaults; these are
 # the only other types a saved feature detector holds. Anything else is refused.
 TRUSTED_TYPES = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
+    "pyod.models.ecod.ECOD",
+    "pyod.models.copod.COPOD",
+    "pyod.models.hbos.HBOS",
 )
 
 
@@ -42,7 +54,7 @@ class FeatureDetector(Detector):
         self.features = tuple(features)
         self.seed = seed
         self.threshold_ = 0.5
-        self.probabilistic = kind != "isolation_forest"
+        self.probabilistic = kind in SUPERVISED_KINDS
         self.tasks_: dict[str, int] = {}
         self.medians_: np.ndarray | None = None
         self.workflows_: list[str] = []
@@ -77,11 +89,7 @@ class FeatureDetector(Detector):
         return x
 
     def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
-        from sklearn.ensemble import (
-            HistGradientBoostingClassifier,
-            IsolationForest,
-            RandomForestClassifier,
-        )
+        from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
         if "task" in self.features:
             self.tasks_ = {t: i for i, t in enumerate(sorted(train["task"].dropna().unique()))}
@@ -92,25 +100,34 @@ class FeatureDetector(Detector):
         # a constant and no tree splits on it.
         x[:, np.isnan(x).all(axis=0)] = 0.0
         labels = train["label"].astype(int).to_numpy()
-        if self.kind != "isolation_forest" and len(np.unique(labels)) < 2:
+        if self.kind in SUPERVISED_KINDS and len(np.unique(labels)) < 2:
             raise FlowsentryError(
                 f"{self.kind}: the training split holds only one class; use more runs"
             )
+        # An optional per-job weight (e.g. each workflow's jobs weighing the same in all)
+        weight = (
+            pd.to_numeric(train[WEIGHT_COLUMN]).to_numpy("float64")
+            if WEIGHT_COLUMN in train.columns
+            else None
+        )
         if self.kind == "gradient_boosting":
             self.model_ = HistGradientBoostingClassifier(max_iter=300, random_state=self.seed)
-            self.model_.fit(x, labels)
+            self.model_.fit(x, labels, sample_weight=weight)
         elif self.kind == "random_forest":
             self.model_ = RandomForestClassifier(
                 n_estimators=200, min_samples_leaf=2, n_jobs=-1, random_state=self.seed
             )
-            self.model_.fit(x, labels)
+            self.model_.fit(x, labels, sample_weight=weight)
         else:  # unsupervised: labels are never read; the threshold is chosen on validation
             self.medians_ = np.nan_to_num(np.nanmedian(x, axis=0))
-            self.model_ = IsolationForest(n_estimators=200, random_state=self.seed)
+            self.model_ = unsupervised_model(self.kind, self.seed)
             self.model_.fit(self._impute(x))
 
     def _impute(self, x: np.ndarray) -> np.ndarray:
-        return np.where(np.isnan(x), self.medians_, x)
+        # pyod's histograms and CDFs need finite values of a sane size
+        return np.clip(
+            np.where(np.isnan(x), self.medians_, x), -UNSUPERVISED_LIMIT, UNSUPERVISED_LIMIT
+        )
 
     def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
         if self.model_ is None:
@@ -118,6 +135,8 @@ class FeatureDetector(Detector):
         x = self.matrix(jobs, k)
         if self.kind == "isolation_forest":
             return -self.model_.score_samples(self._impute(x))
+        if self.kind in PYOD_KINDS:
+            return np.asarray(self.model_.decision_function(self._impute(x)), dtype="float64")
         return self.model_.predict_proba(x)[:, 1]
 
     def save(self, target: str | Path) -> Path:
@@ -145,6 +164,19 @@ class FeatureDetector(Detector):
         detector.medians_ = None if medians is None else np.asarray(medians, dtype="float64")
         detector.workflows_ = list(metadata.get("workflows") or [])
         return detector
+
+
+def unsupervised_model(kind: str, seed: int) -> Any:
+    """An unfitted unsupervised estimator of `kind`."""
+    if kind == "isolation_forest":
+        from sklearn.ensemble import IsolationForest
+
+        return IsolationForest(n_estimators=200, random_state=seed)
+    from pyod.models.copod import COPOD
+    from pyod.models.ecod import ECOD
+    from pyod.models.hbos import HBOS
+
+    return {"ecod": ECOD, "copod": COPOD, "hbos": HBOS}[kind]()
 
 
 def load_estimator(path: Path) -> Any:

@@ -30,6 +30,7 @@ from flowsentry.data.evidence import (
     has_evidence,
     profile_of,
 )
+from flowsentry.data.peers import AGNOSTIC_COLUMNS, add_agnostic, has_agnostic
 from flowsentry.errors import FlowsentryError
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,11 @@ def with_context(
     evidence relative to `profile` when they read that (unless `profile` made it)."""
     frame = as_frame(jobs)
     reads_evidence = any(name in EVIDENCE_COLUMNS for name in features)
-    if reads_evidence and profile is None:
+    reads_agnostic = any(name in AGNOSTIC_COLUMNS for name in features)
+    if (reads_evidence or reads_agnostic) and profile is None:
         raise FlowsentryError("the features read evidence, but the detector holds no profile")
+    if reads_agnostic and not has_agnostic(frame, profile):
+        frame = add_agnostic(frame, profile)
     if any(name in CONTEXT_COLUMNS for name in features) and not has_context(frame):
         return add_context(frame, profile if reads_evidence else None)
     # the context the frame carries is kept (e.g. real-time context)

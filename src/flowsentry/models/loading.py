@@ -12,9 +12,8 @@ from pathlib import Path
 from flowsentry.config import DETECTOR_KINDS as KINDS
 from flowsentry.config import Config
 from flowsentry.errors import FlowsentryError
+from flowsentry.models.baselines import KINDS as FEATURE_KINDS
 from flowsentry.models.detector import METADATA, Detector, read_metadata
-
-FEATURE_KINDS = ("gradient_boosting", "random_forest", "isolation_forest")
 
 
 def create_detector(kind: str, cfg: Config) -> Detector:

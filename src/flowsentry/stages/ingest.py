@@ -120,6 +120,11 @@ def run(
             }
         else:  # live: the runs `flowsentry listen` wrote, accepted from the inbox
             parsed[ref.name] = _live_runs(cfg, ref.workflow, progress)
+    for name in cfg.ingest.unlabelled:  # a new workflow: its runs, not their labels
+        parsed[name] = parsed[name].assign(
+            label=pd.Series(pd.NA, index=parsed[name].index, dtype="Int64"),
+            anomaly_type=pd.Series(schema.UNKNOWN, index=parsed[name].index, dtype="string"),
+        )
     applied: dict[str, int] = {}
     for name, table in parsed.items():
         parsed[name], applied[name] = apply_labels(table, labels)

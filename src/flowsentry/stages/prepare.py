@@ -105,8 +105,14 @@ def run(cfg: Config) -> dict[str, Any]:
             "anomaly type's runs separately): ingest more labelled runs (ingest.max_runs, "
             "flowsentry label) or change the split fractions"
         )
-    # What normal looks like, learned from the training split alone (data/evidence.py).
-    profile = Profile.fit(jobs[jobs["split"] == "train"], level_features(cfg))
+    # What normal looks like, learned from the training split alone (data/evidence.py),
+    # or (train.profile all) from every job of it and of the runs nobody labelled, labels
+    # unread: a workflow known only by its unlabelled runs gets its normal too.
+    if cfg.train.profile == "all":
+        basis = jobs[(jobs["split"] == "train") | jobs["label"].isna()]
+        profile = Profile.fit(basis, level_features(cfg), labelled=False)
+    else:
+        profile = Profile.fit(jobs[jobs["split"] == "train"], level_features(cfg))
     jobs = add_context(jobs, profile)  # per run, from trace features only
     unlabelled = int(jobs["label"].isna().sum())
     jobs = jobs[jobs["split"].notna()].reset_index(drop=True)

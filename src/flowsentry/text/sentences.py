@@ -33,6 +33,7 @@ from flowsentry.data.evidence import (
     Profile,
     evidence_columns,
 )
+from flowsentry.data.peers import AGNOSTIC_COLUMNS
 
 # The paper's nine features, in the order a job produces them (online detection).
 PAPER_FEATURES: tuple[str, ...] = (
@@ -62,6 +63,10 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # The evidence of the six measures that carry it, grouped by measure (25 features):
     # with the `levels` template about 40 tokens a job, for the language models.
     "evidence_compact": ("task", *(c for m in MEASURES[:6] for c in evidence_columns(m))),
+    # Workflow-agnostic (flowsentry.data.peers): each host against the run's other hosts
+    # and robust z-scores to the workflow's own normal; no task code, no absolute value:
+    # one model for workflows it never saw labelled (docs/results/new-workflow.md).
+    "agnostic": AGNOSTIC_COLUMNS,
 }
 
 
