@@ -226,6 +226,8 @@ FeatureSet = Literal[
     "monitord",  # what pegasus-monitord's default AMQP events carry
     "monitord_compact",
     "agnostic",  # workflow-agnostic: peers in the run and z-scores to normal (data/peers.py)
+    "agnostic_pegasus",  # the same, from what a stampede database records
+    "agnostic_monitord",  # the same, from monitord's default events
 ]
 
 

@@ -71,6 +71,17 @@ Z_COLUMNS: tuple[str, ...] = tuple(
     c for m in MEASURES for c in (f"z_{m}", f"host_z_{m}", f"run_z_{m}")
 )
 AGNOSTIC_COLUMNS: tuple[str, ...] = PEER_COLUMNS + Z_COLUMNS
+#: signature -> the measures it is computed from
+SIGNATURE_MEASURES: dict[str, tuple[str, ...]] = {
+    "starved": ("runtime", "kickstart_executables_cpu_time"),
+    "io": ("stage_in_delay", "stage_out_delay", "stage_in_bytes", "stage_out_bytes"),
+}
+#: agnostic column -> the recorded measures it reads (what a source must record)
+AGNOSTIC_MEASURES: dict[str, tuple[str, ...]] = {
+    **{c: (m,) for m in PEER_MEASURES for c in _names(m)},
+    **{c: SIGNATURE_MEASURES[key] for key in SIGNATURES for c in _names(key)},
+    **{c: (m,) for m in MEASURES for c in (f"z_{m}", f"host_z_{m}", f"run_z_{m}")},
+}
 #: which profile made a frame's z-scores (a detector with another recomputes them)
 Z_PROFILE_COLUMN = "z_profile"
 
@@ -110,7 +121,7 @@ def add_peers(jobs: pd.DataFrame) -> pd.DataFrame:
     new: dict[str, Any] = {}
     if len(table):
         median = table.groupby(group_codes(*run, task)).transform("median")
-        ratio = (table / median.where(median > 0)).clip(upper=RATIO_LIMIT)
+        ratio = (table / median.where(median > 0)).clip(-RATIO_LIMIT, RATIO_LIMIT)
         host_codes = group_codes(*run, host)
         host_median = ratio.groupby(host_codes).transform("median").where(host.notna(), axis=0)
         # One row per (run, host): the host's standing among the run's hosts.

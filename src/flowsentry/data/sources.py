@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from flowsentry.data import schema
 from flowsentry.data.context import CONTEXT_MEASURES
 from flowsentry.data.evidence import EVIDENCE_MEASURE
+from flowsentry.data.peers import AGNOSTIC_MEASURES
 
 _STAMPEDE = frozenset(
     {
@@ -74,6 +75,9 @@ def measures_read(features: Iterable[str]) -> set[str]:
     needed = set()
     for name in features:
         if name == "task":
+            continue
+        if name in AGNOSTIC_MEASURES:
+            needed.update(AGNOSTIC_MEASURES[name])
             continue
         needed.add(EVIDENCE_MEASURE.get(name) or _CONTEXT_MEASURE.get(name) or name)
     return needed

@@ -33,7 +33,7 @@ from flowsentry.data.evidence import (
     Profile,
     evidence_columns,
 )
-from flowsentry.data.peers import AGNOSTIC_COLUMNS
+from flowsentry.data.peers import AGNOSTIC_COLUMNS, AGNOSTIC_MEASURES
 
 # The paper's nine features, in the order a job produces them (online detection).
 PAPER_FEATURES: tuple[str, ...] = (
@@ -100,6 +100,10 @@ for _name, _measures in (("pegasus", PEGASUS_MEASURES), ("monitord", MONITORD_ME
     FEATURE_SETS[f"{_name}_compact"] = (  # the language model's sentence
         "task",
         *(c for m in _measures for c in evidence_columns(m)),
+    )
+    # workflow-agnostic, from what that source records (a new Pegasus workflow)
+    FEATURE_SETS[f"agnostic_{_name}"] = tuple(
+        c for c in AGNOSTIC_COLUMNS if set(AGNOSTIC_MEASURES[c]) <= set(_measures)
     )
 SHORT_NAMES: dict[str, str] = {
     "task": "task",
