@@ -53,7 +53,11 @@ class Recorder:
 def _stages() -> dict[str, dict[str, Any]]:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     icl = yaml.safe_load((ROOT / "pipelines" / "icl" / "dvc.yaml").read_text())["stages"]
-    return {**stages, **icl}
+    study = yaml.safe_load((ROOT / "pipelines" / "new_workflow" / "dvc.yaml").read_text())
+    # a foreach stage: its `do` declares for every item
+    study = {f"new_workflow:{name}": stage.get("do", stage)
+             for name, stage in study["stages"].items()}  # fmt: skip
+    return {**stages, **icl, **study}
 
 
 def _code_deps(stage: dict[str, Any]) -> list[str]:
@@ -105,7 +109,16 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
         validate,
     )
 
+    from flowsentry import new_workflow
+
     cfg = project(
+        new_workflow={
+            "workflows": ["tiny", "other"],
+            "labelled_runs": [0, 1],
+            "draws": 1,
+            "kinds": ["gradient_boosting", "ecod"],
+            "runs_per_workflow": 10,
+        },
         train={
             "candidates": ["sft", "icl", "gradient_boosting", "random_forest", "isolation_forest"],
             "model": str(tiny_encoder),
@@ -123,6 +136,7 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
         gate=EASY_GATE,
     )
     flowbench = make_flowbench(n_runs=40)
+    make_flowbench(workflow="other", n_runs=30, root=flowbench)
     runs = [
         ("ingest", lambda c: ingest.run(c, flowbench, progress=False)),
         ("validate", validate.run),
@@ -135,6 +149,9 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
         ("icl", lambda c: icl.run(c, progress=False)),
         # Again, now with a champion: the gate then scores it too (other keys read).
         ("gate", gate.run),
+        ("new_workflow:holdout", lambda c: new_workflow.run_holdout(c, "tiny", flowbench)),
+        ("new_workflow:holdout", lambda c: new_workflow.run_holdout(c, "other", flowbench)),
+        ("new_workflow:table", new_workflow.summarise),
     ]
     monitor = Monitor()
     seen: dict[str, tuple[set[str], set[str]]] = {}
