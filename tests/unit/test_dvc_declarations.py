@@ -97,6 +97,7 @@ def _promoted(decision: dict[str, Any]) -> None:
 @pytest.fixture
 def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_folder):
     """{stage: (params keys read, source files run)} for every stage of both dvc.yaml."""
+    from flowsentry import new_workflow
     from flowsentry.stages import (
         augment,
         evaluate,
@@ -108,8 +109,6 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
         train,
         validate,
     )
-
-    from flowsentry import new_workflow
 
     cfg = project(
         new_workflow={

@@ -109,15 +109,17 @@ def test_z_scores_put_every_workflow_on_one_scale():
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
-        st.fixed_dictionaries({
-            "run": st.sampled_from(["r1", "r2"]),
-            "task": st.sampled_from(["a", "b"]),
-            "kickstart_hostname": st.one_of(st.none(), st.sampled_from(["h1", "h2", "h3"])),
-            "runtime": st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
-            "kickstart_executables_cpu_time": st.one_of(st.none(), st.floats(-1e300, 1e300)),
-            "stage_in_delay": st.one_of(st.none(), st.floats(0, 1e12)),
-            "stage_in_bytes": st.one_of(st.none(), st.floats(0, 1e15)),
-        }),  # fmt: skip
+        st.fixed_dictionaries(
+            {
+                "run": st.sampled_from(["r1", "r2"]),
+                "task": st.sampled_from(["a", "b"]),
+                "kickstart_hostname": st.one_of(st.none(), st.sampled_from(["h1", "h2", "h3"])),
+                "runtime": st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+                "kickstart_executables_cpu_time": st.one_of(st.none(), st.floats(-1e300, 1e300)),
+                "stage_in_delay": st.one_of(st.none(), st.floats(0, 1e12)),
+                "stage_in_bytes": st.one_of(st.none(), st.floats(0, 1e15)),
+            }
+        ),
         max_size=30,
     )
 )
