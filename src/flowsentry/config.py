@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flowsentry.data.flowbench import WORKFLOWS as FLOWBENCH_WORKFLOWS
 from flowsentry.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -564,16 +565,7 @@ class NewWorkflowParams(_Section):
     """The leave-one-workflow-out study (pipelines/new_workflow; flowsentry.new_workflow)."""
 
     workflows: tuple[str, ...] = Field(
-        (
-            "1000genome",
-            "montage",
-            "predict_future_sales",
-            "eht_difmap",
-            "eht_imaging",
-            "eht_smili",
-            "pycbc_inference",
-            "somospie",
-        ),
+        FLOWBENCH_WORKFLOWS,
         description="Each is held out in turn; the others are what the detectors learn from.",
     )
     labelled_runs: tuple[int, ...] = Field(
