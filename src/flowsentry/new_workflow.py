@@ -38,6 +38,7 @@ import pandas as pd
 
 from flowsentry.config import Config
 from flowsentry.data.evidence import Profile
+from flowsentry.data.peers import add_agnostic
 from flowsentry.errors import FlowsentryError
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.experiments import Splits, prepared
@@ -130,6 +131,11 @@ def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) ->
     unlabelled = held.train.drop(columns=["label", "anomaly_type"])  # what it has: runs
     profile = Profile.fit(pd.concat([pool, unlabelled], ignore_index=True), labelled=False)
     features = features_of(params.features)
+    # the agnostic columns once per frame, not once per fit (detectors keep them: same profile)
+    pool, val, test, own = (
+        add_agnostic(frame, profile) for frame in (pool, val, held.test, held.train)
+    )
+    unlabelled = own.drop(columns=["label", "anomaly_type"])
     test_labels = held.test["label"].astype(int).to_numpy()
 
     def detector(kind: str) -> FeatureDetector:
@@ -142,7 +148,7 @@ def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) ->
         model = detector(kind)
         model._fit(unlabelled.assign(label=0), unlabelled)
         at_rate = alert_rate_threshold(model.score(unlabelled), params.alert_rate)
-        scores = model.score(held.test)
+        scores = model.score(test)
         # With no labels the only threshold is the alert rate's (F1 reads it too).
         figures = _figures(test_labels, scores, at_rate, at_rate)
         rows += [{"kind": kind, "k": k, "draw": 0, **figures} for k in params.labelled_runs]
@@ -152,12 +158,12 @@ def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) ->
         for k in params.labelled_runs:
             for draw in range(params.draws if k else 1):
                 picked = rng.choice(train_runs, size=min(k, len(train_runs)), replace=False)
-                target = held.train[held.train["run"].isin(picked)]
+                target = own[own["run"].isin(picked)]
                 model = detector(kind)
                 model._fit(_weighted(pool, target, params.target_share), val)
                 threshold = choose_threshold(val["label"].astype(int), model.score(val))
                 at_rate = alert_rate_threshold(model.score(unlabelled), params.alert_rate)
-                figures = _figures(test_labels, model.score(held.test), threshold, at_rate)
+                figures = _figures(test_labels, model.score(test), threshold, at_rate)
                 rows.append({"kind": kind, "k": int(k), "draw": draw, **figures})
                 log.info(
                     "%s on %s, %d labelled runs (draw %d): ROC-AUC %.3f",
