@@ -94,3 +94,50 @@ def test_missing_tools_are_named_with_the_packages_to_install(monkeypatch):
 def test_the_containerfile_and_podman_settings_ship_with_the_package():
     assert "HEALTHCHECK" in container.CONTAINERFILE.read_text()
     assert 'runtime = "runc"' in container.CONTAINERS_CONF.read_text()
+
+
+SERVICE_IMPORT_CHECK = """
+import importlib.metadata as md, re, sys
+from flowsentry.deploy.container import requirements_for
+
+def name(requirement):
+    return re.split(r"[\\s\\[<>=!~;(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+allowed, todo = set(), [name(r) for r in requirements_for(sys.argv[1])]
+while todo:
+    dist = todo.pop()
+    if dist in allowed:
+        continue
+    allowed.add(dist)
+    try:
+        requires = md.requires(dist) or []
+    except md.PackageNotFoundError:
+        continue
+    todo += [name(r) for r in requires if "extra ==" not in r]
+blocked = {
+    module for module, dists in md.packages_distributions().items()
+    if not any(d.lower().replace("_", "-") in allowed for d in dists)
+}
+
+class Block:
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.split(".")[0]
+        if top in blocked and top != "flowsentry":  # the Bento carries flowsentry's source
+            raise ModuleNotFoundError(f"{fullname} is not a serving requirement of {sys.argv[1]}")
+
+sys.meta_path.insert(0, Block())
+import flowsentry.serving.service  # noqa: F401
+"""
+
+
+@pytest.mark.parametrize("kind", ["gradient_boosting", "ecod"])
+def test_the_service_imports_with_only_its_serving_requirements(kind):
+    """The image installs requirements_for(kind) and nothing else: the service module and
+    everything it imports must load from those packages (and their dependencies) alone."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SERVICE_IMPORT_CHECK, kind], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -26,7 +26,6 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from flowsentry.data import schema
 from flowsentry.errors import DataError
@@ -328,6 +327,8 @@ def read_workflow(
     """Read every run (or `max_runs` spread over them) of one workflow into its jobs table."""
     frames: list[pd.DataFrame] = []
     seen: dict[str, str] = {}
+    from tqdm.auto import tqdm  # not a serving requirement: the service imports this module
+
     files = iter_run_files(source.traces, max_runs, limits)
     bar = tqdm(files, desc=f"ingest {source.workflow}", unit="run", disable=not progress)
     for run, origin, stream in bar:
