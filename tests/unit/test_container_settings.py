@@ -101,7 +101,8 @@ import importlib.metadata as md, re, sys
 from flowsentry.deploy.container import requirements_for
 
 def name(requirement):
-    return re.split(r"[\\s\\[<>=!~;(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    first = re.split(r"[\\s\\[<>=!~;(]", requirement.strip(), maxsplit=1)[0]
+    return first.lower().replace("_", "-")
 
 allowed, todo = set(), [name(r) for r in requirements_for(sys.argv[1])]
 while todo:
