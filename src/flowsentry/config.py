@@ -229,6 +229,7 @@ FeatureSet = Literal[
     "agnostic",  # workflow-agnostic: peers in the run and z-scores to normal (data/peers.py)
     "agnostic_pegasus",  # the same, from what a stampede database records
     "agnostic_monitord",  # the same, from monitord's default events
+    "agnostic_compact",  # the agnostic evidence a language model reads (15 features)
 ]
 
 
@@ -424,7 +425,7 @@ class ICLParams(_Section):
     template: Literal["paper", "compact"] = Field(
         "paper", description="The prompt's sentence template."
     )
-    feature_set: Literal["paper", "extended", "context", "relative"] = Field(
+    feature_set: FeatureSet = Field(
         "paper", description="Which measures the prompt's sentences carry."
     )
     statistics: bool = True
@@ -561,6 +562,34 @@ class SweepParams(_Section):
         return value
 
 
+class NewWorkflowLanguageModels(_Section):
+    """The fine-tuned encoder and ICL held out the same way (CPU: minutes a workflow)."""
+
+    workflows: tuple[str, ...] = Field(
+        ("1000genome", "montage", "predict_future_sales"),
+        description="Held out in turn (each one of new_workflow.workflows); [] skips them.",
+    )
+    labelled_runs: tuple[int, ...] = Field(
+        (0, 2, 10), description="k: labelled training runs of the held-out workflow added."
+    )
+    draws: int = Field(1, ge=1, description="Random draws of the k runs for each k > 0.")
+    feature_set: FeatureSet = Field(
+        "agnostic_compact", description="What the sentence carries (compact template)."
+    )
+    max_train_samples: int = Field(
+        2000, ge=10, description="sft: training rows drawn in proportion to their weight "
+        "(the fine-tune takes no weights)."
+    )  # fmt: skip
+    test_jobs: int = Field(
+        150, ge=10, description="Stratified test jobs every kind of this study is scored on "
+        "(ICL reads ~1 job a second on a 2-core CPU)."
+    )  # fmt: skip
+    icl_examples: int = Field(
+        4, ge=0, description="ICL: nearest examples a prompt holds, drawn from the k labelled "
+        "runs' jobs (from the other workflows' when k = 0); 0 = zero-shot."
+    )  # fmt: skip
+
+
 class NewWorkflowParams(_Section):
     """The leave-one-workflow-out study (pipelines/new_workflow; flowsentry.new_workflow)."""
 
@@ -595,6 +624,10 @@ class NewWorkflowParams(_Section):
         description="The label-free threshold: the score above which this share of the "
         "workflow's own (unlabelled) training jobs lies.",
     )  # fmt: skip
+    language_models: NewWorkflowLanguageModels = Field(
+        default_factory=NewWorkflowLanguageModels,
+        description="The fine-tuned encoder and ICL in the same protocol.",
+    )
 
     @field_validator("workflows")
     @classmethod
@@ -610,6 +643,13 @@ class NewWorkflowParams(_Section):
         if wrong or not value:
             raise ValueError(f"feature detector kinds only (not {wrong})")
         return value
+
+    @model_validator(mode="after")
+    def _language_models_held_out_from_the_list(self) -> NewWorkflowParams:
+        unknown = [w for w in self.language_models.workflows if w not in self.workflows]
+        if unknown:
+            raise ValueError(f"language_models.workflows: {unknown} not in new_workflow.workflows")
+        return self
 
 
 class Config(_Section):

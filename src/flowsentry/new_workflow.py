@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,33 @@ def _weighted(pool: pd.DataFrame, target: pd.DataFrame, share: float) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
-def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -> dict[str, Any]:
-    """The protocol for one held-out workflow (see the module's text); writes its JSON."""
+@dataclass
+class _Holdout:
+    """One held-out workflow's frames, agnostic columns added (see run_holdout)."""
+
+    held: Splits
+    others: list[str]
+    pool: pd.DataFrame  # the other workflows' training runs
+    val: pd.DataFrame  # the other workflows' validation runs
+    test: pd.DataFrame  # the held-out workflow's test runs
+    own: pd.DataFrame  # its training runs, labels kept for the k drawn ones
+    unlabelled: pd.DataFrame  # the same runs without labels
+    profile: Profile
+    rng: np.random.Generator
+
+    def draw(self, k: int) -> pd.DataFrame:
+        """k of its training runs, drawn at random, labels and all."""
+        runs = _runs(self.own)
+        picked = self.rng.choice(runs, size=min(k, len(runs)), replace=False)
+        return self.own[self.own["run"].isin(picked)]
+
+
+def _holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -> _Holdout:
     params = cfg.new_workflow
     if workflow not in params.workflows:
         raise FlowsentryError(
             f"new_workflow.workflows: '{workflow}' is not listed ({list(params.workflows)})"
         )
-    if len(params.workflows) < 2:
-        raise FlowsentryError("new_workflow.workflows: needs the held-out one and another")
-    started = time.perf_counter()
     work = cfg.paths.reports / "experiments" / "work"
     splits: dict[str, Splits] = {
         name: prepared(cfg, name, work, flowbench_dir) for name in params.workflows
@@ -130,61 +148,165 @@ def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) ->
     held = splits[workflow]
     unlabelled = held.train.drop(columns=["label", "anomaly_type"])  # what it has: runs
     profile = Profile.fit(pd.concat([pool, unlabelled], ignore_index=True), labelled=False)
-    features = features_of(params.features)
     # the agnostic columns once per frame, not once per fit (detectors keep them: same profile)
     pool, val, test, own = (
         add_agnostic(frame, profile) for frame in (pool, val, held.test, held.train)
     )
     unlabelled = own.drop(columns=["label", "anomaly_type"])
-    test_labels = held.test["label"].astype(int).to_numpy()
+    return _Holdout(held, others, pool, val, test, own, unlabelled, profile, rng)
+
+
+def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -> dict[str, Any]:
+    """The protocol for one held-out workflow (see the module's text); writes its JSON."""
+    params = cfg.new_workflow
+    started = time.perf_counter()
+    h = _holdout(cfg, workflow, flowbench_dir)
+    features = features_of(params.features)
+    test_labels = h.test["label"].astype(int).to_numpy()
 
     def detector(kind: str) -> FeatureDetector:
         made = FeatureDetector(kind, features, cfg.base.seed)
-        made.profile = profile
+        made.profile = h.profile
         return made
 
     rows: list[dict[str, Any]] = []
     for kind in [k for k in params.kinds if k in UNSUPERVISED_KINDS]:
         model = detector(kind)
-        model._fit(unlabelled.assign(label=0), unlabelled)
-        at_rate = alert_rate_threshold(model.score(unlabelled), params.alert_rate)
-        scores = model.score(test)
+        model._fit(h.unlabelled.assign(label=0), h.unlabelled)
+        at_rate = alert_rate_threshold(model.score(h.unlabelled), params.alert_rate)
+        scores = model.score(h.test)
         # With no labels the only threshold is the alert rate's (F1 reads it too).
         figures = _figures(test_labels, scores, at_rate, at_rate)
         rows += [{"kind": kind, "k": k, "draw": 0, **figures} for k in params.labelled_runs]
         log.info("%s on %s: ROC-AUC %.3f", kind, workflow, figures["roc_auc"])
-    train_runs = _runs(held.train)
     for kind in [k for k in params.kinds if k in SUPERVISED_KINDS]:
         for k in params.labelled_runs:
             for draw in range(params.draws if k else 1):
-                picked = rng.choice(train_runs, size=min(k, len(train_runs)), replace=False)
-                target = own[own["run"].isin(picked)]
+                target = h.draw(k)
                 model = detector(kind)
-                model._fit(_weighted(pool, target, params.target_share), val)
-                threshold = choose_threshold(val["label"].astype(int), model.score(val))
-                at_rate = alert_rate_threshold(model.score(unlabelled), params.alert_rate)
-                figures = _figures(test_labels, model.score(test), threshold, at_rate)
+                model._fit(_weighted(h.pool, target, params.target_share), h.val)
+                threshold = choose_threshold(h.val["label"].astype(int), model.score(h.val))
+                at_rate = alert_rate_threshold(model.score(h.unlabelled), params.alert_rate)
+                figures = _figures(test_labels, model.score(h.test), threshold, at_rate)
                 rows.append({"kind": kind, "k": int(k), "draw": draw, **figures})
                 log.info(
                     "%s on %s, %d labelled runs (draw %d): ROC-AUC %.3f",
                     kind, workflow, k, draw, figures["roc_auc"],
                 )  # fmt: skip
-    reference = _supervised_reference(cfg, held)
+    reference = _supervised_reference(cfg, h.held)
     result = {
         "workflow": workflow,
-        "trained_on": others,
+        "trained_on": h.others,
         "features": params.features,
         "runs_per_workflow": params.runs_per_workflow,
         "target_share": params.target_share,
         "alert_rate": params.alert_rate,
-        "test_runs": len(_runs(held.test)),
-        "test_jobs": len(held.test),
+        "test_runs": len(_runs(h.test)),
+        "test_jobs": len(h.test),
         "test_anomalous_fraction": float(test_labels.mean()) if len(test_labels) else 0.0,
         "rows": rows,
         "supervised": reference,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(result, result_path(cfg, workflow))
+    return result
+
+
+def _by_weight(train: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """`n` rows of `train` drawn without replacement in proportion to `WEIGHT_COLUMN`: the
+    weighting, for a learner that takes none (the fine-tune)."""
+    if n >= len(train):
+        return train
+    weight = train[WEIGHT_COLUMN].to_numpy("float64")
+    picked = rng.choice(len(train), size=n, replace=False, p=weight / weight.sum())
+    return train.iloc[np.sort(picked)]
+
+
+def run_language_models(
+    cfg: Config, workflow: str, flowbench_dir: str | Path | None, progress: bool = False
+) -> dict[str, Any]:
+    """The fine-tuned encoder (`sft`) and ICL held out as in `run_holdout`, beside gradient
+    boosting trained on the same rows: every kind scored on the same `test_jobs`
+    stratified test jobs. sft fine-tunes `train.model` on `max_train_samples` rows drawn
+    by the same weights; ICL prompts `icl.model` (no LoRA) with each job's nearest
+    `icl_examples` from the k labelled runs (from the other workflows when k = 0) and
+    answers at P(anomalous) >= 0.5. Writes `<reports>/new_workflow/language_models/<W>.json`."""
+    from flowsentry.data.splits import stratified_sample
+    from flowsentry.models.icl import ICLDetector
+    from flowsentry.models.predictor import SentenceClassifier
+    from flowsentry.models.pretrained import load_decoder
+
+    params, lm = cfg.new_workflow, cfg.new_workflow.language_models
+    if workflow not in lm.workflows:
+        raise FlowsentryError(
+            f"new_workflow.language_models.workflows: '{workflow}' is not listed "
+            f"({list(lm.workflows)})"
+        )
+    started = time.perf_counter()
+    h = _holdout(cfg, workflow, flowbench_dir)
+    seed = cfg.base.seed
+    test = stratified_sample(h.test, lm.test_jobs, seed)
+    val = stratified_sample(h.val, lm.test_jobs, seed)
+    labels = test["label"].astype(int).to_numpy()
+    sentence_features = features_of(lm.feature_set)
+    decoder, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
+    icl_params = cfg.icl.model_copy(
+        update={
+            "template": "compact",
+            "feature_set": lm.feature_set,
+            "examples": "nearest",
+            "n_examples": lm.icl_examples,
+            "lora": cfg.icl.lora.model_copy(update={"enabled": False}),
+        }
+    )
+    work = cfg.paths.reports / "experiments" / "work" / "new_workflow" / workflow
+    rows: list[dict[str, Any]] = []
+
+    def measure(kind: str, k: int, draw: int, scores: np.ndarray, threshold: float) -> None:
+        metrics = binary_metrics(labels, scores, threshold)
+        figures = {m: metrics[m] for m in ("roc_auc", "accuracy", "f1")}
+        rows.append({"kind": kind, "k": int(k), "draw": draw, "jobs": len(labels), **figures})
+        log.info(
+            "%s on %s, %d labelled runs (draw %d), %d test jobs: ROC-AUC %.3f, F1 %.3f",
+            kind, workflow, k, draw, len(labels), figures["roc_auc"], figures["f1"],
+        )  # fmt: skip
+
+    for k in lm.labelled_runs:
+        for draw in range(lm.draws if k else 1):
+            target = h.draw(k)
+            train = _weighted(h.pool, target, params.target_share)
+            trees = FeatureDetector("gradient_boosting", features_of(params.features), seed)
+            trees.profile = h.profile
+            trees.fit(train, h.val)
+            measure("gradient_boosting", k, draw, trees.score(test), trees.threshold_)
+
+            settings = cfg.train.model_copy(update={"max_train_samples": None})
+            encoder = SentenceClassifier(
+                settings, "compact", lm.feature_set, seed,
+                checkpoints=work / f"sft-k{k}-draw{draw}", device=cfg.base.device,
+            )  # fmt: skip
+            encoder.profile = h.profile
+            encoder.fit(_by_weight(train, lm.max_train_samples, h.rng), val)
+            measure("sft", k, draw, encoder.score(test), encoder.threshold_)
+
+            examples = target if k else h.pool
+            icl = ICLDetector(decoder, tokenizer, examples, icl_params, device, seed)
+            icl.profile = h.profile
+            measure("icl", k, draw, icl.score(test), 0.5)
+    result = {
+        "workflow": workflow,
+        "trained_on": h.others,
+        "features": params.features,
+        "sentence": list(sentence_features),
+        "model": cfg.train.model,
+        "icl_model": cfg.icl.model,
+        "icl_examples": lm.icl_examples,
+        "test_jobs": len(test),
+        "test_anomalous_fraction": float(labels.mean()) if len(labels) else 0.0,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_json(result, language_models_path(cfg, workflow))
     return result
 
 
@@ -200,6 +322,10 @@ def _supervised_reference(cfg: Config, held: Splits) -> dict[str, Any]:
 
 def result_path(cfg: Config, workflow: str) -> Path:
     return cfg.paths.reports / "new_workflow" / "holdout" / f"{workflow}.json"
+
+
+def language_models_path(cfg: Config, workflow: str) -> Path:
+    return cfg.paths.reports / "new_workflow" / "language_models" / f"{workflow}.json"
 
 
 def summarise(cfg: Config, workflows: Sequence[str] | None = None) -> pd.DataFrame:
@@ -240,6 +366,56 @@ def summarise(cfg: Config, workflows: Sequence[str] | None = None) -> pd.DataFra
         tmp.write_text(markdown(table))
     with atomic_path(out / "curve.png", suffix=".png") as tmp:
         _plot(table, tmp)
+    return table
+
+
+def summarise_language_models(cfg: Config) -> pd.DataFrame | None:
+    """Every `language_models.workflows` result into `language_models.csv` and `.md`
+    (mean over draws); None when the list is empty; a missing result is an error."""
+    import json
+
+    names = list(cfg.new_workflow.language_models.workflows)
+    if not names:
+        return None
+    results = []
+    for name in names:
+        path = language_models_path(cfg, name)
+        try:
+            results.append(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise FlowsentryError(
+                f"{path}: missing; run `flowsentry experiment new-workflow --holdout {name} "
+                "--language-models`"
+            ) from None
+    frame = pd.DataFrame([{"workflow": r["workflow"], **row} for r in results for row in r["rows"]])
+    table = (
+        frame.groupby(["workflow", "kind", "k"], sort=False)
+        .agg(
+            roc_auc=("roc_auc", "mean"),
+            f1=("f1", "mean"),
+            accuracy=("accuracy", "mean"),
+            jobs=("jobs", "first"),
+            draws=("draw", "count"),
+        )
+        .reset_index()
+    )
+    out = cfg.paths.reports / "new_workflow"
+    write_csv(table.round(4), out / "language_models.csv")
+    ks = sorted(table["k"].unique())
+    lines = [
+        "| held-out workflow | kind | " + " | ".join(f"k={k}" for k in ks) + " | test jobs |",
+        "| --- | --- | " + " | ".join("---" for _ in ks) + " | --- |",
+    ]
+    for (workflow, kind), rows in table.groupby(["workflow", "kind"], sort=False):
+        by_k = rows.set_index("k")
+        cells = [
+            f"{by_k.loc[k].roc_auc:.3f} ({by_k.loc[k].f1:.3f})" if k in by_k.index else ""
+            for k in ks
+        ]
+        jobs = int(rows["jobs"].iloc[0])
+        lines.append(f"| {workflow} | {kind} | " + " | ".join(cells) + f" | {jobs} |")
+    with atomic_path(out / "language_models.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return table
 
 

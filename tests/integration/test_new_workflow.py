@@ -122,3 +122,50 @@ def test_the_study_on_two_small_workflows(flowbench_dir, project):
     text = (out / "table.md").read_text()
     assert "supervised, all its labels" in text and "k=2" in text
     assert np.isfinite(table["roc_auc"]).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder_folder(tiny_decoder, tmp_path_factory):
+    model, tokenizer = tiny_decoder
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_the_language_models_in_the_study(
+    flowbench_dir, project, tiny_encoder, tiny_decoder_folder
+):
+    cfg = project(
+        train={"model": str(tiny_encoder), "int8": "off"},
+        icl={"model": str(tiny_decoder_folder)},
+        new_workflow={
+            "workflows": ["eht_smili", NEW],
+            "runs_per_workflow": 10,
+            "language_models": {
+                "workflows": [NEW],
+                "labelled_runs": [0, 2],
+                "max_train_samples": 200,
+                "test_jobs": 40,
+                "icl_examples": 2,
+            },
+        },
+    )
+    with pytest.raises(Exception, match="language_models.workflows: 'eht_smili' is not listed"):
+        new_workflow.run_language_models(cfg, "eht_smili", flowbench_dir)
+    result = new_workflow.run_language_models(cfg, NEW, flowbench_dir)
+    rows = pd.DataFrame(result["rows"])
+    # every kind at each k, all on the same 40 stratified test jobs
+    assert sorted(map(tuple, rows[["kind", "k"]].to_numpy())) == sorted(
+        (kind, k) for kind in ("gradient_boosting", "sft", "icl") for k in (0, 2)
+    )
+    assert (rows["jobs"] == 40).all() and result["test_jobs"] == 40
+    assert rows["roc_auc"].between(0, 1).all() and rows["f1"].between(0, 1).all()
+    # gradient boosting still reads the agnostic evidence well at this size
+    assert rows.query("kind == 'gradient_boosting' and k == 0")["roc_auc"].iloc[0] > 0.75
+    saved = json.loads(new_workflow.language_models_path(cfg, NEW).read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    table = new_workflow.summarise_language_models(cfg)
+    assert set(table["kind"]) == {"gradient_boosting", "sft", "icl"}
+    text = (cfg.paths.reports / "new_workflow" / "language_models.md").read_text()
+    assert "| pycbc_inference | icl |" in text and "k=2" in text

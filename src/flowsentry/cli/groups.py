@@ -239,17 +239,31 @@ def experiment_new_workflow(
         ),
     ] = None,
     flowbench_dir: FlowbenchOption = None,
+    language_models: Annotated[
+        bool,
+        typer.Option(
+            "--language-models",
+            help="With --holdout: the fine-tuned encoder and ICL beside gradient boosting "
+            "on the same test jobs (new_workflow.language_models), not the feature kinds.",
+        ),
+    ] = False,
 ) -> None:
     """A workflow nobody labelled: train on the others, score its unseen runs with 0..k of
     its runs labelled (every kind in new_workflow.kinds); then the table and the plot."""
     from flowsentry import new_workflow
 
     if holdout is not None:
-        result = new_workflow.run_holdout(cfg, holdout, flowbench_dir)
+        if language_models:
+            result = new_workflow.run_language_models(cfg, holdout, flowbench_dir)
+            path = new_workflow.language_models_path(cfg, holdout)
+        else:
+            result = new_workflow.run_holdout(cfg, holdout, flowbench_dir)
+            path = new_workflow.result_path(cfg, holdout)
         console.print(
-            f"{holdout}: {len(result['rows'])} figures in {result['seconds']} s -> "
-            f"{new_workflow.result_path(cfg, holdout)}"
+            f"{holdout}: {len(result['rows'])} figures in {result['seconds']} s -> {path}"
         )
         return
     table = new_workflow.summarise(cfg)
     console.print(new_workflow.markdown(table))
+    if new_workflow.summarise_language_models(cfg) is not None:
+        console.print((cfg.paths.reports / "new_workflow" / "language_models.md").read_text())

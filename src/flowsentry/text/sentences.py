@@ -68,6 +68,16 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     # one model for workflows it never saw labelled (docs/results/new-workflow.md).
     "agnostic": AGNOSTIC_COLUMNS,
 }
+# The agnostic evidence a language model reads (`compact` template, about 70 tokens): each
+# host's robust z among the run's hosts, then each job's and its host's z to normal.
+_LM_PEERS = ("runtime", "kickstart_executables_cpu_time", "stage_in_delay", "stage_out_delay",
+             "starved", "io")  # fmt: skip
+_LM_Z = ("runtime", "kickstart_executables_cpu_time", "stage_in_delay", "stage_out_delay")
+FEATURE_SETS["agnostic_compact"] = (
+    *(f"peer_host_{m}_z" for m in _LM_PEERS),
+    *(f"z_{m}" for m in (*_LM_Z, "queue_delay")),
+    *(f"host_z_{m}" for m in _LM_Z),
+)
 
 
 def _measures_set(measures: Sequence[str]) -> tuple[str, ...]:
@@ -153,6 +163,13 @@ for _m in MEASURES:
     _key = SHORT_NAMES.get(_m, LEVEL_KEYS[_m])
     for _prefix, _name in zip(("", "h", "hm", "r"), evidence_columns(_m), strict=True):
         SHORT_NAMES[_name] = f"{_prefix}{_key}~"
+for _m in (*_LM_PEERS, "queue_delay"):
+    _key = {"starved": "slow", "io": "io"}.get(_m) or SHORT_NAMES[_m]
+    SHORT_NAMES[f"peer_host_{_m}_z"] = f"p{_key}"
+    SHORT_NAMES[f"z_{_m}"] = f"z{_key}"
+    SHORT_NAMES[f"host_z_{_m}"] = f"hz{_key}"
+# Robust z-scores print with one decimal (`2.3`): the rest is noise to a language model.
+Z_FEATURES = frozenset(c for c in FEATURE_SETS["agnostic_compact"])
 # Ratios print as whole percents (1.84 -> 184): one WordPiece token with a pretrained
 # sense of magnitude, where "1.84" costs three.
 RATIO_FEATURES = frozenset(CONTEXT_COLUMNS) | frozenset(EVIDENCE_COLUMNS)
@@ -181,12 +198,14 @@ def _paper_value(value: Any, ratio: bool = False) -> str:
     return str(round(100 * float(value))) if ratio else str(float(value))
 
 
-def _compact_value(value: Any, ratio: bool = False) -> str:
+def _compact_value(value: Any, ratio: bool = False, z: bool = False) -> str:
     if isinstance(value, str):
         return value
     number = float(value)
     if ratio:
         return str(round(100 * number))
+    if z:
+        return f"{number:.1f}".replace("-0.0", "0.0")
     if number.is_integer() and abs(number) < 1e16:
         return str(int(number))
     return repr(number)
@@ -248,7 +267,8 @@ def sentence(
         )
     if template == "compact":
         return " ".join(
-            f"{SHORT_NAMES.get(name, name)}={_compact_value(job[name], name in RATIO_FEATURES)}"
+            f"{SHORT_NAMES.get(name, name)}="
+            f"{_compact_value(job[name], name in RATIO_FEATURES, name in Z_FEATURES)}"
             for name in names
             if not _missing(job.get(name))
         )
