@@ -311,6 +311,19 @@ DetectorKind = Literal[
 ]  # fmt: skip
 
 
+class AdaptParams(_Section):
+    """A model adapted to one workflow (its labelled runs weigh more; the feature kinds)."""
+
+    workflow: str | None = Field(
+        None, description="The workflow operators label (one of ingest's); null: every "
+        "workflow's jobs weigh as many as there are.",
+    )  # fmt: skip
+    share: float = Field(
+        0.25, gt=0, lt=1, description="Share of the training weight its labelled jobs carry "
+        "together; every other workflow weighs the same.",
+    )  # fmt: skip
+
+
 class TrainParams(_Section):
     candidates: tuple[DetectorKind, ...] = Field(
         ("sft", "gradient_boosting", "random_forest", "isolation_forest"),
@@ -318,6 +331,11 @@ class TrainParams(_Section):
     )
     model: str = Field("minilm", description="Alias, Hugging Face id or local path.")
     mode: Literal["full", "lora", "head"] = "full"
+    adapt: AdaptParams = Field(
+        default_factory=AdaptParams,
+        description="Adapt the supervised feature kinds to one workflow (gate.workflow then "
+        "judges them, and the champion, on that workflow's labelled runs).",
+    )
     profile: Literal["labelled", "all"] = Field(
         "labelled",
         description="The evidence profile (what normal looks like, fitted in prepare): "
@@ -453,6 +471,11 @@ class GateParams(_Section):
     max_bias_gap: float = Field(0.5, ge=0, le=1)
     max_p99_latency_ms: float = Field(250.0, gt=0)
     min_improvement: float = Field(0.005, ge=0)
+    workflow: str | None = Field(
+        None, description="Rank, check and compare with the champion on this workflow's "
+        "labelled validation and test runs only (a workflow operators are labelling: the "
+        "global champion against a model adapted to it); null: on every job.",
+    )  # fmt: skip
 
 
 class ServeParams(_Section):

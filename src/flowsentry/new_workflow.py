@@ -49,6 +49,7 @@ from flowsentry.models.baselines import (
     UNSUPERVISED_KINDS,
     WEIGHT_COLUMN,
     FeatureDetector,
+    workflow_weights,
 )
 from flowsentry.models.detector import choose_threshold
 from flowsentry.text.sentences import features_of
@@ -93,15 +94,12 @@ def _figures(labels: np.ndarray, scores: np.ndarray, threshold: float, at_rate: 
 
 
 def _weighted(pool: pd.DataFrame, target: pd.DataFrame, share: float) -> pd.DataFrame:
-    """`pool` and `target` in one training set, weighted (`WEIGHT_COLUMN`) so that every
-    workflow of the pool weighs the same and `target`'s jobs together weigh `share`."""
-    per_workflow = pool.groupby("workflow")["workflow"].transform("size").to_numpy("float64")
-    weight = 1.0 / per_workflow
-    weight *= (1.0 - share if len(target) else 1.0) * len(pool) / weight.sum()
-    frames = [pool.assign(**{WEIGHT_COLUMN: weight})]
-    if len(target):
-        frames.append(target.assign(**{WEIGHT_COLUMN: share * len(pool) / len(target)}))
-    return pd.concat(frames, ignore_index=True)
+    """`pool` and `target` (the held-out workflow's k labelled runs) in one training set,
+    weighted: every workflow of the pool weighs the same, `target`'s jobs together `share`."""
+    if not len(target):
+        return workflow_weights(pool, None, share)
+    frame = pd.concat([pool, target], ignore_index=True)
+    return workflow_weights(frame, str(target["workflow"].iloc[0]), share)
 
 
 @dataclass

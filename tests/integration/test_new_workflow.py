@@ -15,13 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from tests.conftest import EASY_GATE
 
 from flowsentry import new_workflow
+from flowsentry.config import AdaptParams
 from flowsentry.data import flowbench
 from flowsentry.data.evidence import read_profile
 from flowsentry.data.labels import add_labels
 from flowsentry.models.loading import load_detector
-from flowsentry.stages import augment, ingest, prepare, train, validate
+from flowsentry.registry import store
+from flowsentry.stages import augment, evaluate, gate, ingest, prepare, train, validate
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +39,12 @@ def _truth(flowbench_dir, max_runs: int) -> pd.DataFrame:
     return table[["run", "job", "label"]]
 
 
-def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, project):
+def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, project, bento_home):
     cfg = project(
         ingest={"workflows": [*LABELLED, NEW], "unlabelled": [NEW], "max_runs": 30},
         train={"candidates": ["gradient_boosting", "copod"], "features": "agnostic",
                "profile": "all"},
+        gate=EASY_GATE,
     )  # fmt: skip
     summary = ingest.run(cfg, flowbench_dir, progress=False)
     assert summary["tables"][NEW]["unlabelled"] == summary["tables"][NEW]["jobs"] > 0
@@ -63,10 +67,13 @@ def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, proj
         assert detector.features == tuple(detector.features) and "task" not in detector.features
         auc = roc_auc_score(scored["label_true"].astype(int), detector.score(scored))
         assert auc > floor, (kind, auc)
+    evaluate.run(cfg, progress=False)
+    global_champion = gate.run(cfg)["promoted_tag"]  # judged on the labelled workflows
+    assert global_champion
 
-    # An operator marks three runs (every job, as an alert review would); the next ingest
+    # An operator marks ten runs (every job, as an alert review would); the next ingest
     # folds them in: those runs, and only those, now take part with their labels.
-    runs = sorted(truth["run"].unique())[:3]
+    runs = sorted(truth["run"].unique())[:10]
     marked = truth[truth["run"].isin(runs)]
     add_labels(
         cfg.paths.labels,
@@ -85,6 +92,33 @@ def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, proj
     merged = ours.merge(marked, on=["run", "job"], suffixes=("", "_true"))
     assert len(merged) == len(marked)
     assert (merged["label"].astype(int) == merged["label_true"].astype(int)).all()
+
+    # The next retrain adapts the candidates to it (its labelled jobs weigh a quarter) and
+    # the gate judges them, and the global champion, on its labelled runs alone.
+    adapted = cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(update={"adapt": AdaptParams(workflow=NEW)}),
+            "gate": cfg.gate.model_copy(update={"workflow": NEW}),
+        }
+    )
+    assert {"val", "test"} <= {s for s in ("train", "val", "test") if NEW in set(
+        pd.read_parquet(cfg.paths.split(s))["workflow"])}  # fmt: skip
+    augment.run(adapted)
+    train.run(adapted, progress=False)
+    report = evaluate.run(adapted, progress=False)
+    decision = gate.run(adapted)
+    assert decision["workflow"] == NEW and decision["champion"]["tag"] == global_champion
+    winner = decision["winner"]
+    ours_test = report["candidates"][winner]["test"]["by_workflow"][NEW]
+    assert decision["candidate"]["metrics"]["f1"] == ours_test["f1"]
+    for row in decision["candidates"]:
+        assert row["val"]["f1"] == report["candidates"][row["candidate"]]["val"]["by_workflow"][
+            NEW]["f1"]  # fmt: skip
+    test_jobs = pd.read_parquet(cfg.paths.split("test"))
+    test_jobs = test_jobs[test_jobs["workflow"] == NEW]
+    champion = load_detector(store.get(global_champion).path)
+    expected = roc_auc_score(test_jobs["label"].astype(int), champion.score(test_jobs))
+    assert decision["champion"]["metrics"]["roc_auc"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_the_study_on_two_small_workflows(flowbench_dir, project):
@@ -137,6 +171,7 @@ def test_the_language_models_in_the_study(
     flowbench_dir, project, tiny_encoder, tiny_decoder_folder
 ):
     cfg = project(
+        ingest={"workflows": ["eht_smili"], "max_runs": 24},
         train={"model": str(tiny_encoder), "int8": "off"},
         icl={"model": str(tiny_decoder_folder)},
         new_workflow={

@@ -8,6 +8,8 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from flowsentry.errors import FlowsentryError
@@ -107,3 +109,24 @@ def test_tampered_metadata_is_a_clear_error(jobs, tmp_path):
     (folder / "flowsentry.json").write_text(json.dumps({"kind": "pickle"}))
     with pytest.raises(FlowsentryError, match="kind 'pickle' is unknown"):
         load_detector(folder)
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "mine"]), min_size=1, max_size=60),
+    st.floats(0.05, 0.95),
+)
+def test_workflow_weights_every_other_workflow_the_same_and_its_own_share(names, share):
+    from flowsentry.models.baselines import WEIGHT_COLUMN, workflow_weights
+
+    jobs = pd.DataFrame({"workflow": names})
+    weights = workflow_weights(jobs, "mine", share)
+    assert list(weights["workflow"]) == names and (weights[WEIGHT_COLUMN] > 0).all()
+    totals = weights.groupby("workflow")[WEIGHT_COLUMN].sum()
+    others = totals.drop("mine", errors="ignore")
+    if len(others):
+        assert np.allclose(others, others.iloc[0])  # each other workflow weighs the same
+    if "mine" in totals and len(others):
+        assert totals["mine"] / totals.sum() == pytest.approx(share)
+    unadapted = workflow_weights(jobs, None, share)[WEIGHT_COLUMN]
+    equal = unadapted.groupby(jobs["workflow"]).sum()
+    assert np.allclose(equal, equal.iloc[0])

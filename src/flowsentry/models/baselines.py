@@ -33,6 +33,29 @@ FEATURE_LIMIT = 1e30  # well inside float32 (3.4e38)
 UNSUPERVISED_LIMIT = 1e12
 WEIGHT_COLUMN = "sample_weight"  # read by the supervised kinds when the training set has it
 
+
+def workflow_weights(jobs: pd.DataFrame, workflow: str | None, share: float) -> pd.DataFrame:
+    """`jobs` with `WEIGHT_COLUMN`: every workflow but `workflow` weighs the same, and
+    `workflow`'s jobs together weigh `share` of the whole (a model adapted to it); the
+    weights sum to the number of the other workflows' rows. Without `workflow`'s jobs (or
+    with None), every workflow weighs the same."""
+    ours = (
+        (jobs["workflow"] == workflow).to_numpy()
+        if workflow is not None
+        else np.zeros(len(jobs), dtype=bool)
+    )
+    others = jobs[~ours]
+    if others.empty:  # only its own jobs: nothing to weigh them against
+        return jobs.assign(**{WEIGHT_COLUMN: 1.0})
+    per_workflow = others.groupby("workflow")["workflow"].transform("size").to_numpy("float64")
+    weight = 1.0 / per_workflow
+    weight *= (1.0 - share if ours.any() else 1.0) * len(others) / weight.sum()
+    out = np.empty(len(jobs), dtype="float64")
+    out[~ours] = weight
+    out[ours] = share * len(others) / max(int(ours.sum()), 1)
+    return jobs.assign(**{WEIGHT_COLUMN: out})
+
+
 # skops loads scikit-learn estimators and numpy arrays by its own safe defaults; these are
 # the only other types a saved feature detector holds. Anything else is refused.
 TRUSTED_TYPES = (

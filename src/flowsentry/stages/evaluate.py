@@ -44,8 +44,10 @@ SPLIT_NOTES = {
 
 
 def online_scores(detector: Detector, jobs: pd.DataFrame, n_features: int) -> list[np.ndarray]:
-    """Scores from the first k features, k = 0 .. n_features."""
-    return [detector.score(jobs, k=k) for k in range(n_features + 1)]
+    """Scores from the first k features, k = 0 .. n_features (the jobs' context and
+    evidence computed once, from their whole records, as each prefix's scoring would)."""
+    frame = detector.frame(jobs)
+    return [detector.score(frame, k=k) for k in range(n_features + 1)]
 
 
 def _short(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -35,11 +35,23 @@ def read_evaluation(cfg: Config) -> dict[str, Any] | None:
         return None
 
 
-def gate_metrics(entry: dict[str, Any]) -> dict[str, Any]:
-    """A candidate's test metrics as the gate's floors read them."""
+def on_workflow(split: dict[str, Any] | None, workflow: str | None) -> dict[str, Any] | None:
+    """A split's metrics over every job, or over `workflow`'s jobs alone (None when that
+    split holds none of its labelled jobs)."""
+    if workflow is None or split is None:
+        return split
+    return (split.get("by_workflow") or {}).get(workflow)
+
+
+def gate_metrics(entry: dict[str, Any], workflow: str | None = None) -> dict[str, Any] | None:
+    """A candidate's test metrics as the gate's floors read them (on `workflow`'s jobs
+    when one is named; bias and latency are the detector's, on every job)."""
     test = entry["test"]
+    judged = on_workflow(test, workflow)
+    if judged is None:
+        return None
     bias = test.get("bias")
-    metrics = {k: test.get(k) for k in GATE_METRICS}
+    metrics = {k: judged.get(k) for k in GATE_METRICS}
     metrics["bias_gap"] = bias["mean_gap"] if bias else None
     metrics["p99_latency_ms"] = (test.get("latency_ms") or {}).get("p99")
     if bias is None:
@@ -48,10 +60,13 @@ def gate_metrics(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def champion_metrics(cfg: Config, tag: str) -> dict[str, Any]:
-    """Score the champion on the current test jobs (the same jobs as the candidates)."""
+    """Score the champion on the current test jobs (the same jobs as the candidates:
+    `gate.workflow`'s alone when one is named)."""
     from flowsentry.stages.evaluate import evaluation_splits
 
     _, test = evaluation_splits(cfg)
+    if cfg.gate.workflow is not None:
+        test = test[test["workflow"] == cfg.gate.workflow]
     champion = load_detector(store.get(tag).path, device=cfg.base.device)
     scores = champion.score(test)
     return binary_metrics(test["label"].astype(int).to_numpy(), scores, champion.threshold_)
@@ -65,15 +80,25 @@ def run(cfg: Config) -> dict[str, Any]:
     """Write reports/gate.json; register and promote the winner when it passes."""
     rules = cfg.gate
     primary = rules.primary_metric
+    focus = rules.workflow
     report = read_evaluation(cfg)
     entries: dict[str, Any] = report["candidates"] if report else {}
-    ranking = rank({k: e.get("val") for k, e in entries.items()}, primary) if entries else []
+    val_of = {k: on_workflow(e.get("val"), focus) for k, e in entries.items()}
+    note = None
+    if focus is not None and entries and not any(val_of.values()):
+        # nothing of it to judge on yet: no decision rests on another workflow's jobs
+        note = f"gate.workflow '{focus}' has no labelled validation jobs: nothing promotes"
+        log.warning(note)
+        entries, val_of = {}, {}
+    ranking = rank(val_of, primary) if entries else []
     best = ranking[0] if ranking else None
-    candidate = gate_metrics(entries[best]) if best else None
+    candidate = gate_metrics(entries[best], focus) if best else None
     current = store.champion_tag()
     source = cfg.serve.source
     unrecorded = missing_measures(source, _features(cfg.paths.models / best)) if best else []
-    note = None
+    if focus is not None and best and candidate is None:
+        note = f"gate.workflow '{focus}' has no labelled test jobs: nothing promotes"
+        log.warning(note)
     if current and missing_measures(source, _features(store.get(current).path)):
         # a champion this site's service could not load is no bar to beat
         note = f"{current} reads measures a '{source}' source never records: not compared"
@@ -86,29 +111,27 @@ def run(cfg: Config) -> dict[str, Any]:
     rows = []
     for position, name in enumerate(ranking, start=1):
         entry = entries[name]
-        val_value = (entry.get("val") or {}).get(primary)
+        val_value = (val_of[name] or {}).get(primary)
         if name == best:
             why = "best on validation; " + (
                 "promoted" if decision["promote"] else "rejected by the checks below"
             )
         else:
-            why = (
-                f"lost on validation: {primary} {val_value} < {entries[best]['val'][primary]} "
-                f"({best})"
-            )
+            why = f"lost on validation: {primary} {val_value} < {val_of[best][primary]} ({best})"
         rows.append(
             {
                 "candidate": name,
                 "kind": entry.get("kind", name),
                 "rank": position,
-                "val": {k: (entry.get("val") or {}).get(k) for k in GATE_METRICS},
-                "test": {k: entry["test"].get(k) for k in GATE_METRICS},
+                "val": {k: (val_of[name] or {}).get(k) for k in GATE_METRICS},
+                "test": {k: (on_workflow(entry["test"], focus) or {}).get(k) for k in GATE_METRICS},
                 "why": why,
             }
         )
     result: dict[str, Any] = {
         "decision": "promote" if decision["promote"] else "reject",
         "primary_metric": primary,
+        "workflow": focus,  # judged on this workflow's labelled runs alone (None: every job)
         "split": (report or {}).get("split"),
         "winner": best,
         "checks": decision["checks"],

@@ -17,6 +17,7 @@ from flowsentry.config import Config
 from flowsentry.data.evidence import read_profile
 from flowsentry.data.splits import stratified_sample
 from flowsentry.io import file_digest, read_table, write_json
+from flowsentry.models.baselines import workflow_weights
 from flowsentry.models.loading import create_detector
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,14 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "val_sha256": file_digest(cfg.paths.split("val")),
     }
     profile = read_profile(cfg.paths.profile)  # fitted on train; saved with every model
+    adapt = cfg.train.adapt
+    if adapt.workflow is not None:
+        if adapt.workflow not in set(augmented["workflow"]):
+            log.warning(
+                "train.adapt.workflow: no labelled training job of '%s' yet: every workflow "
+                "weighs the same", adapt.workflow,
+            )  # fmt: skip
+        augmented = workflow_weights(augmented, adapt.workflow, adapt.share)
     summary: dict[str, Any] = {"split_method": cfg.split.method, "candidates": {}}
     for kind in cfg.train.candidates:
         began = time.perf_counter()
