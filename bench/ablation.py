@@ -34,7 +34,7 @@ from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.experiments import prepared
 from flowsentry.models.baselines import FeatureDetector
-from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.models.encoder import SentenceClassifier
 from flowsentry.models.pretrained import load_tokenizer
 from flowsentry.text.sentences import PAPER_FEATURES, features_of
 

@@ -145,10 +145,10 @@ def drive(
 def serve_kind(folder: Path, requests, args, rate: float) -> dict[str, object]:
     import httpx
 
-    from flowsentry.serving.detector import Detector
     from flowsentry.serving.local import local_server
     from flowsentry.serving.runs import make_run_store
     from flowsentry.serving.schemas import JobRecord
+    from flowsentry.serving.scorer import JobScorer
 
     home = Path(tempfile.mkdtemp(prefix="flowsentry-bench-"))
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
@@ -172,12 +172,12 @@ def serve_kind(folder: Path, requests, args, rate: float) -> dict[str, object]:
             over_http(batch)  # warm up
         result["http_max"] = drive(over_http, requests, args.clients, args.seconds, None)
         result["http_at_rate"] = drive(over_http, requests, args.clients, args.seconds, rate)
-    # The same requests in-process: the service's detector, its run store, no HTTP.
-    detector = Detector("bench", folder, follow_champion=False,
-                        runs=make_run_store("memory", 2000, 10000, 21600.0))  # fmt: skip
+    # The same requests in-process: the service's job scorer, its run store, no HTTP.
+    scorer = JobScorer("bench", folder, follow_champion=False,
+                       runs=make_run_store("memory", 2000, 10000, 21600.0))  # fmt: skip
 
     def in_process(batch) -> bool:
-        detector.classify([JobRecord(**job) for job in batch])
+        scorer.classify([JobRecord(**job) for job in batch])
         return True
 
     result["in_process"] = drive(in_process, requests, 1, args.seconds, None)
@@ -186,7 +186,7 @@ def serve_kind(folder: Path, requests, args, rate: float) -> dict[str, object]:
 
 def steps(folder: Path, test: Path, seconds: float) -> list[dict[str, object]]:
     """What each step buys, in-process on the same test jobs: runtime x sentence x batch."""
-    from flowsentry.models.predictor import OnnxModel, SentenceClassifier, export_onnx
+    from flowsentry.models.encoder import OnnxModel, SentenceClassifier, export_onnx
     from flowsentry.text.sentences import features_of, sentences
 
     torch_model = SentenceClassifier.load(folder, device="cpu", runtime="torch")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flowsentry.data.flowbench import WORKFLOWS as FLOWBENCH_WORKFLOWS
 from flowsentry.errors import ConfigError
+from flowsentry.models.kinds import KINDS
 
 DEFAULT_PARAMS = Path("params.yaml")
 _WORKFLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -303,12 +304,8 @@ class GpuProfile(_Section):
     max_train_samples: int | None = Field(None, ge=10, description="None: every row.")
 
 
-DETECTOR_KINDS = (
-    "sft", "icl", "gradient_boosting", "random_forest", "isolation_forest", "ecod", "copod", "hbos",
-)  # fmt: skip
-DetectorKind = Literal[
-    "sft", "icl", "gradient_boosting", "random_forest", "isolation_forest", "ecod", "copod", "hbos",
-]  # fmt: skip
+# A detector kind's name: one of the registry's (flowsentry.models.kinds), in its order.
+DetectorKind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
 
 
 class AdaptParams(_Section):
@@ -662,7 +659,7 @@ class NewWorkflowParams(_Section):
     @field_validator("kinds")
     @classmethod
     def _feature_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        wrong = [k for k in value if k in ("sft", "icl")]
+        wrong = [k for k in value if KINDS[k].language_model]
         if wrong or not value:
             raise ValueError(f"feature detector kinds only (not {wrong})")
         return value

@@ -23,7 +23,7 @@ from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import metrics as m
 from flowsentry.io import write_json
 from flowsentry.models import sft
-from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.models.encoder import SentenceClassifier
 from flowsentry.stages.evaluate import PAPER_SFT_ACCURACY
 from flowsentry.text.augment import augment, uninformative_inputs
 from flowsentry.text.sentences import features_of, sentences

@@ -44,13 +44,8 @@ from flowsentry.errors import FlowsentryError
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.experiments import Splits, prepared
 from flowsentry.io import atomic_path, write_csv, write_json
-from flowsentry.models.baselines import (
-    SUPERVISED_KINDS,
-    UNSUPERVISED_KINDS,
-    WEIGHT_COLUMN,
-    FeatureDetector,
-    workflow_weights,
-)
+from flowsentry.models import kinds
+from flowsentry.models.baselines import WEIGHT_COLUMN, FeatureDetector, workflow_weights
 from flowsentry.models.detector import choose_threshold
 from flowsentry.text.sentences import features_of
 
@@ -168,7 +163,7 @@ def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) ->
         return made
 
     rows: list[dict[str, Any]] = []
-    for kind in [k for k in params.kinds if k in UNSUPERVISED_KINDS]:
+    for kind in [k for k in params.kinds if not kinds.KINDS[k].reads_labels]:
         model = detector(kind)
         model._fit(h.unlabelled.assign(label=0), h.unlabelled)
         at_rate = alert_rate_threshold(model.score(h.unlabelled), params.alert_rate)
@@ -177,7 +172,7 @@ def run_holdout(cfg: Config, workflow: str, flowbench_dir: str | Path | None) ->
         figures = _figures(test_labels, scores, at_rate, at_rate)
         rows += [{"kind": kind, "k": k, "draw": 0, **figures} for k in params.labelled_runs]
         log.info("%s on %s: ROC-AUC %.3f", kind, workflow, figures["roc_auc"])
-    for kind in [k for k in params.kinds if k in SUPERVISED_KINDS]:
+    for kind in [k for k in params.kinds if kinds.KINDS[k].reads_labels]:
         for k in params.labelled_runs:
             for draw in range(params.draws if k else 1):
                 target = h.draw(k)
@@ -230,8 +225,8 @@ def run_language_models(
     `icl_examples` from the k labelled runs (from the other workflows when k = 0) and
     answers at P(anomalous) >= 0.5. Writes `<reports>/new_workflow/language_models/<W>.json`."""
     from flowsentry.data.splits import stratified_sample
+    from flowsentry.models.encoder import SentenceClassifier
     from flowsentry.models.icl import ICLDetector
-    from flowsentry.models.predictor import SentenceClassifier
     from flowsentry.models.pretrained import load_decoder
 
     params, lm = cfg.new_workflow, cfg.new_workflow.language_models

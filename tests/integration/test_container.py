@@ -20,8 +20,8 @@ from tests.conftest import EASY_GATE
 from flowsentry import pipeline
 from flowsentry.deploy import container
 from flowsentry.errors import FlowsentryError
-from flowsentry.serving.detector import Detector
 from flowsentry.serving.schemas import RAW_FIELDS, JobRecord
+from flowsentry.serving.scorer import JobScorer
 from flowsentry.stages import package
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def test_the_image_serves_what_the_service_serves_in_process(flowbench_dir, proj
         import bentoml
 
         model = bentoml.models.get(packaged["model"])
-        local = Detector(str(model.tag), model.path, follow_champion=False)
+        local = JobScorer(str(model.tag), model.path, follow_champion=False)
         batches = _records(pd.read_parquet(cfg.paths.prepared / "test.parquet"))
         assert sum(map(len, batches)) >= 100
         with container.running(image) as (url, name):

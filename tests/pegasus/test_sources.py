@@ -6,7 +6,7 @@ import pytest
 
 from flowsentry.data.sources import measures_read, missing_measures, scorable_sources
 from flowsentry.errors import FlowsentryError
-from flowsentry.serving.detector import Detector
+from flowsentry.serving.scorer import JobScorer
 from flowsentry.text.sentences import FEATURE_SETS
 
 
@@ -38,17 +38,17 @@ def test_context_and_evidence_columns_need_their_measure():
 
 def test_the_service_refuses_a_champion_its_source_never_feeds(pegasus_model, monitord_model):
     with pytest.raises(FlowsentryError) as refused:
-        Detector("m:pegasus", pegasus_model, follow_champion=False, source="monitord")
+        JobScorer("m:pegasus", pegasus_model, follow_champion=False, source="monitord")
     message = str(refused.value)
     assert "\n" not in message
     for measure in ("post_script_delay", "queue_delay", "wms_delay"):
         assert measure in message
     assert "train.features=monitord" in message
 
-    served = Detector("m:monitord", monitord_model, follow_champion=False, source="monitord")
+    served = JobScorer("m:monitord", monitord_model, follow_champion=False, source="monitord")
     info = served.info()
     assert info.source == "monitord"
     assert info.measures_read == ["kickstart_executables_cpu_time", "runtime"]
     assert info.scorable_sources == ["flowbench", "stampede", "monitord"]
-    stampede = Detector("m:pegasus", pegasus_model, follow_champion=False, source="stampede")
+    stampede = JobScorer("m:pegasus", pegasus_model, follow_champion=False, source="stampede")
     assert stampede.info().source == "stampede"

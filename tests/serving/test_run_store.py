@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowsentry.models.baselines import FeatureDetector
-from flowsentry.serving.detector import Detector
 from flowsentry.serving.runs import MemoryRunStore, RedisRunStore, make_run_store
 from flowsentry.serving.schemas import JobRecord
+from flowsentry.serving.scorer import JobScorer
 from flowsentry.text.sentences import features_of
 
 
@@ -154,7 +154,7 @@ def test_unknown_or_unreachable_stores_are_clear_errors():
         make_run_store("redis", 1, 1, 1.0, f"redis://127.0.0.1:{port}/0")
 
 
-# -- the detector with a store: the scores the gate evaluated ----------------------------
+# -- the job scorer with a store: the scores the gate evaluated ------------------------
 
 
 def _runs(n_runs: int, n_jobs: int, seed: int) -> pd.DataFrame:
@@ -206,8 +206,8 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: v for k, v in row.items() if k in fields} for row in frame.to_dict("records")]
 
 
-def _scores(detector: Detector, records: list[dict]) -> list[float]:
-    return [s.score for s in detector.classify([JobRecord(**r) for r in records])]
+def _scores(scorer: JobScorer, records: list[dict]) -> list[float]:
+    return [s.score for s in scorer.classify([JobRecord(**r) for r in records])]
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -215,29 +215,29 @@ def store_kind(request):
     return request.param
 
 
-def _detector(folder, kind, redis_url=None, max_jobs=10000):
+def _scorer(folder, kind, redis_url=None, max_jobs=10000):
     if kind == "redis":  # a new service: nothing held yet
         import redis
 
         redis.Redis.from_url(redis_url).flushdb()
     runs = make_run_store(kind, 100, max_jobs, 3600.0, redis_url)
-    return Detector("gb:1", folder, follow_champion=False, runs=runs)
+    return JobScorer("gb:1", folder, follow_champion=False, runs=runs)
 
 
 def test_a_run_sent_job_by_job_ends_with_the_scores_of_one_batch(model_folder, store_kind, request):
     url = request.getfixturevalue("redis_url") if store_kind == "redis" else None
     run = _records(_runs(1, 12, seed=5))
-    batch = _scores(_detector(model_folder, "none"), run)  # the run as one request
-    assert _scores(_detector(model_folder, store_kind, url), run) == batch
+    batch = _scores(_scorer(model_folder, "none"), run)  # the run as one request
+    assert _scores(_scorer(model_folder, store_kind, url), run) == batch
 
-    one_by_one = _detector(model_folder, store_kind, url)
+    one_by_one = _scorer(model_folder, store_kind, url)
     alone = [_scores(one_by_one, [job])[0] for job in run]  # in execution order
     assert alone[-1] == batch[-1]  # the last job sees every sibling
     assert alone != batch  # earlier jobs saw fewer siblings (as they would in real time)
     # Once the run is complete every job, sent again, scores as in the batch.
     assert [_scores(one_by_one, [job])[0] for job in run] == batch
     assert _scores(one_by_one, run) == batch
-    without_store = _detector(model_folder, "none")
+    without_store = _scorer(model_folder, "none")
     assert [_scores(without_store, [job])[0] for job in run] != batch  # no siblings at all
 
 
@@ -248,40 +248,40 @@ def test_a_run_sent_job_by_job_ends_with_the_scores_of_one_batch(model_folder, s
 def test_any_arrival_order_and_batching_ends_with_the_same_scores(model_folder, order, cuts):
     run = _records(_runs(1, 12, seed=7))
     batch = dict(
-        zip([r["job"] for r in run], _scores(_detector(model_folder, "none"), run), strict=True)
+        zip([r["job"] for r in run], _scores(_scorer(model_folder, "none"), run), strict=True)
     )
-    detector = _detector(model_folder, "memory")
+    scorer = _scorer(model_folder, "memory")
     arrived = [run[i] for i in order]
     bounds = [0, *sorted(cuts), len(arrived)]
     for start, end in itertools.pairwise(bounds):
-        _scores(detector, arrived[start:end])
-    final = dict(zip([r["job"] for r in run], _scores(detector, run), strict=True))
+        _scores(scorer, arrived[start:end])
+    final = dict(zip([r["job"] for r in run], _scores(scorer, run), strict=True))
     assert final == batch
 
 
 def test_runs_do_not_mix_and_jobs_without_a_run_get_no_siblings(model_folder):
-    detector = _detector(model_folder, "memory")
+    scorer = _scorer(model_folder, "memory")
     first, second = _records(_runs(1, 12, seed=8)), _records(_runs(1, 12, seed=9))
-    batch = _scores(_detector(model_folder, "none"), first)
+    batch = _scores(_scorer(model_folder, "none"), first)
     renamed = [dict(job, run="elsewhere") for job in second]
-    _scores(detector, renamed)
-    assert _scores(detector, first) == batch  # another run's jobs changed nothing
+    _scores(scorer, renamed)
+    assert _scores(scorer, first) == batch  # another run's jobs changed nothing
     lone = {k: v for k, v in first[0].items() if k != "run"}
-    assert _scores(detector, [lone]) == _scores(_detector(model_folder, "none"), [lone])
-    assert detector.runs.settings()["runs_held"] == 2
+    assert _scores(scorer, [lone]) == _scores(_scorer(model_folder, "none"), [lone])
+    assert scorer.runs.settings()["runs_held"] == 2
 
 
 def test_the_service_says_which_store_it_keeps(model_folder):
-    info = _detector(model_folder, "memory").info()
+    info = _scorer(model_folder, "memory").info()
     assert info.run_store["kind"] == "memory" and info.run_store["max_runs"] == 100
-    assert _detector(model_folder, "none").info().run_store is None
+    assert _scorer(model_folder, "none").info().run_store is None
 
 
 def test_partial_records_use_the_store_too(model_folder):
     run = _records(_runs(1, 12, seed=10))
-    detector = _detector(model_folder, "memory")
-    _scores(detector, run[1:])  # every sibling has finished
+    scorer = _scorer(model_folder, "memory")
+    _scores(scorer, run[1:])  # every sibling has finished
     job = run[0]  # still running: no timestamps yet, every measure the model reads known
-    informed = detector.classify_partial(JobRecord(**job))
-    alone = _detector(model_folder, "memory").classify_partial(JobRecord(**job))
+    informed = scorer.classify_partial(JobRecord(**job))
+    alone = _scorer(model_folder, "memory").classify_partial(JobRecord(**job))
     assert informed.score != alone.score  # the finished siblings are its context

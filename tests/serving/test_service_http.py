@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from flowsentry.errors import FlowsentryError
-from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.models.encoder import SentenceClassifier
 from flowsentry.serving.local import local_server
 from flowsentry.serving.schemas import EXAMPLE, MAX_BATCH
 from flowsentry.text.sentences import features_of
@@ -87,7 +87,7 @@ def test_health_metadata_and_openapi_example(server):
     assert "individuals_ID0000047" in json.dumps(spec)  # the example request is documented
 
 
-def test_classify_matches_the_in_process_predictor(server):
+def test_classify_matches_the_in_process_model(server):
     jobs = _jobs(12)
     reply = httpx.post(f"{server['url']}/classify", json={"jobs": jobs}, timeout=60)
     assert reply.status_code == 200, reply.text

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from flowsentry.deploy import container
 from flowsentry.errors import FlowsentryError
-from flowsentry.models.baselines import KINDS as FEATURE_KINDS
-from flowsentry.models.baselines import PYOD_KINDS
+from flowsentry.models import kinds
+
+FEATURE_KINDS = kinds.names(language_model=False)
+PYOD_KINDS = ("ecod", "copod", "hbos")
 
 LISTING = """\
 :env:.find-links='/opt/wheels'

@@ -144,7 +144,7 @@ def test_parse_category():
 
 
 @pytest.mark.parametrize("examples", ["balanced", "negative", "positive", "random", "nearest"])
-def test_detector_follows_the_predictor_contract(tiny_decoder, train, examples):
+def test_icl_detector_follows_the_detector_contract(tiny_decoder, train, examples):
     model, tokenizer = tiny_decoder
     params = _params(examples=examples, n_examples=2, max_prompt_tokens=1024)
     detector = ICLDetector(model, tokenizer, train, params)

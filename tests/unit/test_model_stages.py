@@ -109,9 +109,9 @@ def test_the_service_runs_the_onnx_artifact_that_was_evaluated(
 
     import httpx
 
-    from flowsentry.serving.detector import Detector
     from flowsentry.serving.local import local_server
     from flowsentry.serving.schemas import RAW_FIELDS, JobRecord
+    from flowsentry.serving.scorer import JobScorer
 
     cfg = trained
     folder = cfg.paths.models / "sft"
@@ -131,7 +131,7 @@ def test_the_service_runs_the_onnx_artifact_that_was_evaluated(
     ]  # fmt: skip
     expected = evaluated.set_index(["run", "job"])["score_sft"]
 
-    service = Detector("sft:1", folder, follow_champion=False)
+    service = JobScorer("sft:1", folder, follow_champion=False)
     for jobs in runs:
         served = service.classify([JobRecord(**job) for job in jobs])
         assert [s.score for s in served] == [expected[j["run"], j["job"]] for j in jobs]

@@ -19,7 +19,7 @@ from flowsentry.data.peers import (
     has_agnostic,
 )
 from flowsentry.errors import FlowsentryError
-from flowsentry.models.baselines import PYOD_KINDS, FeatureDetector
+from flowsentry.models.baselines import FeatureDetector
 from flowsentry.models.loading import load_detector
 from flowsentry.new_workflow import _weighted, alert_rate_threshold, markdown
 from flowsentry.text.sentences import features_of
@@ -138,7 +138,7 @@ def test_any_records_give_the_columns_and_no_infinity(records):
     assert ((ranks[~np.isnan(ranks)] >= 0) & (ranks[~np.isnan(ranks)] <= 1)).all()
 
 
-@pytest.mark.parametrize("kind", PYOD_KINDS)
+@pytest.mark.parametrize("kind", ["ecod", "copod", "hbos"])
 def test_pyod_kinds_learn_without_labels_and_round_trip(kind, tmp_path):
     train = pd.concat([_run(f"r{i}", {"h1": 3.0} if i == 0 else {}, seed=i) for i in range(8)])
     profile = Profile.fit(train, labelled=False)

@@ -8,7 +8,7 @@ import pytest
 from flowsentry.config import LoraParams, TrainParams
 from flowsentry.models import sft
 from flowsentry.models.detector import Detector
-from flowsentry.models.predictor import SentenceClassifier
+from flowsentry.models.encoder import SentenceClassifier
 from flowsentry.text.sentences import PAPER_FEATURES, sentence
 
 
@@ -168,7 +168,7 @@ def test_the_onnx_export_scores_as_torch_and_int8_ignores_batch_mates(tiny_encod
     alone or batched with others of other lengths (dynamic int8 would not)."""
     import torch
 
-    from flowsentry.models.predictor import OnnxModel, export_onnx
+    from flowsentry.models.encoder import OnnxModel, export_onnx
 
     model, tokenizer = _tiny_classifier(tiny_encoder)
     texts, _ = _data(40, seed=3)

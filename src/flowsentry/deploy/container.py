@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flowsentry.errors import FlowsentryError
+from flowsentry.models import kinds
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +59,13 @@ BASE_PRUNE = (
 CONTAINER_PORT = 3000
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-# What serving needs, by the champion's kind; versions come from the project's lock.
-SERVE_COMMON = (
-    "bentoml", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "skops", "redis",
-)  # fmt: skip
-# A fine-tuned encoder runs its ONNX file: the tokenizer and onnxruntime, no torch.
-SERVE_ONNX = ("transformers", "tokenizers", "onnxruntime")
-SERVE_TORCH = ("torch", "transformers", "peft", "accelerate", "safetensors", "gguf")
-
 TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
 
 
 def requirements_for(kind: str, runtime: dict[str, Any] | None = None) -> list[str]:
     """The top-level packages a champion of `kind` (run by `runtime`, its metadata's
-    ONNX runtime if any) needs to serve."""
-    from flowsentry.models.baselines import KINDS, PYOD_KINDS
-
-    if kind in PYOD_KINDS:
-        return [*SERVE_COMMON, "pyod"]
-    if kind in KINDS:
-        return list(SERVE_COMMON)
-    if (runtime or {}).get("engine") == "onnxruntime":
-        return list(SERVE_COMMON) + list(SERVE_ONNX)
-    return list(SERVE_COMMON) + list(SERVE_TORCH)
+    ONNX runtime if any) needs to serve, as the registry of kinds lists them."""
+    return kinds.get(kind).requirements(runtime)
 
 
 def require_tools(*names: str) -> None:

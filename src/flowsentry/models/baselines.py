@@ -13,21 +13,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
 
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_dir
+from flowsentry.models import kinds
 from flowsentry.models.detector import METADATA, Detector, Jobs, read_metadata
 
-SUPERVISED_KINDS = ("gradient_boosting", "random_forest")
-#: unsupervised: scikit-learn's IsolationForest and pyod's (empirical-CDF, copula and
-#: histogram outlier scores: no training labels, no tuning)
-UNSUPERVISED_KINDS = ("isolation_forest", "ecod", "copod", "hbos")
-PYOD_KINDS = ("ecod", "copod", "hbos")
-KINDS = SUPERVISED_KINDS + UNSUPERVISED_KINDS
+if TYPE_CHECKING:
+    from flowsentry.config import Config
+
 MODEL_FILE = "model.skops"
 FEATURE_LIMIT = 1e30  # well inside float32 (3.4e38)
 UNSUPERVISED_LIMIT = 1e12
@@ -71,17 +69,26 @@ class FeatureDetector(Detector):
     """A scikit-learn model over the numeric features of a feature set (+ task code)."""
 
     def __init__(self, kind: str, features: Sequence[str], seed: int = 42) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown feature detector '{kind}' (know {list(KINDS)})")
+        known = feature_kinds()
+        if kind not in known:
+            raise ValueError(f"unknown feature detector '{kind}' (know {list(known)})")
         self.kind = kind
         self.features = tuple(features)
         self.seed = seed
         self.threshold_ = 0.5
-        self.probabilistic = kind in SUPERVISED_KINDS
+        # the supervised kinds' scores are class probabilities; the others' are not
+        self.probabilistic = kinds.KINDS[kind].reads_labels
         self.tasks_: dict[str, int] = {}
         self.medians_: np.ndarray | None = None
         self.workflows_: list[str] = []
         self.model_: Any = None
+
+    @classmethod
+    def from_config(cls, kind: str, cfg: Config) -> Self:
+        """An unfitted `kind` reading the `train.features` set."""
+        from flowsentry.text.sentences import features_of
+
+        return cls(kind, features_of(cfg.train.features), cfg.base.seed)
 
     def _metadata(self) -> dict[str, Any]:
         return {
@@ -123,7 +130,7 @@ class FeatureDetector(Detector):
         # a constant and no tree splits on it.
         x[:, np.isnan(x).all(axis=0)] = 0.0
         labels = train["label"].astype(int).to_numpy()
-        if self.kind in SUPERVISED_KINDS and len(np.unique(labels)) < 2:
+        if self.probabilistic and len(np.unique(labels)) < 2:
             raise FlowsentryError(
                 f"{self.kind}: the training split holds only one class; use more runs"
             )
@@ -152,15 +159,18 @@ class FeatureDetector(Detector):
             np.where(np.isnan(x), self.medians_, x), -UNSUPERVISED_LIMIT, UNSUPERVISED_LIMIT
         )
 
-    def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
+    def score(self, jobs: Jobs, k: int | None = None, *, progress: bool = False) -> np.ndarray:
+        """P(anomalous) per job (supervised kinds), else an outlier score; shape (n_jobs,).
+        One pass over the matrix: `progress` draws nothing."""
         if self.model_ is None:
             raise FlowsentryError(f"{self.kind}: not fitted (call fit or load)")
         x = self.matrix(jobs, k)
+        if self.probabilistic:
+            return self.model_.predict_proba(x)[:, 1]
         if self.kind == "isolation_forest":
             return -self.model_.score_samples(self._impute(x))
-        if self.kind in PYOD_KINDS:
-            return np.asarray(self.model_.decision_function(self._impute(x)), dtype="float64")
-        return self.model_.predict_proba(x)[:, 1]
+        # pyod's detectors
+        return np.asarray(self.model_.decision_function(self._impute(x)), dtype="float64")
 
     def save(self, target: str | Path) -> Path:
         """The fitted estimator as skops (no pickle) and the settings as JSON."""
@@ -177,7 +187,7 @@ class FeatureDetector(Detector):
         folder = Path(folder)
         metadata = read_metadata(folder)
         kind = metadata["kind"]
-        if kind not in KINDS:
+        if kind not in feature_kinds():
             raise FlowsentryError(f"{folder / METADATA}: kind '{kind}' is not a feature detector")
         detector = cls(kind, metadata["features"], int(metadata.get("seed", 42)))
         detector.model_ = load_estimator(folder / MODEL_FILE)
@@ -187,6 +197,12 @@ class FeatureDetector(Detector):
         detector.medians_ = None if medians is None else np.asarray(medians, dtype="float64")
         detector.workflows_ = list(metadata.get("workflows") or [])
         return detector
+
+
+def feature_kinds() -> tuple[str, ...]:
+    """The registry's kinds this class implements."""
+    path = f"{FeatureDetector.__module__}:{FeatureDetector.__name__}"
+    return tuple(name for name, kind in kinds.KINDS.items() if kind.detector == path)
 
 
 def unsupervised_model(kind: str, seed: int) -> Any:

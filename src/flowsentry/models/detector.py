@@ -1,13 +1,15 @@
 """The detector contract every kind implements: fit, score, threshold, save, load.
 
 Evaluation, the promotion gate, the service and the experiments use any detector
-through this class (after pyod and scikit-learn): `fit(train, val)` learns from the
-training split and chooses `threshold_` on the validation split, `score(jobs, k)`
-returns P(anomalous) per job (higher = more anomalous), `predict` applies the
-threshold. `jobs` is a DataFrame or a list of dicts with raw Flow-Bench fields; fields
-a job does not have yet are simply absent, and `k` keeps only the first k features
-(online detection). Sibling context is added here, by one function, wherever a
-detector scores: evaluation, gate and service see the same inputs.
+through this class (after pyod and scikit-learn): `from_config(kind, cfg)` builds an
+unfitted one from params.yaml, `fit(train, val)` learns from the training split and
+chooses `threshold_` on the validation split, `score(jobs, k)` returns P(anomalous) per
+job (higher = more anomalous), `predict` applies the threshold. `jobs` is a DataFrame or
+a list of dicts with raw Flow-Bench fields; fields a job does not have yet are simply
+absent, and `k` keeps only the first k features (online detection). Sibling context is
+added here, by one function, wherever a detector scores: evaluation, gate and service
+see the same inputs. Which class serves which kind is the registry's
+(`flowsentry.models.kinds`); no caller asks a detector what it is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,9 @@ from flowsentry.data.evidence import (
 )
 from flowsentry.data.peers import AGNOSTIC_COLUMNS, add_agnostic, has_agnostic
 from flowsentry.errors import FlowsentryError
+
+if TYPE_CHECKING:
+    from flowsentry.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,12 @@ class Detector(ABC):
     #: the training split's normal profile and decile edges (set by the train stage)
     profile: Profile | None = None
 
+    @classmethod
+    @abstractmethod
+    def from_config(cls, kind: str, cfg: Config) -> Self:
+        """An unfitted detector of `kind` (one of this class's kinds), configured by
+        params.yaml (`create_detector` calls it for the registry's class of `kind`)."""
+
     def fit(
         self, train: pd.DataFrame, val: pd.DataFrame, threshold: ThresholdSetting = "auto"
     ) -> Self:
@@ -150,11 +161,18 @@ class Detector(ABC):
         """Learn the model's parameters (the threshold is chosen by `fit`)."""
 
     @abstractmethod
-    def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
-        """P(anomalous) per job, shape (n_jobs,)."""
+    def score(self, jobs: Jobs, k: int | None = None, *, progress: bool = False) -> np.ndarray:
+        """P(anomalous) per job, shape (n_jobs,). `progress`: draw a progress bar where
+        scoring takes a while (the language models' batches); every kind accepts it."""
 
     def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
         return (self.score(jobs, k) >= self.threshold_).astype(int)
+
+    def uninformative_scores(self) -> dict[str, float]:
+        """P(anomalous) on inputs that carry no evidence, by input name (the bias probe):
+        a job record with no field known; a sentence model scores the paper's
+        uninformative sentences instead."""
+        return {"all_missing": float(self.score([{}])[0])}
 
     def frame(self, jobs: Jobs) -> pd.DataFrame:
         """`jobs` as this detector reads them (context added by the one function)."""

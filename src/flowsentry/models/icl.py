@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from flowsentry.text.prompts import (
     reasoning_prompt,
 )
 from flowsentry.text.sentences import features_of, sentences
+
+if TYPE_CHECKING:
+    from flowsentry.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,24 @@ class ICLDetector(Detector):
         self.scorer = LikelihoodScorer(model, tokenizer, device, params.batch_size)
         self.examples_kept: list[int] = []
         self._set_pool(train)
+
+    @classmethod
+    def from_config(cls, kind: str, cfg: Config) -> Self:
+        """`icl.model` loaded on `base.device`, prompting per the `icl` section; the
+        example pool comes from the training split in `fit`, decoder LoRA checkpoints go
+        to `paths.icl_checkpoints`."""
+        from flowsentry.models.pretrained import load_decoder
+
+        model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
+        return cls(
+            model,
+            tokenizer,
+            pd.DataFrame(),
+            cfg.icl,
+            device,
+            cfg.base.seed,
+            checkpoints=cfg.paths.icl_checkpoints,
+        )
 
     def with_examples(self, examples: str, n_examples: int, model: Any = None) -> ICLDetector:
         """The same detector (same pool and decoder, or `model`) prompting with other examples."""
@@ -147,9 +168,10 @@ class ICLDetector(Detector):
             self.examples_kept.append(kept)
         return prefixes, suffixes
 
-    def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
+    def score(self, jobs: Jobs, k: int | None = None, *, progress: bool = False) -> np.ndarray:
+        """P(anomalous) per job, shape (n_jobs,); `progress`: a bar over the batches."""
         prefixes, suffixes = self.prompts(jobs, k)
-        return self.scorer.score(prefixes, suffixes)
+        return self.scorer.score(prefixes, suffixes, progress=progress)
 
     def save(self, target: str | Path) -> Path:
         """Params, the example pool and any LoRA adapters (safetensors), swapped in

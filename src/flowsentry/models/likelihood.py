@@ -37,8 +37,10 @@ class LikelihoodScorer:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def score(self, prefixes: Sequence[str], suffixes: Sequence[str]) -> np.ndarray:
-        """P(Abnormal) per (prefix, suffix).
+    def score(
+        self, prefixes: Sequence[str], suffixes: Sequence[str], progress: bool = False
+    ) -> np.ndarray:
+        """P(Abnormal) per (prefix, suffix); `progress`: a bar over the batches.
 
         The longest token prefix common to every prompt (the task and statistics, and the
         examples too when they are fixed) is run once and its key/value cache reused. When
@@ -46,6 +48,7 @@ class LikelihoodScorer:
         at the last position; otherwise each category gets its own row.
         """
         import torch
+        from tqdm.auto import tqdm
 
         tokenized = {
             p: self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in set(prefixes)
@@ -60,7 +63,8 @@ class LikelihoodScorer:
             cache = out.cache
         single = all(len(c) == 1 for c in self.continuations)
         scores = np.empty(len(suffixes))
-        for start in range(0, len(suffixes), self.batch_size):
+        starts = range(0, len(suffixes), self.batch_size)
+        for start in tqdm(starts, desc="score", unit="batch", disable=not progress):
             stop = min(start + self.batch_size, len(suffixes))
             contexts = [
                 tokenized[prefixes[i]][common:]

@@ -1,1 +1,2 @@
-"""BentoML serving: request schemas, the detector wiring, and the service."""
+"""BentoML serving: request schemas, the job scorer (the champion behind the service),
+and the service."""

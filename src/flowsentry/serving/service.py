@@ -4,7 +4,7 @@ Serves the model named by the Bento argument `model` (given at build time:
 `flowsentry package` builds with the champion's tag; `bentoml serve --arg
 model=flowsentry-detector:<version>` picks one by hand; by default the newest stored
 model) and then follows the registry's champion where a pointer exists (see
-`serving/detector.py`). Endpoints: `classify` (adaptive batching), `classify_partial`
+`serving/scorer.py`). Endpoints: `classify` (adaptive batching), `classify_partial`
 (online detection), `explain` (ICL decoders only) and `metadata`; BentoML adds
 /healthz, /readyz and /docs. Jobs are scored with the context of every sibling the run
 store holds (serving/runs.py: in memory, or in Redis for several workers; the Bento
@@ -30,7 +30,6 @@ from pydantic import Field
 
 from flowsentry.config import ServeParams
 from flowsentry.registry.store import MODEL_NAME
-from flowsentry.serving.detector import Detector, NotExplainable, UnknownWorkflow
 from flowsentry.serving.guard import RequestGuard
 from flowsentry.serving.runs import make_run_store
 from flowsentry.serving.schemas import (
@@ -44,6 +43,7 @@ from flowsentry.serving.schemas import (
     ModelInfo,
     PartialScore,
 )
+from flowsentry.serving.scorer import JobScorer, NotExplainable, UnknownWorkflow
 from flowsentry.serving.threads import (
     limit_native_threads,
     limit_this_thread,
@@ -85,7 +85,7 @@ class AnomalyDetector:
             ARGUMENTS.run_idle_seconds,
             redis_url,
         )
-        self.detector = Detector(
+        self.scorer = JobScorer(
             str(self.model.tag), self.model.path, runs=runs, source=ARGUMENTS.source
         )
 
@@ -100,7 +100,7 @@ class AnomalyDetector:
         """Score a batch of job records: per job the score, label, threshold and model."""
         limit_this_thread()
         try:
-            return self.detector.classify(jobs)
+            return self.scorer.classify(jobs)
         except UnknownWorkflow as exc:
             raise bentoml.exceptions.UnprocessableEntity(str(exc)) from None
 
@@ -109,7 +109,7 @@ class AnomalyDetector:
         """Online detection: score a job from the fields known so far."""
         limit_this_thread()
         try:
-            return self.detector.classify_partial(job)
+            return self.scorer.classify_partial(job)
         except UnknownWorkflow as exc:
             raise bentoml.exceptions.UnprocessableEntity(str(exc)) from None
 
@@ -118,7 +118,7 @@ class AnomalyDetector:
         """Reasoning plus category; only an in-context-learning decoder can explain."""
         limit_this_thread()
         try:
-            result = self.detector.explain(job)
+            result = self.scorer.explain(job)
         except NotExplainable as exc:
             raise Conflict(str(exc)) from None
         except UnknownWorkflow as exc:
@@ -132,7 +132,7 @@ class AnomalyDetector:
         """The serving model: tag, workflows, features, threshold, data version, metrics;
         the worker's native threads."""
         limit_this_thread()
-        return self.detector.info().model_copy(update=native_threads())
+        return self.scorer.info().model_copy(update=native_threads())
 
 
 AnomalyDetector.add_asgi_middleware(RequestGuard)

@@ -26,7 +26,6 @@ from flowsentry.io import read_table, write_csv, write_json
 from flowsentry.models.detector import Detector
 from flowsentry.models.loading import load_detector
 from flowsentry.registry.gate import rank
-from flowsentry.text.augment import uninformative_inputs
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +59,7 @@ def bias_probe(detector: Detector) -> dict[str, Any] | None:
     probabilities (isolation forest)."""
     if not detector.probabilistic:
         return None
-    if hasattr(detector, "score_texts"):  # a sentence model: the paper's uninformative texts
-        inputs = uninformative_inputs(detector.template, detector.features)
-        names = list(inputs)
-        probabilities = detector.score_texts([inputs[n] for n in names])
-    else:  # a record model: nothing known at all, and no feature known of a job
-        names = ["all_missing"]
-        probabilities = detector.score([{}])
-    return m.bias(dict(zip(names, probabilities, strict=True)))
+    return m.bias(detector.uninformative_scores())
 
 
 def latency_ms(detector: Detector, jobs: pd.DataFrame, calls: int = 100) -> dict[str, float]:
@@ -85,20 +77,14 @@ def latency_ms(detector: Detector, jobs: pd.DataFrame, calls: int = 100) -> dict
     }
 
 
-def _score(detector: Detector, jobs: pd.DataFrame, progress: bool) -> np.ndarray:
-    if progress and hasattr(detector, "score_texts"):
-        return detector.score_texts(detector.sentences(jobs), progress=True)
-    return detector.score(jobs)
-
-
 def evaluate_candidate(
     detector: Detector, val: pd.DataFrame, test: pd.DataFrame, progress: bool = False
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Validation and test report of one detector (test: + speed, bias, latency)."""
     threshold = detector.threshold_
-    val_report = m.report(val, _score(detector, val, progress), threshold)
+    val_report = m.report(val, detector.score(val, progress=progress), threshold)
     started = time.perf_counter()
-    scores = _score(detector, test, progress)
+    scores = detector.score(test, progress=progress)
     seconds = time.perf_counter() - started
     test_report = m.report(test, scores, threshold)
     test_report["jobs_per_second"] = round(len(test) / max(seconds, 1e-9), 1)

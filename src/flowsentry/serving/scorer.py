@@ -1,4 +1,5 @@
-"""The detector behind the service: serves the champion, hot-swaps on promotion.
+"""The job scorer behind the service: scores job records with the champion, hot-swaps it
+on promotion.
 
 At start it serves the registry's champion (or the model it was given when there is
 no pointer, as inside a Bento). A request costs one `stat` of the champion pointer;
@@ -22,7 +23,8 @@ from pydantic import BaseModel
 from flowsentry.data.context import CONTEXT_COLUMNS, derived_columns
 from flowsentry.data.sources import measures_read, missing_measures, scorable_sources
 from flowsentry.errors import FlowsentryError
-from flowsentry.models.detector import Detector as Predictor
+from flowsentry.models import kinds
+from flowsentry.models.detector import Detector
 from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
 from flowsentry.serving.runs import RunStore, storable
@@ -39,12 +41,12 @@ class NotExplainable(ValueError):
     """explain was asked of a model that cannot reason in words (a fine-tuned encoder)."""
 
 
-def check_source(tag: str, predictor: Predictor, source: str) -> None:
+def check_source(tag: str, detector: Detector, source: str) -> None:
     """Refuse (one line) a model that reads measures `source` never records: it would
     judge every job with those measures unknown, which it was never trained to do."""
-    missing = missing_measures(source, predictor.features)
+    missing = missing_measures(source, detector.features)
     if missing:
-        fits = scorable_sources(predictor.features)
+        fits = scorable_sources(detector.features)
         raise FlowsentryError(
             f"{tag} reads {', '.join(missing)}, which a '{source}' source never records: "
             f"it can score {', '.join(fits)} records only; serve a model trained with "
@@ -53,14 +55,14 @@ def check_source(tag: str, predictor: Predictor, source: str) -> None:
         )
 
 
-class Detector:
-    """Scores job records with the current model; see the module docstring."""
+class JobScorer:
+    """Scores job records with the current champion; see the module docstring."""
 
     def __init__(
         self,
         tag: str,
         path: str | Path,
-        loader: Callable[[Path], Predictor] | None = None,
+        loader: Callable[[Path], Detector] | None = None,
         follow_champion: bool = True,
         confident_band: float = 0.4,
         runs: RunStore | None = None,
@@ -81,9 +83,9 @@ class Detector:
                 log.info("the registry's champion is %s (asked for %s): serving it", champion, tag)
                 tag, path = champion, store.get(champion).path
         # One tuple, replaced whole: a request never sees a tag with another's model.
-        predictor = self._loader(Path(path))
-        check_source(tag, predictor, source)
-        self._serving: tuple[str, Predictor] = (tag, predictor)
+        detector = self._loader(Path(path))
+        check_source(tag, detector, source)
+        self._serving: tuple[str, Detector] = (tag, detector)
         log.info("serving %s (%s records)", tag, source)
 
     @property
@@ -91,7 +93,7 @@ class Detector:
         return self._serving[0]
 
     @property
-    def predictor(self) -> Predictor:
+    def detector(self) -> Detector:
         return self._serving[1]
 
     @staticmethod
@@ -103,7 +105,7 @@ class Detector:
         # The pointer is replaced by rename: a new inode even within one mtime tick.
         return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
-    def _current(self) -> tuple[str, Predictor]:
+    def _current(self) -> tuple[str, Detector]:
         """The model to answer with now; starts loading a new champion when the
         registry's pointer changed (promote, rollback) and answers with the current one."""
         if self.follow_champion and self._pointer_stamp() != self._stamp:
@@ -123,8 +125,8 @@ class Detector:
     def _swap(self, champion: str) -> None:
         """Load `champion` (off the request threads) and serve it from then on."""
         try:
-            predictor = self._loader(Path(store.get(champion).path))
-            check_source(champion, predictor, self.source)
+            detector = self._loader(Path(store.get(champion).path))
+            check_source(champion, detector, self.source)
         except FlowsentryError as exc:
             log.error("not serving champion %s: %s; still serving %s", champion, exc, self.tag)
             return
@@ -132,15 +134,15 @@ class Detector:
             log.exception("could not load champion %s; still serving %s", champion, self.tag)
             return
         log.info("champion changed: %s -> %s", self.tag, champion)
-        self._serving = (champion, predictor)
+        self._serving = (champion, detector)
 
     def wait_loaded(self, timeout: float | None = None) -> None:
         """Block until a champion being loaded is served (tests, benchmarks)."""
         if self.loading is not None:
             self.loading.join(timeout)
 
-    def _frame(self, jobs: Sequence[BaseModel], predictor: Predictor) -> pd.DataFrame:
-        known = set(predictor.metadata.get("workflows") or [])
+    def _frame(self, jobs: Sequence[BaseModel], detector: Detector) -> pd.DataFrame:
+        known = set(detector.metadata.get("workflows") or [])
         rows = []
         for job in jobs:
             record = job.model_dump(exclude_none=True)
@@ -158,7 +160,7 @@ class Detector:
                 frame[column] = pd.NA
         return frame
 
-    def _with_siblings(self, frame: pd.DataFrame, predictor: Predictor) -> pd.DataFrame:
+    def _with_siblings(self, frame: pd.DataFrame, detector: Detector) -> pd.DataFrame:
         """`frame` with its context and evidence computed among every job the run store
         holds of its runs (the request's jobs stored first). Unchanged without a store,
         or when the request carries context of its own (the caller's is kept)."""
@@ -181,60 +183,61 @@ class Detector:
         if not siblings:
             return frame
         together = pd.concat([frame, pd.DataFrame(siblings)], ignore_index=True)
-        return predictor.frame(together).iloc[: len(frame)].reset_index(drop=True)
+        return detector.frame(together).iloc[: len(frame)].reset_index(drop=True)
 
     def classify(self, jobs: Sequence[BaseModel]) -> list[JobScore]:
-        tag, predictor = self._current()
-        frame = self._with_siblings(self._frame(jobs, predictor), predictor)
-        scores = predictor.score(frame)
+        tag, detector = self._current()
+        frame = self._with_siblings(self._frame(jobs, detector), detector)
+        scores = detector.score(frame)
         return [
-            self._score(job, float(s), tag, predictor) for job, s in zip(jobs, scores, strict=True)
+            self._score(job, float(s), tag, detector) for job, s in zip(jobs, scores, strict=True)
         ]
 
     def classify_partial(self, job: BaseModel) -> PartialScore:
-        tag, predictor = self._current()
-        frame = self._with_siblings(self._frame([job], predictor), predictor)
+        tag, detector = self._current()
+        frame = self._with_siblings(self._frame([job], detector), detector)
         known = set(job.model_dump(exclude_none=True))
         known |= derived_columns(known)  # context and evidence of the measures known
         k = 0
-        for name in predictor.features:  # the leading features known so far
+        for name in detector.features:  # the leading features known so far
             if name not in known:
                 break
             k += 1
-        score = float(predictor.score(frame, k=k)[0])
-        base = self._score(job, score, tag, predictor).model_dump()
-        confident = abs(score - predictor.threshold_) >= self.confident_band * max(
-            predictor.threshold_, 1 - predictor.threshold_
+        score = float(detector.score(frame, k=k)[0])
+        base = self._score(job, score, tag, detector).model_dump()
+        confident = abs(score - detector.threshold_) >= self.confident_band * max(
+            detector.threshold_, 1 - detector.threshold_
         )
         if k == 0:  # nothing known: say so rather than guess from the threshold
             base["label"], confident = "unknown", False
         return PartialScore(**base, known_features=k, confident=confident)
 
-    def _score(self, job: BaseModel, score: float, tag: str, predictor) -> JobScore:
+    def _score(self, job: BaseModel, score: float, tag: str, detector) -> JobScore:
         return JobScore(
             workflow=getattr(job, "workflow", None),
             run=getattr(job, "run", None),
             job=getattr(job, "job", None),
             score=round(score, 6),
-            label="anomalous" if score >= predictor.threshold_ else "normal",
-            threshold=predictor.threshold_,
+            label="anomalous" if score >= detector.threshold_ else "normal",
+            threshold=detector.threshold_,
             model=tag,
         )
 
     def explain(self, job: BaseModel) -> dict[str, Any]:
-        """Chain-of-thought reasoning and category; only an ICL decoder can explain."""
-        tag, predictor = self._current()
-        kind = predictor.metadata.get("kind", "sft")
-        if kind != "icl":
+        """Chain-of-thought reasoning and category, from a kind the registry marks as
+        explaining (the ICL decoder)."""
+        tag, detector = self._current()
+        kind = detector.metadata.get("kind", "sft")
+        if not kinds.get(kind).explains:
             raise NotExplainable(
                 f"explain needs an ICL decoder champion; {tag} is a '{kind}' model"
             )
-        record = self._frame([job], predictor).iloc[0].to_dict()
-        return {**predictor.explain(record), "model": tag}
+        record = self._frame([job], detector).iloc[0].to_dict()
+        return {**detector.explain(record), "model": tag}
 
     def info(self) -> ModelInfo:
-        tag, predictor = self._current()
-        meta: dict[str, Any] = predictor.metadata
+        tag, detector = self._current()
+        meta: dict[str, Any] = detector.metadata
         training = meta.get("training", {})
         return ModelInfo(
             tag=tag,
@@ -242,13 +245,13 @@ class Detector:
             mode=meta.get("mode"),
             workflows=list(meta.get("workflows", [])),
             template=meta.get("template"),
-            features=list(predictor.features),
-            threshold=predictor.threshold_,
+            features=list(detector.features),
+            threshold=detector.threshold_,
             data_version=meta.get("data_version") or {},
             metrics=meta.get("validation") or training.get("val", {}),
             run_store=None if self.runs is None else self.runs.settings(),
             runtime=meta.get("runtime"),
             source=self.source,
-            measures_read=sorted(measures_read(predictor.features)),
-            scorable_sources=scorable_sources(predictor.features),
+            measures_read=sorted(measures_read(detector.features)),
+            scorable_sources=scorable_sources(detector.features),
         )

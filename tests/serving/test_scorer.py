@@ -1,4 +1,4 @@
-"""The detector behind the service, in-process: scoring, validation, hot swap."""
+"""The job scorer behind the service, in-process: scoring, validation, hot swap."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from flowsentry.registry import store
-from flowsentry.serving.detector import Detector, UnknownWorkflow
 from flowsentry.serving.schemas import EXAMPLE, JobRecord
+from flowsentry.serving.scorer import JobScorer, UnknownWorkflow
 from flowsentry.text.sentences import features_of
 
 
@@ -55,42 +55,42 @@ def test_schema_rejects_bad_values_naming_the_field():
     assert JobRecord(workflow="1000genome", wms_delay=6.0).runtime is None  # partial is fine
 
 
-def test_detector_scores_and_refuses_unknown_workflows(bento_home, tiny_encoder, tmp_path):
-    detector = Detector("m:1", _model(tiny_encoder, tmp_path / "m1"), follow_champion=False)
+def test_scorer_scores_and_refuses_unknown_workflows(bento_home, tiny_encoder, tmp_path):
+    scorer = JobScorer("m:1", _model(tiny_encoder, tmp_path / "m1"), follow_champion=False)
     jobs = [JobRecord(**EXAMPLE), JobRecord(**{**EXAMPLE, "runtime": 4000.0})]
-    results = detector.classify(jobs)
+    results = scorer.classify(jobs)
     assert [r.model for r in results] == ["m:1", "m:1"] and all(0 <= r.score <= 1 for r in results)
     with pytest.raises(UnknownWorkflow, match="workflow: 'montage'"):
-        detector.classify([JobRecord(**{**EXAMPLE, "workflow": "montage"})])
-    partial = detector.classify_partial(JobRecord(wms_delay=6.0, queue_delay=20.0))
+        scorer.classify([JobRecord(**{**EXAMPLE, "workflow": "montage"})])
+    partial = scorer.classify_partial(JobRecord(wms_delay=6.0, queue_delay=20.0))
     assert partial.known_features == 2 and partial.label in ("normal", "anomalous")
-    nothing = detector.classify_partial(JobRecord())  # an empty record: no guess
+    nothing = scorer.classify_partial(JobRecord())  # an empty record: no guess
     assert nothing.known_features == 0 and nothing.label == "unknown"
     assert not nothing.confident
-    assert detector.info().workflows == ["1000genome"]
+    assert scorer.info().workflows == ["1000genome"]
 
 
 def test_hot_swap_follows_the_registry(bento_home, tiny_encoder, tmp_path, monkeypatch):
     first = store.register(_model(tiny_encoder, tmp_path / "a", 0.5), {}, {})
     second = store.register(_model(tiny_encoder, tmp_path / "b", 0.3), {}, {})
     store.promote(first)
-    detector = Detector(second, store.get(second).path)  # asked for second: serves the champion
+    scorer = JobScorer(second, store.get(second).path)  # asked for second: serves the champion
     reads = []
     monkeypatch.setattr(
         store, "champion_tag", lambda real=store.champion_tag: reads.append(1) or real()
     )
     for _ in range(5):
-        assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+        assert scorer.classify([JobRecord(**EXAMPLE)])[0].model == first
     assert reads == []  # an unchanged pointer is never parsed again
     store.promote(second)
-    detector.classify([JobRecord(**EXAMPLE)])
-    detector.wait_loaded(60)
-    reply = detector.classify([JobRecord(**EXAMPLE)])[0]
+    scorer.classify([JobRecord(**EXAMPLE)])
+    scorer.wait_loaded(60)
+    reply = scorer.classify([JobRecord(**EXAMPLE)])[0]
     assert reply.model == second and reply.threshold == 0.3 and len(reads) == 1
     store.rollback()
-    detector.classify([JobRecord(**EXAMPLE)])
-    detector.wait_loaded(60)
-    assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+    scorer.classify([JobRecord(**EXAMPLE)])
+    scorer.wait_loaded(60)
+    assert scorer.classify([JobRecord(**EXAMPLE)])[0].model == first
 
 
 def test_hot_swap_under_concurrent_requests(bento_home, tiny_encoder, tmp_path):
@@ -109,26 +109,26 @@ def test_hot_swap_under_concurrent_requests(bento_home, tiny_encoder, tmp_path):
     release = threading.Event()
 
     def slow_loader(path):
-        predictor = load_detector(path)
-        if predictor.threshold_ == 0.3:
+        model = load_detector(path)
+        if model.threshold_ == 0.3:
             release.wait(60)  # the new champion takes as long as the test wants
-        return predictor
+        return model
 
-    detector = Detector(first, store.get(first).path, loader=slow_loader)
+    scorer = JobScorer(first, store.get(first).path, loader=slow_loader)
     thresholds = {first: 0.5, second: 0.3}
 
     def ask(_):
         started = time.perf_counter()
-        reply = detector.classify([JobRecord(**EXAMPLE)])[0]
+        reply = scorer.classify([JobRecord(**EXAMPLE)])[0]
         return reply.model, reply.threshold, time.perf_counter() - started
 
     with ThreadPoolExecutor(8) as pool:
         before = list(pool.map(ask, range(16)))
         store.promote(second)
         during = list(pool.map(ask, range(32)))  # the load is blocked: the old one answers
-        assert detector.loading is not None and detector.loading.is_alive()
+        assert scorer.loading is not None and scorer.loading.is_alive()
         release.set()
-        detector.wait_loaded(60)
+        scorer.wait_loaded(60)
         after = list(pool.map(ask, range(16)))
     assert {tag for tag, _, _ in before + during} == {first}
     assert {tag for tag, _, _ in after} == {second}
@@ -143,11 +143,11 @@ def test_a_champion_that_fails_to_load_leaves_the_old_one_serving(
     broken = store.register(_model(tiny_encoder, tmp_path / "b", 0.3), {}, {})
     (Path(store.get(broken).path) / "flowsentry.json").write_text("{not json")
     store.promote(first)
-    detector = Detector(first, store.get(first).path)
+    scorer = JobScorer(first, store.get(first).path)
     store.promote(broken)
-    detector.classify([JobRecord(**EXAMPLE)])
-    detector.wait_loaded(60)
-    assert detector.classify([JobRecord(**EXAMPLE)])[0].model == first
+    scorer.classify([JobRecord(**EXAMPLE)])
+    scorer.wait_loaded(60)
+    assert scorer.classify([JobRecord(**EXAMPLE)])[0].model == first
 
 
 def test_an_icl_champion_classifies_and_explains(
@@ -169,20 +169,20 @@ def test_an_icl_champion_classifies_and_explains(
     saved = ICLDetector(model, tokenizer, pool, params).save(tmp_path / "icl")
     tag = store.register(saved, {}, {})
     store.promote(tag)
-    detector = Detector(tag, store.get(tag).path)
-    (reply,) = detector.classify([JobRecord(**EXAMPLE)])
+    scorer = JobScorer(tag, store.get(tag).path)
+    (reply,) = scorer.classify([JobRecord(**EXAMPLE)])
     assert reply.model == tag and 0 < reply.score < 1
-    explained = detector.explain(JobRecord(**EXAMPLE))
+    explained = scorer.explain(JobRecord(**EXAMPLE))
     assert isinstance(explained["reasoning"], str) and explained["model"] == tag
-    assert detector.info().kind == "icl"
+    assert scorer.info().kind == "icl"
 
 
 def test_a_fine_tuned_encoder_cannot_explain(bento_home, tiny_encoder, tmp_path):
-    from flowsentry.serving.detector import NotExplainable
+    from flowsentry.serving.scorer import NotExplainable
 
-    detector = Detector("m:1", _model(tiny_encoder, tmp_path / "m1"), follow_champion=False)
+    scorer = JobScorer("m:1", _model(tiny_encoder, tmp_path / "m1"), follow_champion=False)
     with pytest.raises(NotExplainable, match="ICL decoder"):
-        detector.explain(JobRecord(**EXAMPLE))
+        scorer.explain(JobRecord(**EXAMPLE))
 
 
 def test_partial_record_counts_the_evidence_its_measures_give(bento_home, tmp_path):
@@ -215,9 +215,9 @@ def test_partial_record_counts_the_evidence_its_measures_give(bento_home, tmp_pa
     model = FeatureDetector("gradient_boosting", features)
     model.profile = profile
     model.fit(add_evidence(train, profile), add_evidence(train, profile))
-    detector = Detector("gb:1", model.save(tmp_path / "gb"), follow_champion=False)
+    scorer = JobScorer("gb:1", model.save(tmp_path / "gb"), follow_champion=False)
     job = {"workflow": "1000genome", "run": "r1", "job": "j1", "task": "individuals"}
-    staged = detector.classify_partial(JobRecord(**job, stage_in_delay=10.0))
+    staged = scorer.classify_partial(JobRecord(**job, stage_in_delay=10.0))
     assert staged.known_features == 5  # task + the four stage-in evidence columns
-    ran = detector.classify_partial(JobRecord(**job, stage_in_delay=10.0, runtime=300.0))
+    ran = scorer.classify_partial(JobRecord(**job, stage_in_delay=10.0, runtime=300.0))
     assert ran.known_features == 9 and ran.score > staged.score

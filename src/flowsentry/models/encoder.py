@@ -20,7 +20,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,11 @@ from flowsentry.data.splits import stratified_sample
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_dir, digest
 from flowsentry.models.detector import LABELS, METADATA, Detector, Jobs, read_metadata
+from flowsentry.text.augment import uninformative_inputs
 from flowsentry.text.sentences import features_of, sentences
+
+if TYPE_CHECKING:
+    from flowsentry.config import Config
 
 ONNX_FILE = "model.onnx"
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -185,6 +189,19 @@ class SentenceClassifier(Detector):
         self._metadata_saved: dict[str, Any] = {}
         self.onnx: OnnxModel | None = None  # what scores, once exported (or loaded)
         self._exported: Any = None  # the temporary folder of the exported files
+
+    @classmethod
+    def from_config(cls, kind: str, cfg: Config) -> Self:
+        """An unfitted encoder: `train` settings, the `text` section's sentence, fine-tuned
+        with checkpoints in `paths.checkpoints`."""
+        return cls(
+            cfg.train,
+            cfg.text.template,
+            cfg.text.feature_set,
+            cfg.base.seed,
+            cfg.paths.checkpoints,
+            device=cfg.base.device,
+        )
 
     @classmethod
     def from_model(
@@ -364,9 +381,16 @@ class SentenceClassifier(Detector):
         """The sentences this model reads for `jobs` (context added when needed)."""
         return sentences(self.frame(jobs), self.template, self.features, k, self.profile)
 
-    def score(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
-        """P(anomalous) per job, shape (n_jobs,)."""
-        return self.score_texts(self.sentences(jobs, k))
+    def score(self, jobs: Jobs, k: int | None = None, *, progress: bool = False) -> np.ndarray:
+        """P(anomalous) per job, shape (n_jobs,); `progress`: a bar over the batches."""
+        return self.score_texts(self.sentences(jobs, k), progress=progress)
+
+    def uninformative_scores(self) -> dict[str, float]:
+        """P(anomalous) on the paper's uninformative sentences (this model's template and
+        features, no evidence), by name."""
+        inputs = uninformative_inputs(self.template, self.features)
+        names = list(inputs)
+        return dict(zip(names, self.score_texts([inputs[n] for n in names]), strict=True))
 
     def score_texts(self, texts: Iterable[str], progress: bool = False) -> np.ndarray:
         """P(anomalous) for ready-made sentences, in batches, shape (n,)."""
