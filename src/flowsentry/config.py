@@ -664,6 +664,20 @@ class NewWorkflowParams(_Section):
             raise ValueError(f"feature detector kinds only (not {wrong})")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _language_models_follow_the_list(cls, data: Any) -> Any:
+        """Unset, language_models.workflows is its default's workflows that are listed."""
+        if not isinstance(data, dict) or not isinstance(data.get("workflows"), list | tuple):
+            return data
+        lm = data.get("language_models")
+        lm = {} if lm is None else lm
+        if isinstance(lm, dict) and "workflows" not in lm:
+            default = NewWorkflowLanguageModels.model_fields["workflows"].default
+            listed = [w for w in default if w in data["workflows"]]
+            data = {**data, "language_models": {**lm, "workflows": listed}}
+        return data
+
     @model_validator(mode="after")
     def _language_models_held_out_from_the_list(self) -> NewWorkflowParams:
         unknown = [w for w in self.language_models.workflows if w not in self.workflows]

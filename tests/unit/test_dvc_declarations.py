@@ -117,6 +117,13 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
             "draws": 1,
             "kinds": ["gradient_boosting", "ecod"],
             "runs_per_workflow": 10,
+            "language_models": {
+                "workflows": ["tiny"],
+                "labelled_runs": [0, 1],
+                "max_train_samples": 64,
+                "test_jobs": 12,
+                "icl_examples": 1,
+            },
         },
         train={
             "candidates": ["sft", "icl", "gradient_boosting", "random_forest", "isolation_forest"],
@@ -150,7 +157,12 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
         ("gate", gate.run),
         ("new_workflow:holdout", lambda c: new_workflow.run_holdout(c, "tiny", flowbench)),
         ("new_workflow:holdout", lambda c: new_workflow.run_holdout(c, "other", flowbench)),
+        (
+            "new_workflow:language_models",
+            lambda c: new_workflow.run_language_models(c, "tiny", flowbench),
+        ),
         ("new_workflow:table", new_workflow.summarise),
+        ("new_workflow:table", new_workflow.summarise_language_models),
     ]
     monitor = Monitor()
     seen: dict[str, tuple[set[str], set[str]]] = {}
