@@ -321,21 +321,29 @@ def language_models_path(cfg: Config, workflow: str) -> Path:
     return cfg.paths.reports / "new_workflow" / "language_models" / f"{workflow}.json"
 
 
-def summarise(cfg: Config, workflows: Sequence[str] | None = None) -> pd.DataFrame:
-    """Every held-out workflow's result into one table (mean and spread over draws) with
-    `table.csv`, `table.md` and `curve.png` beside them; a missing result is an error."""
+def _read_results(cfg: Config, names: Sequence[str], language_models: bool) -> list[dict]:
+    """The saved results of `names` (the language models' or the feature kinds'); a
+    missing one is an error naming the command that makes it."""
     import json
 
-    names = list(workflows or cfg.new_workflow.workflows)
     results = []
     for name in names:
-        path = result_path(cfg, name)
+        path = (language_models_path if language_models else result_path)(cfg, name)
         try:
             results.append(json.loads(path.read_text()))
         except FileNotFoundError:
+            flag = " --language-models" if language_models else ""
             raise FlowsentryError(
-                f"{path}: missing; run `flowsentry experiment new-workflow --holdout {name}`"
+                f"{path}: missing; run `flowsentry experiment new-workflow --holdout {name}{flag}`"
             ) from None
+    return results
+
+
+def summarise(cfg: Config, workflows: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every held-out workflow's result into one table (mean and spread over draws) with
+    `table.csv`, `table.md` and `curve.png` beside them; a missing result is an error."""
+    names = list(workflows or cfg.new_workflow.workflows)
+    results = _read_results(cfg, names, language_models=False)
     frame = pd.DataFrame([{"workflow": r["workflow"], **row} for r in results for row in r["rows"]])
     table = (
         frame.groupby(["workflow", "kind", "k"])
@@ -365,22 +373,13 @@ def summarise(cfg: Config, workflows: Sequence[str] | None = None) -> pd.DataFra
 def summarise_language_models(cfg: Config) -> pd.DataFrame | None:
     """Every `language_models.workflows` result into `language_models.csv` and `.md`
     (mean over draws); None when the list is empty; a missing result is an error."""
-    import json
-
     names = list(cfg.new_workflow.language_models.workflows)
     if not names:
         return None
-    results = []
-    for name in names:
-        path = language_models_path(cfg, name)
-        try:
-            results.append(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise FlowsentryError(
-                f"{path}: missing; run `flowsentry experiment new-workflow --holdout {name} "
-                "--language-models`"
-            ) from None
-    frame = pd.DataFrame([{"workflow": r["workflow"], **row} for r in results for row in r["rows"]])
+    frame = pd.DataFrame(
+        [{"workflow": r["workflow"], **row} for r in _read_results(cfg, names, True)
+         for row in r["rows"]]
+    )  # fmt: skip
     table = (
         frame.groupby(["workflow", "kind", "k"], sort=False)
         .agg(
