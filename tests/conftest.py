@@ -78,56 +78,63 @@ def dag_for(n_jobs: int = 6) -> dict[str, list[str]]:
     return {job: ids[i + 1 : i + 2] for i, job in enumerate(ids)}
 
 
+def build_flowbench(
+    root: Path,
+    workflow: str = "tiny",
+    n_runs: int = 10,
+    n_jobs: int = 6,
+    as_folder: bool = False,
+    edit: Callable[[int, pd.DataFrame], pd.DataFrame] | None = None,
+) -> Path:
+    """Write `<root>/<workflow>.zip` (or a folder) + `adjacency_list_dags/<workflow>.json`."""
+    (root / "adjacency_list_dags").mkdir(parents=True, exist_ok=True)
+    (root / "adjacency_list_dags" / f"{workflow}.json").write_text(json.dumps(dag_for(n_jobs)))
+    runs = {}
+    for r in range(n_runs):
+        frame = make_run(r, n_jobs, anomalous_host=r % 3 == 0)
+        runs[f"{workflow}-run{r:04d}"] = edit(r, frame) if edit else frame
+    if as_folder:
+        folder = root / workflow
+        folder.mkdir(exist_ok=True)
+        for run, frame in runs.items():
+            frame.to_csv(folder / f"{run}.csv", index=False)
+    else:
+        with zipfile.ZipFile(root / f"{workflow}.zip", "w") as archive:
+            for run, frame in runs.items():
+                archive.writestr(f"{run}.csv", frame.to_csv(index=False))
+    return root
+
+
 @pytest.fixture
 def make_flowbench(tmp_path: Path) -> Callable[..., Path]:
     """Build `<root>/<workflow>.zip` + `adjacency_list_dags/<workflow>.json`; returns root."""
 
-    def build(
-        workflow: str = "tiny",
-        n_runs: int = 10,
-        n_jobs: int = 6,
-        as_folder: bool = False,
-        edit: Callable[[int, pd.DataFrame], pd.DataFrame] | None = None,
-        root: Path | None = None,
-    ) -> Path:
-        root = root or tmp_path / "flowbench"
-        (root / "adjacency_list_dags").mkdir(parents=True, exist_ok=True)
-        (root / "adjacency_list_dags" / f"{workflow}.json").write_text(json.dumps(dag_for(n_jobs)))
-        runs = {}
-        for r in range(n_runs):
-            frame = make_run(r, n_jobs, anomalous_host=r % 3 == 0)
-            runs[f"{workflow}-run{r:04d}"] = edit(r, frame) if edit else frame
-        if as_folder:
-            folder = root / workflow
-            folder.mkdir(exist_ok=True)
-            for run, frame in runs.items():
-                frame.to_csv(folder / f"{run}.csv", index=False)
-        else:
-            with zipfile.ZipFile(root / f"{workflow}.zip", "w") as archive:
-                for run, frame in runs.items():
-                    archive.writestr(f"{run}.csv", frame.to_csv(index=False))
-        return root
+    def build(workflow: str = "tiny", *args, root: Path | None = None, **kwargs) -> Path:
+        return build_flowbench(root or tmp_path / "flowbench", workflow, *args, **kwargs)
 
     return build
+
+
+SUITE = Path(__file__).resolve().parents[1] / "gx" / "expectations" / "flowbench_jobs.json"
+
+
+def project_config(**sections):
+    """A config for tests: the CPU, workflow `tiny`, the project's expectation suite;
+    artifact paths relative to the working directory."""
+    raw = {
+        "base": {"device": "cpu"},  # tests run on the CPU, GPU or not
+        "ingest": {"workflows": ["tiny"]},
+        **sections,
+    }
+    raw["paths"] = {"gx_suite": str(SUITE), **sections.get("paths", {})}
+    return config_from_dict(raw)
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A config whose artifact paths all lie under a temporary project folder."""
     monkeypatch.chdir(tmp_path)
-    suite = Path(__file__).resolve().parents[1] / "gx" / "expectations" / "flowbench_jobs.json"
-
-    def cfg(**sections):
-        raw = {
-            "base": {"device": "cpu"},  # tests run on the CPU, GPU or not
-            "ingest": {"workflows": ["tiny"]},
-            "paths": {"gx_suite": str(suite)},
-            **sections,
-        }
-        raw["paths"] = {"gx_suite": str(suite), **sections.get("paths", {})}
-        return config_from_dict(raw)
-
-    return cfg
+    return project_config
 
 
 @pytest.fixture(scope="session")

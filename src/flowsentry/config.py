@@ -223,6 +223,7 @@ FeatureSet = Literal[
     "relative",
     "evidence",
     "evidence_compact",
+    "evidence_dag",  # + the job's parents and children in its run (data/dag.py)
     "pegasus",  # what a stampede database records (flowsentry.data.sources)
     "pegasus_compact",
     "monitord",  # what pegasus-monitord's default AMQP events carry
@@ -283,6 +284,13 @@ class AugmentParams(_Section):
     empty_fraction: float = Field(0.02, ge=0.0, le=1.0, description="Empty/near-empty rows.")
     permute_fraction: float = Field(0.0, ge=0.0, le=5.0, description="Shuffled-order copies.")
     rebalance: bool = False
+    realtime_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Copies of jobs with the context they had as they finished (only the "
+        "siblings finished before them: what a live service sees), per job.",
+    )
 
 
 class LoraParams(_Section):
@@ -321,9 +329,22 @@ class AdaptParams(_Section):
     )  # fmt: skip
 
 
+class HybridParams(_Section):
+    """The hybrid kind's stacking (flowsentry.models.hybrid): trees learn from scores an
+    encoder gave rows of runs it was not fine-tuned on."""
+
+    folds: int = Field(2, ge=2, le=10, description="Folds of whole training runs.")
+    fold_samples: int = Field(
+        3000, ge=10, description="Rows each fold's encoder is fine-tuned on (stratified)."
+    )
+    stack_samples: int = Field(
+        12000, ge=100, description="Rows the trees learn from, out-of-fold scores included."
+    )
+
+
 class TrainParams(_Section):
     candidates: tuple[DetectorKind, ...] = Field(
-        ("sft", "gradient_boosting", "random_forest", "isolation_forest"),
+        ("sft", "hybrid", "gradient_boosting", "random_forest", "isolation_forest"),
         description="Detector kinds trained and entered in the gate's tournament.",
     )
     model: str = Field("minilm", description="Alias, Hugging Face id or local path.")
@@ -332,6 +353,10 @@ class TrainParams(_Section):
         default_factory=AdaptParams,
         description="Adapt the supervised feature kinds to one workflow (gate.workflow then "
         "judges them, and the champion, on that workflow's labelled runs).",
+    )
+    hybrid: HybridParams = Field(
+        default_factory=HybridParams,
+        description="The hybrid kind: trees over the evidence and the encoder's out-of-fold score.",
     )
     profile: Literal["labelled", "all"] = Field(
         "labelled",
@@ -438,10 +463,11 @@ class ICLParams(_Section):
 
     model: str = Field("smollm2", description="Alias, Hugging Face causal LM id or path.")
     template: Literal["paper", "compact"] = Field(
-        "paper", description="The prompt's sentence template."
+        "compact", description="The prompt's sentence template."
     )
     feature_set: FeatureSet = Field(
-        "paper", description="Which measures the prompt's sentences carry."
+        "evidence_compact",
+        description="Which measures the prompt's sentences carry (paper: the paper's nine).",
     )
     statistics: bool = True
     examples: Literal["balanced", "negative", "positive", "random", "nearest"] = Field(
@@ -461,6 +487,13 @@ class GateParams(_Section):
     primary_metric: Literal["f1", "accuracy", "roc_auc", "pr_auc"] = Field(
         "f1", description="The validation metric candidates are ranked by."
     )
+    rank_on: Literal["post_run", "real_time"] = Field(
+        "post_run",
+        description="Which validation figure ranks the candidates: post_run (each job with "
+        "its whole run as context) or real_time (each job as the service sees it live: only "
+        "the siblings finished before it; evaluate.online_max_jobs stratified jobs). The "
+        "floors and the champion are judged post-run either way.",
+    )
     min_f1: float = Field(0.7, ge=0, le=1, description="The candidate's test F1 must reach this.")
     min_roc_auc: float = Field(
         0.85, ge=0, le=1, description="The candidate's test ROC-AUC must reach this."
@@ -473,6 +506,15 @@ class GateParams(_Section):
         "labelled validation and test runs only (a workflow operators are labelling: the "
         "global champion against a model adapted to it); null: on every job.",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _one_focus(self) -> GateParams:
+        if self.rank_on == "real_time" and self.workflow is not None:
+            raise ValueError(
+                "rank_on real_time ranks on every workflow's live validation jobs; "
+                "set workflow to null, or rank_on to post_run"
+            )
+        return self
 
 
 class ServeParams(_Section):

@@ -68,3 +68,31 @@ def test_same_seed_same_augmentation():
 def test_uninformative_inputs():
     inputs = uninformative_inputs("paper", PAPER_FEATURES)
     assert inputs["empty"] == "" and inputs["all_missing"].startswith("wms_delay is nan")
+
+
+def test_realtime_rows_carry_the_context_the_job_had_as_it_finished():
+    """A realtime copy of a job sees only the siblings that finished before it: the first
+    job to finish is its own task's only member, the last sees the whole run."""
+    from flowsentry.data.context import add_context
+
+    train = _train(40)
+    train["host"] = "h"
+    train["kickstart_hostname"] = ["a" if i % 2 else "b" for i in range(40)]
+    train["execute_end"] = [float(100 + i) for i in range(40)]  # job i finishes i-th
+    train["runtime"] = [float(10 + (i % 7)) for i in range(40)]
+    train = add_context(train)
+    features = (*PAPER_FEATURES, "runtime_vs_task")
+    train["sentence"] = sentences(train, "paper", features)
+    out = augment(train, "paper", features, seed=3, realtime_fraction=1.0)
+    live = out[out["augmentation"] == "realtime"].set_index("job")
+    assert len(live) == 40 and set(live.index) == set(train["job"])
+    full = train.set_index("job")
+    assert live.loc["j0", "runtime_vs_task"] == 1.0  # alone: its own median
+    assert live.loc["j39", "runtime_vs_task"] == full.loc["j39", "runtime_vs_task"]
+    assert (live["runtime_vs_task"] != full.loc[live.index, "runtime_vs_task"]).any()
+    assert (live["label"] == full.loc[live.index, "label"]).all()
+    assert (
+        live.loc["j0", "sentence"]
+        == sentences(live.loc[["j0"]].reset_index(), "paper", features)[0]
+    )
+    assert augment(train, "paper", features, seed=3)["augmentation"].eq("none").all()

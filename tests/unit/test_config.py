@@ -51,6 +51,9 @@ def test_config_is_immutable():
         ({"ingest.stampede": [{"name": "x"}]}, "ingest.stampede.0.url"),
         ({"text.template": "haiku"}, "text.template"),
         ({"base.sed": 3}, "base.sed"),
+        ({"gate.rank_on": "real_time", "gate.workflow": "montage"}, "set workflow to null"),
+        ({"train.hybrid.folds": 1}, "train.hybrid.folds"),
+        ({"augment.realtime_fraction": 2}, "augment.realtime_fraction"),
     ],
 )
 def test_bad_params_name_the_key(override, message):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,33 +13,62 @@ from tests.conftest import EASY_GATE
 
 from flowsentry import pipeline
 from flowsentry.data.splits import stratified_sample
+from flowsentry.errors import FlowsentryError
 from flowsentry.models.detector import choose_threshold
 from flowsentry.models.loading import load_detector
 from flowsentry.stages import evaluate, gate
 
-KINDS = ("sft", "gradient_boosting", "random_forest", "isolation_forest")
+KINDS = ("sft", "hybrid", "gradient_boosting", "random_forest", "isolation_forest")
+
+
+SETTINGS = {
+    "text": {"template": "compact", "feature_set": "context"},
+    "train": {
+        "candidates": list(KINDS),
+        "features": "context",  # the quality bar below was set for these features
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "max_train_samples": 200,
+        "max_val_samples": 60,
+        "hybrid": {"folds": 2, "fold_samples": 100, "stack_samples": 200},
+    },
+    "augment": {"prefix_fraction": 0.5, "empty_fraction": 0.05},
+    "evaluate": {"online_max_jobs": 40},
+    "gate": EASY_GATE,
+}
+
+
+def _settings(tiny_encoder) -> dict:
+    return {**SETTINGS, "train": {**SETTINGS["train"], "model": str(tiny_encoder)}}
+
+
+@pytest.fixture(scope="module")
+def trained_tree(tmp_path_factory, tiny_encoder):
+    """One tournament trained for the whole module (the costly part), in its own folder."""
+    from tests.conftest import build_flowbench, project_config
+
+    root = tmp_path_factory.mktemp("tournament")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        source = build_flowbench(root / "source", n_runs=40, n_jobs=6)
+        cfg = project_config(**_settings(tiny_encoder))
+        pipeline.run(cfg, "train", source)
+        evaluate.run(cfg, progress=False)  # the tests read (and some rewrite) its report
+    return root
 
 
 @pytest.fixture
-def trained(make_flowbench, project, tiny_encoder, bento_home):
-    cfg = project(
-        text={"template": "compact", "feature_set": "context"},
-        train={
-            "candidates": list(KINDS),
-            "features": "context",  # the quality bar below was set for these features
-            "model": str(tiny_encoder),
-            "epochs": 2,
-            "batch_size": 16,
-            "learning_rate": 1e-3,
-            "max_train_samples": 200,
-            "max_val_samples": 60,
-        },
-        augment={"prefix_fraction": 0.5, "empty_fraction": 0.05},
-        evaluate={"online_max_jobs": 40},
-        gate=EASY_GATE,
-    )
-    pipeline.run(cfg, "train", make_flowbench(n_runs=40, n_jobs=6))
-    return cfg
+def trained(trained_tree, project, tiny_encoder, bento_home):
+    """A copy of the trained and evaluated tournament in this test's project folder
+    (tests rewrite it)."""
+    shutil.copytree(trained_tree, Path.cwd(), dirs_exist_ok=True)
+    return project(**_settings(tiny_encoder))
+
+
+def evaluated(cfg) -> dict:
+    """The report the module's evaluate run wrote (reports/evaluate/metrics.json)."""
+    return json.loads((cfg.paths.reports / "evaluate" / "metrics.json").read_text())
 
 
 def test_every_kind_chooses_its_threshold_on_validation(trained):
@@ -58,7 +89,7 @@ def test_every_kind_chooses_its_threshold_on_validation(trained):
 
 def test_evaluate_scores_every_candidate_on_val_and_test(trained):
     cfg = trained
-    report = evaluate.run(cfg, progress=False)
+    report = evaluated(cfg)
     assert report["split"]["method"] == "by_run"
     assert set(report["candidates"]) == set(KINDS)
     assert sorted(report["ranking_on_validation"]) == sorted(KINDS)
@@ -120,7 +151,6 @@ def test_the_service_runs_the_onnx_artifact_that_was_evaluated(
     assert runtime["engine"] == "onnxruntime" and set(runtime["validation"]) == {"fp32", "int8"}
     assert load_detector(folder).model is None  # no torch weights loaded to score
 
-    evaluate.run(cfg, progress=False)
     evaluated = pd.read_csv(cfg.paths.reports / "evaluate" / "predictions.csv")
     test = pd.read_parquet(cfg.paths.prepared / "test.parquet")
     fields = list(RAW_FIELDS)
@@ -151,7 +181,7 @@ def test_gate_promotes_the_best_on_validation_whatever_its_kind(trained):
     from flowsentry.registry import store
 
     cfg = trained
-    report = evaluate.run(cfg, progress=False)
+    report = evaluated(cfg)
     result = gate.run(cfg)
     best = report["ranking_on_validation"][0]
     assert result["winner"] == best
@@ -168,7 +198,7 @@ def test_gate_promotes_the_best_on_validation_whatever_its_kind(trained):
 def test_gate_picks_the_better_of_two_candidates_by_validation(trained, monkeypatch):
     """Whatever the test figures say, the gate ranks on validation."""
     cfg = trained
-    report = evaluate.run(cfg, progress=False)
+    report = evaluated(cfg)
     path = cfg.paths.reports / "evaluate" / "metrics.json"
     for entry in report["candidates"].values():
         entry["val"]["f1"] = 0.5
@@ -193,7 +223,6 @@ def test_gate_rejects_the_winner_on_each_failed_floor(trained, rule, value, chec
     from flowsentry.registry import store
 
     cfg = trained
-    evaluate.run(cfg, progress=False)
     strict = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={rule: value})})
     path = cfg.paths.reports / "evaluate" / "metrics.json"
     report = json.loads(path.read_text())
@@ -208,6 +237,111 @@ def test_gate_rejects_the_winner_on_each_failed_floor(trained, rule, value, chec
 
 
 def test_gate_without_evaluation_never_promotes(trained):
+    (trained.paths.reports / "evaluate" / "metrics.json").unlink()
     result = gate.run(trained)
     assert result["decision"] == "reject" and result["winner"] is None
     assert np.all([c["verdict"] == "fail" for c in result["checks"]])
+
+
+def test_the_hybrid_stacks_on_scores_from_encoders_that_never_saw_the_run(trained, monkeypatch):
+    """Each fold's encoder is fine-tuned on other runs than those it scores for the trees;
+    the encoder that scores at run time is the sft candidate fitted beside it."""
+    from flowsentry.models.hybrid import HybridDetector
+    from flowsentry.models.loading import create_detector
+
+    cfg = trained
+    seen: list[tuple[set, set]] = []
+    real = HybridDetector._fold_scores
+
+    def spy(self, rest, held, val, settings, fold):
+        seen.append((set(rest["run"]), set(held["run"])))
+        assert settings.max_train_samples == cfg.train.hybrid.fold_samples
+        return real(self, rest, held, val, settings, fold)
+
+    monkeypatch.setattr(HybridDetector, "_fold_scores", spy)
+    augmented = pd.read_parquet(cfg.paths.augmented / "train.parquet")
+    val = pd.read_parquet(cfg.paths.prepared / "val.parquet")
+    sft = load_detector(cfg.paths.models / "sft", device="cpu")
+    hybrid = create_detector("hybrid", cfg)
+    hybrid.profile = sft.profile
+    hybrid.reuse({"sft": sft})
+    assert hybrid.encoder is sft
+    hybrid.fit(augmented, val)
+    assert len(seen) == cfg.train.hybrid.folds
+    for rest, held in seen:
+        assert held and rest and not rest & held
+    assert set().union(*(held for _, held in seen)) <= set(augmented["run"])
+    assert hybrid.out_of_fold_["rows"] == cfg.train.hybrid.stack_samples
+    # A differently configured sft is not taken for its encoder.
+    other = create_detector("hybrid", cfg)
+    other.encoder.params = other.encoder.params.model_copy(update={"epochs": 9.0})
+    other.reuse({"sft": sft})
+    assert other.encoder is not sft
+
+
+def test_the_hybrid_is_saved_evaluated_and_served_with_the_same_scores(trained, tmp_path):
+    from flowsentry.deploy.container import requirements_for
+    from flowsentry.serving.schemas import RAW_FIELDS, JobRecord
+    from flowsentry.serving.scorer import JobScorer
+
+    cfg = trained
+    folder = cfg.paths.models / "hybrid"
+    metadata = json.loads((folder / "flowsentry.json").read_text())
+    # it scores with the sft candidate's ONNX file, so it serves without torch
+    assert (folder / "encoder" / "model.onnx").read_bytes() == (
+        cfg.paths.models / "sft" / "model.onnx"
+    ).read_bytes()
+    assert metadata["runtime"]["engine"] == "onnxruntime"
+    assert "torch" not in requirements_for("hybrid", metadata["runtime"])
+    assert metadata["out_of_fold"]["folds"] == 2
+
+    expected = pd.read_csv(cfg.paths.reports / "evaluate" / "predictions.csv").set_index(
+        ["run", "job"]
+    )["score_hybrid"]
+    test = pd.read_parquet(cfg.paths.prepared / "test.parquet")
+    loaded = load_detector(folder)
+    on_file = expected.loc[list(zip(test.run, test.job, strict=True))].to_numpy()
+    assert loaded.score(test) == pytest.approx(on_file, abs=1e-6)  # the file keeps 6 decimals
+    fields = list(RAW_FIELDS)
+    service = JobScorer("hybrid:1", folder, follow_champion=False)
+    for _, jobs in list(test.groupby("run", sort=False))[:3]:
+        records = [
+            {k: v for k, v in row.items() if k in fields and pd.notna(v)}
+            for row in jobs.to_dict("records")
+        ]
+        served = service.classify([JobRecord(**job) for job in records])
+        assert [s.score for s in served] == pytest.approx(
+            [expected[j["run"], j["job"]] for j in records], abs=1e-6
+        )
+    # a damaged stacker is refused in one line, never unpickled
+    (folder / "stacker" / "model.skops").write_bytes(b"not a skops file")
+    with pytest.raises(FlowsentryError, match="not a skops model file"):
+        load_detector(folder)
+
+
+def test_gate_ranks_on_the_real_time_figure_when_asked(trained):
+    """Each candidate's live figures stand beside its post-run ones in gate.json; with
+    gate.rank_on real_time the live validation figure decides the ranking."""
+    cfg = trained
+    report = evaluated(cfg)
+    for entry in report["candidates"].values():
+        live = entry["realtime"]
+        assert live["val"]["jobs"] == min(40, entry["val"]["jobs"])
+        assert live["test"]["jobs"] == min(40, entry["test"]["jobs"])
+    post_run = gate.run(cfg)
+    assert post_run["rank_on"] == "post_run"
+    assert (
+        post_run["candidates"][0]["realtime"]
+        == report["candidates"][post_run["winner"]]["realtime"]
+    )
+    path = cfg.paths.reports / "evaluate" / "metrics.json"
+    loser = post_run["candidates"][-1]["candidate"]
+    for name, entry in report["candidates"].items():
+        entry["realtime"]["val"]["f1"] = 0.99 if name == loser else 0.1
+    path.write_text(json.dumps(report))
+    live_cfg = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={"rank_on": "real_time"})})
+    live = gate.run(live_cfg)
+    assert live["winner"] == loser and live["rank_on"] == "real_time"
+    assert "(real time)" in live["candidates"][1]["why"]
+    # the post-run validation figures are still reported, unchanged
+    assert live["candidates"][0]["val"]["f1"] == report["candidates"][loser]["val"]["f1"]

@@ -107,13 +107,31 @@ def register(app: typer.Typer) -> None:
 
     @command(app, writes=True)
     def gate(cfg: Config) -> None:
-        """The tournament: the best candidate on validation (any kind) is promoted if it
-        passes every floor on test and beats the champion on the same test jobs."""
+        """The tournament: the best candidate on validation (any kind; gate.rank_on: the
+        post-run or the real-time figure) is promoted if it passes every floor on test and
+        beats the champion on the same test jobs. Prints each candidate's post-run and live
+        (real-time) figures side by side."""
+        from rich.table import Table
+
         from flowsentry.stages import gate as stage
 
         result = stage.run(cfg)
+        metric = result["primary_metric"]
+        table = Table(title=f"ranked on validation {metric} ({result['rank_on']})")
+        for column in ("#", "candidate", "val", "val live", "test", "test live", "why"):
+            table.add_column(column)
+
+        def figure(split: dict | None) -> str:
+            value = (split or {}).get(metric)
+            return "-" if value is None else f"{value:.4f}"
+
         for row in result["candidates"]:
-            console.print(f"#{row['rank']} {row['candidate']:20s} {row['why']}")
+            live = row.get("realtime") or {}
+            table.add_row(
+                str(row["rank"]), row["candidate"], figure(row["val"]), figure(live.get("val")),
+                figure(row["test"]), figure(live.get("test")), row["why"],
+            )  # fmt: skip
+        console.print(table)
         for check in result["checks"]:
             console.print(
                 f"{check['verdict']:4s} {check['check']:20s} value {check['value']} "

@@ -118,5 +118,13 @@ def context_as_of_finish(
     for index in targets:
         members = runs[run_of[index]]
         seen = members[finished.loc[members].to_numpy() <= finished.loc[index]]
-        rows.append(add_context(jobs.loc[seen], profile).loc[[index]])
-    return pd.concat(rows) if rows else add_context(jobs.loc[[]], profile)
+        rows.append(_as_of(jobs.loc[seen], profile).loc[[index]])
+    return pd.concat(rows) if rows else _as_of(jobs.loc[[]], profile)
+
+
+def _as_of(seen: pd.DataFrame, profile: Profile | None) -> pd.DataFrame:
+    """Context (and, where the jobs carry their parents, DAG evidence) among `seen`."""
+    from flowsentry.data.dag import PARENTS, add_dag_evidence
+
+    out = add_context(seen, profile)
+    return add_dag_evidence(out) if PARENTS in out.columns else out

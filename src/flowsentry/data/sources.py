@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from flowsentry.data import schema
 from flowsentry.data.context import CONTEXT_MEASURES
+from flowsentry.data.dag import DAG_COLUMNS, PARENTS
 from flowsentry.data.evidence import EVIDENCE_MEASURE
 from flowsentry.data.peers import AGNOSTIC_MEASURES
 
@@ -78,6 +79,9 @@ def measures_read(features: Iterable[str]) -> set[str]:
             continue
         if name in AGNOSTIC_MEASURES:
             needed.update(AGNOSTIC_MEASURES[name])
+            continue
+        if name in DAG_COLUMNS:  # computed from the job's parents in the DAG
+            needed.add(PARENTS)
             continue
         needed.add(EVIDENCE_MEASURE.get(name) or _CONTEXT_MEASURE.get(name) or name)
     return needed

@@ -118,28 +118,28 @@ class FeatureDetector(Detector):
             x[:, k:] = np.nan
         return x
 
-    def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
-        from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-
+    def design(self, train: pd.DataFrame) -> np.ndarray:
+        """The training matrix: learns the task codes and workflows from `train` first.
+        A feature no training job has (a workflow without kickstart counters) says
+        nothing; scikit-learn's binning fails on an all-NaN column, so it is fitted as a
+        constant and no tree splits on it."""
         if "task" in self.features:
             self.tasks_ = {t: i for i, t in enumerate(sorted(train["task"].dropna().unique()))}
         self.workflows_ = sorted(train["workflow"].dropna().unique().tolist())
         x = self.matrix(train)
-        # A feature no training job has (a workflow without kickstart counters) says
-        # nothing; scikit-learn's binning fails on an all-NaN column, so it is fitted as
-        # a constant and no tree splits on it.
         x[:, np.isnan(x).all(axis=0)] = 0.0
-        labels = train["label"].astype(int).to_numpy()
+        return x
+
+    def fit_estimator(
+        self, x: np.ndarray, labels: np.ndarray, weight: np.ndarray | None = None
+    ) -> None:
+        """Fit this kind's estimator on a design matrix (labels unread when unsupervised)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
         if self.probabilistic and len(np.unique(labels)) < 2:
             raise FlowsentryError(
                 f"{self.kind}: the training split holds only one class; use more runs"
             )
-        # An optional per-job weight (e.g. each workflow's jobs weighing the same in all)
-        weight = (
-            pd.to_numeric(train[WEIGHT_COLUMN]).to_numpy("float64")
-            if WEIGHT_COLUMN in train.columns
-            else None
-        )
         if self.kind == "gradient_boosting":
             self.model_ = HistGradientBoostingClassifier(max_iter=300, random_state=self.seed)
             self.model_.fit(x, labels, sample_weight=weight)
@@ -152,6 +152,15 @@ class FeatureDetector(Detector):
             self.medians_ = np.nan_to_num(np.nanmedian(x, axis=0))
             self.model_ = unsupervised_model(self.kind, self.seed)
             self.model_.fit(self._impute(x))
+
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
+        # An optional per-job weight (e.g. each workflow's jobs weighing the same in all)
+        weight = (
+            pd.to_numeric(train[WEIGHT_COLUMN]).to_numpy("float64")
+            if WEIGHT_COLUMN in train.columns
+            else None
+        )
+        self.fit_estimator(self.design(train), train["label"].astype(int).to_numpy(), weight)
 
     def _impute(self, x: np.ndarray) -> np.ndarray:
         # pyod's histograms and CDFs need finite values of a sane size

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.data.context import CONTEXT_COLUMNS, add_context, has_context
+from flowsentry.data.dag import DAG_COLUMNS, add_dag_evidence, has_dag
 from flowsentry.data.evidence import (
     EVIDENCE_COLUMNS,
     Profile,
@@ -67,10 +68,12 @@ def with_context(
     if reads_agnostic and not has_agnostic(frame, profile):
         frame = add_agnostic(frame, profile)
     if any(name in CONTEXT_COLUMNS for name in features) and not has_context(frame):
-        return add_context(frame, profile if reads_evidence else None)
+        frame = add_context(frame, profile if reads_evidence else None)
     # the context the frame carries is kept (e.g. real-time context)
-    if reads_evidence and not has_evidence(frame, profile):
+    elif reads_evidence and not has_evidence(frame, profile):
         frame = add_evidence(frame, profile)
+    if any(name in DAG_COLUMNS for name in features) and not has_dag(frame):
+        frame = add_dag_evidence(frame)  # from the `parents` column (all NaN without)
     return frame
 
 
@@ -155,6 +158,11 @@ class Detector(ABC):
             metrics["f1"],
         )
         return self
+
+    def reuse(self, fitted: Mapping[str, Detector]) -> None:
+        """Take what it can of the detectors the same train stage fitted before it, by
+        kind (the hybrid scores with the `sft` candidate); most kinds take nothing."""
+        return None
 
     @abstractmethod
     def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:

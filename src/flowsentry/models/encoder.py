@@ -234,8 +234,16 @@ class SentenceClassifier(Detector):
         } | {"template": self.template, "max_length": self.max_length}
 
     def _fit(self, train: pd.DataFrame, val: pd.DataFrame) -> None:
+        """Fine-tune (`fine_tune_only`), then export to ONNX and choose its runtime."""
+        p, calibration = self.fine_tune_only(train, val)
+        self._metadata_saved["runtime"] = self._choose_runtime(val, p, calibration)
+
+    def fine_tune_only(
+        self, train: pd.DataFrame, val: pd.DataFrame
+    ) -> tuple[TrainParams, list[str]]:
         """Fine-tune on `train` (sentences in column `sentence`, e.g. augmented rows;
-        at most `params.max_train_samples` of them), early-stopping on `val`."""
+        at most `params.max_train_samples` of them), early-stopping on `val`; the model
+        stays in torch. Returns the settings applied and sentences to calibrate int8 with."""
         from flowsentry.models import device as devices
         from flowsentry.models import sft
         from flowsentry.models.pretrained import resolve
@@ -268,8 +276,7 @@ class SentenceClassifier(Detector):
             "seed": self.seed,
             "training": summary,
         }
-        calibration = texts[:: max(1, len(texts) // CALIBRATION_SENTENCES)]
-        self._metadata_saved["runtime"] = self._choose_runtime(val, p, calibration)
+        return p, texts[:: max(1, len(texts) // CALIBRATION_SENTENCES)]
 
     def _choose_runtime(
         self, val: pd.DataFrame, p: TrainParams, calibration: list[str]

@@ -95,7 +95,7 @@ class ICLDetector(Detector):
             self.device,
             self.seed,
         )
-        twin.threshold_ = self.threshold_
+        twin.threshold_, twin.profile = self.threshold_, self.profile
         return twin
 
     def _set_pool(self, train: pd.DataFrame) -> None:

@@ -87,6 +87,15 @@ KINDS: dict[str, Kind] = {
             explains=True,
             serving=SERVE_TORCH,
         ),
+        # stacking: trees over the evidence and the fine-tuned encoder's score
+        Kind(
+            "hybrid",
+            "flowsentry.models.hybrid:HybridDetector",
+            reads_labels=True,
+            language_model=True,
+            serving=SERVE_TORCH,
+            serving_onnx=SERVE_ONNX,
+        ),
         Kind("gradient_boosting", _FEATURE_DETECTOR, reads_labels=True),
         Kind("random_forest", _FEATURE_DETECTOR, reads_labels=True),
         # unsupervised: scikit-learn's IsolationForest and pyod's empirical-CDF, copula

@@ -32,6 +32,7 @@ def run(cfg: Config) -> dict[str, Any]:
         empty_fraction=params.empty_fraction,
         permute_fraction=params.permute_fraction,
         rebalance=params.rebalance,
+        realtime_fraction=params.realtime_fraction,
     )
     write_parquet(out, cfg.paths.augmented / "train.parquet", [source, cfg.paths.profile])
     kinds = out["augmentation"].value_counts()

@@ -121,9 +121,19 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     val, test = evaluation_splits(cfg)
     online_jobs = stratified_sample(test, cfg.evaluate.online_max_jobs, cfg.base.seed)
     online_labels = online_jobs["label"].astype(int).to_numpy()
+    live_val = stratified_sample(val, cfg.evaluate.online_max_jobs, cfg.base.seed)
+    live_val_labels = live_val["label"].astype(int).to_numpy()
     # The same jobs as a service sees them while their run goes on: context from the
-    # siblings that had finished by then only (one computation per evidence profile).
-    realtime: dict[str | None, pd.DataFrame] = {}
+    # siblings that had finished by then only (one computation per evidence profile and
+    # split); on validation too, where the gate ranks with gate.rank_on real_time.
+    realtime: dict[tuple[str, str | None], pd.DataFrame] = {}
+
+    def as_of_finish(split: str, detector: Detector) -> pd.DataFrame:
+        key = (split, None if detector.profile is None else detector.profile.id)
+        if key not in realtime:
+            jobs, targets = (test, online_jobs) if split == "test" else (val, live_val)
+            realtime[key] = context_as_of_finish(jobs, targets.index, detector.profile)
+        return realtime[key]
 
     candidates: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}
@@ -132,15 +142,20 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
         candidates[kind], scores[kind] = evaluate_candidate(detector, val, test, progress)
         prefixes = online_scores(detector, online_jobs, len(detector.features))
-        key = None if detector.profile is None else detector.profile.id
-        if key not in realtime:
-            realtime[key] = context_as_of_finish(test, online_jobs.index, detector.profile)
-        realtime_jobs = realtime[key]
+        threshold = detector.threshold_
+        live_test = _short(online_labels, detector.score(as_of_finish("test", detector)), threshold)
         online[kind] = {
             "features": list(detector.features),  # kinds may read different features
-            **m.early_detection(online_labels, prefixes, detector.threshold_),
-            "post_run": _short(online_labels, prefixes[-1], detector.threshold_),
-            "realtime": _short(online_labels, detector.score(realtime_jobs), detector.threshold_),
+            **m.early_detection(online_labels, prefixes, threshold),
+            "post_run": _short(online_labels, prefixes[-1], threshold),
+            "realtime": live_test,
+        }
+        # scored while the run goes on, beside the post-run figures: what the gate can rank on
+        candidates[kind]["realtime"] = {
+            "val": _short(
+                live_val_labels, detector.score(as_of_finish("val", detector)), threshold
+            ),
+            "test": live_test,
         }
         log.info(
             "%s: val F1 %.4f, test F1 %.4f / accuracy %.4f",

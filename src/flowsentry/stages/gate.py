@@ -43,6 +43,16 @@ def on_workflow(split: dict[str, Any] | None, workflow: str | None) -> dict[str,
     return (split.get("by_workflow") or {}).get(workflow)
 
 
+def ranking_figures(
+    entry: dict[str, Any], workflow: str | None, rank_on: str = "post_run"
+) -> dict[str, Any] | None:
+    """The validation figures a candidate is ranked by: post-run (on `workflow`'s jobs
+    when one is named) or scored live (`real_time`; None where evaluate did not)."""
+    if rank_on == "real_time":
+        return (entry.get("realtime") or {}).get("val")
+    return on_workflow(entry.get("val"), workflow)
+
+
 def gate_metrics(entry: dict[str, Any], workflow: str | None = None) -> dict[str, Any] | None:
     """A candidate's test metrics as the gate's floors read them (on `workflow`'s jobs
     when one is named; bias and latency are the detector's, on every job)."""
@@ -83,7 +93,7 @@ def run(cfg: Config) -> dict[str, Any]:
     focus = rules.workflow
     report = read_evaluation(cfg)
     entries: dict[str, Any] = report["candidates"] if report else {}
-    val_of = {k: on_workflow(e.get("val"), focus) for k, e in entries.items()}
+    val_of = {k: ranking_figures(e, focus, rules.rank_on) for k, e in entries.items()}
     note = None
     if focus is not None and entries and not any(val_of.values()):
         # nothing of it to judge on yet: no decision rests on another workflow's jobs
@@ -117,20 +127,26 @@ def run(cfg: Config) -> dict[str, Any]:
                 "promoted" if decision["promote"] else "rejected by the checks below"
             )
         else:
-            why = f"lost on validation: {primary} {val_value} < {val_of[best][primary]} ({best})"
+            why = (
+                f"lost on validation{' (real time)' if rules.rank_on == 'real_time' else ''}: "
+                f"{primary} {val_value} < {val_of[best][primary]} ({best})"
+            )
         rows.append(
             {
                 "candidate": name,
                 "kind": entry.get("kind", name),
                 "rank": position,
-                "val": {k: (val_of[name] or {}).get(k) for k in GATE_METRICS},
+                "val": {k: (on_workflow(entry["val"], focus) or {}).get(k) for k in GATE_METRICS},
                 "test": {k: (on_workflow(entry["test"], focus) or {}).get(k) for k in GATE_METRICS},
+                # the same candidate scored live (only the siblings finished before each job)
+                "realtime": entry.get("realtime"),
                 "why": why,
             }
         )
     result: dict[str, Any] = {
         "decision": "promote" if decision["promote"] else "reject",
         "primary_metric": primary,
+        "rank_on": rules.rank_on,
         "workflow": focus,  # judged on this workflow's labelled runs alone (None: every job)
         "split": (report or {}).get("split"),
         "winner": best,

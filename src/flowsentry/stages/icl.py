@@ -10,6 +10,7 @@ import numpy as np
 from pandas import DataFrame
 
 from flowsentry.config import Config
+from flowsentry.data.evidence import read_profile
 from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import plots
 from flowsentry.evaluation.metrics import binary_metrics
@@ -37,6 +38,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
     # Every row shares the decoder and the example pool; only the examples change.
     base = ICLDetector(model, tokenizer, train, cfg.icl, device, cfg.base.seed)
+    base.profile = read_profile(cfg.paths.profile)  # the evidence sentences read it
     rows: list[dict[str, Any]] = []
 
     def measure(model, examples: str, n: int, fine_tuned: bool) -> None:
@@ -102,6 +104,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         "model": cfg.icl.model,
         "template": cfg.icl.template,
         "feature_set": cfg.icl.feature_set,
+        "split": cfg.split.method,
         "test_jobs": len(test),
         "workflows": sorted(set(test["workflow"])),
         "lora_train_seconds": lora_seconds,

@@ -9,7 +9,9 @@ import pandas as pd
 
 from flowsentry.config import Config
 from flowsentry.data.context import add_context
+from flowsentry.data.dag import PARENTS, add_dag_evidence, parents_column
 from flowsentry.data.evidence import Profile
+from flowsentry.data.flowbench import load_dag
 from flowsentry.data.splits import (
     SPLITS,
     assign_splits,
@@ -50,6 +52,15 @@ def token_report(
 def level_features(cfg: Config) -> list[str]:
     """Every feature the configured detectors read (their decile edges are fitted)."""
     return sorted(set(features_of(cfg.text.feature_set)) | set(features_of(cfg.train.features)))
+
+
+def _dags(cfg: Config, jobs: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """The versioned DAG of each Flow-Bench workflow among `jobs` that has one."""
+    return {
+        workflow: load_dag(cfg.paths.dag(workflow))
+        for workflow in sorted(jobs["workflow"].dropna().unique())
+        if cfg.paths.dag(workflow).is_file()
+    }
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -114,6 +125,8 @@ def run(cfg: Config) -> dict[str, Any]:
     else:
         profile = Profile.fit(jobs[jobs["split"] == "train"], level_features(cfg))
     jobs = add_context(jobs, profile)  # per run, from trace features only
+    jobs[PARENTS] = parents_column(jobs, _dags(cfg, jobs))
+    jobs = add_dag_evidence(jobs)  # what each job's parents and children did in its run
     unlabelled = int(jobs["label"].isna().sum())
     jobs = jobs[jobs["split"].notna()].reset_index(drop=True)
     jobs["sentence"] = sentences(

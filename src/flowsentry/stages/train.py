@@ -18,6 +18,8 @@ from flowsentry.data.evidence import read_profile
 from flowsentry.data.splits import stratified_sample
 from flowsentry.io import file_digest, read_table, write_json
 from flowsentry.models.baselines import workflow_weights
+from flowsentry.models.detector import Detector
+from flowsentry.models.kinds import KINDS
 from flowsentry.models.loading import create_detector
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,18 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             )  # fmt: skip
         augmented = workflow_weights(augmented, adapt.workflow, adapt.share)
     summary: dict[str, Any] = {"split_method": cfg.split.method, "candidates": {}}
-    for kind in cfg.train.candidates:
+    fitted: dict[str, Detector] = {}
+    # registry order: a kind that builds on another (hybrid on sft) comes after it
+    for kind in sorted(cfg.train.candidates, key=list(KINDS).index):
         began = time.perf_counter()
         detector = create_detector(kind, cfg)
         detector.profile = profile
+        detector.reuse(fitted)
         log.info("training %s on %d augmented rows", kind, len(augmented))
         detector.fit(augmented, val, cfg.train.threshold)
         detector.data_version = version
         detector.save(cfg.paths.models / kind)
+        fitted[kind] = detector
         summary["candidates"][kind] = {
             "threshold": round(detector.threshold_, 6),
             "val": detector.validation_,

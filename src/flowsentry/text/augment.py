@@ -7,7 +7,9 @@ to 0.5/0.5 on uninformative input and teaches it to score partial records:
 - prefix: a job's first k features (k < all), labelled as the full job;
 - empty: empty and near-empty sentences, half labelled normal, half anomalous;
 - permute: the job's features in a shuffled order (only where names carry meaning);
-- rebalance: minority-class jobs repeated up to parity.
+- rebalance: minority-class jobs repeated up to parity;
+- realtime: a job with the context it had as it finished (only the siblings of its run
+  that had finished by then: what a live service sees), sentence and columns both.
 
 Every added row says which it is in `augmentation`; originals are `none`. Rows keep
 the job's columns, with the features a prefix or empty row does not show blanked, so
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from flowsentry.data.evidence import Profile
-from flowsentry.text.sentences import level_keys, sentence
+from flowsentry.text.sentences import level_keys, sentence, sentences
 
 
 def _rows(
@@ -61,6 +63,7 @@ def augment(
     rebalance: bool = False,
     record_features: Sequence[str] | None = None,
     profile: Profile | None = None,
+    realtime_fraction: float = 0.0,
 ) -> pd.DataFrame:
     """`train` (with a `sentence` column) plus augmented rows; shuffled, seeded.
     `profile`: the training split's, for the `levels` template."""
@@ -112,6 +115,14 @@ def augment(
             for i in picks
         ]
         parts.append(_rows(train.iloc[picks], texts, "permuted"))
+
+    if realtime_fraction > 0:
+        from flowsentry.data.context import context_as_of_finish
+
+        picks = rng.choice(n, size=round(realtime_fraction * n), replace=realtime_fraction > 1)
+        live = context_as_of_finish(train, train.index[picks], profile)
+        texts = sentences(live, template, features, profile=profile)
+        parts.append(_rows(live, texts, "realtime"))
 
     if rebalance:
         counts = train["label"].value_counts()

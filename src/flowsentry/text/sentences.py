@@ -26,6 +26,7 @@ import pandas as pd
 
 from flowsentry.data import schema
 from flowsentry.data.context import CONTEXT_COLUMNS, CONTEXT_MEASURES, HOST_CONTEXT, TASK_RATIOS
+from flowsentry.data.dag import DAG_COLUMNS
 from flowsentry.data.evidence import (
     EVIDENCE_COLUMNS,
     EVIDENCE_MEASURE,
@@ -115,6 +116,9 @@ for _name, _measures in (("pegasus", PEGASUS_MEASURES), ("monitord", MONITORD_ME
     FEATURE_SETS[f"agnostic_{_name}"] = tuple(
         c for c in AGNOSTIC_COLUMNS if set(AGNOSTIC_MEASURES[c]) <= set(_measures)
     )
+# The evidence and what the job's parents and children did in its run (data/dag.py):
+# no service request carries a job's parents yet, so the gate never promotes it to serve.
+FEATURE_SETS["evidence_dag"] = (*FEATURE_SETS["evidence"], *DAG_COLUMNS)
 SHORT_NAMES: dict[str, str] = {
     "task": "task",
     "wms_delay": "wms",
