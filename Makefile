@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # stage downloads them from params.yaml `ingest.source_url`.
 export FLOWBENCH_DIR
 
-.PHONY: venv run test lint format clean-venv quality-table container docs docs-serve
+.PHONY: venv run test lint format clean-venv quality-table dag-ablation container docs docs-serve
 
 # The tournament on three workflows (docs/results/quality.md): every detector, whole runs held out
 # (by_run), and the paper's random job split beside it. Each run has its own workspace
@@ -68,6 +68,16 @@ quality-table: $(STAMP)
 	for wf in 1000genome montage predict_future_sales; do \
 	  $(VENV)/bin/flowsentry experiment quality --workflow $$wf $(TREES) \
 	    --set split.method=random --set evaluate.online_max_jobs=200 || exit 1; \
+	done
+
+# DAG evidence (docs/results/ablation.md): every feature detector on the evidence with and
+# without what each job's parents and children did in its run, three workflows, by run.
+dag-ablation: $(STAMP)
+	for wf in 1000genome montage predict_future_sales; do \
+	  for fs in evidence evidence_dag; do \
+	    $(VENV)/bin/flowsentry experiment quality --workflow $$wf $(TREES) --tag $${wf}_by_run_trees_$$fs \
+	      --set train.features=$$fs --set evaluate.online_max_jobs=200 || exit 1; \
+	  done; \
 	done
 
 # What a Pegasus installation's records cost (docs/pegasus.md): every feature

@@ -337,6 +337,7 @@ def quality(
         "feature_set": cfg.text.feature_set,
         "features": cfg.train.features,
         "sft_train_jobs": cfg.train.max_train_samples,
+        "augment": cfg.augment.model_dump(mode="json"),
         "ranking_on_validation": report["ranking_on_validation"],
         "candidates": {
             name: {
@@ -344,6 +345,8 @@ def quality(
                 "test": {k: entry["test"][k] for k in pick},
                 "test_jobs": entry["test"]["jobs"],
                 "recall_by_anomaly_type": entry["test"]["recall_by_anomaly_type"],
+                # scored live: only the siblings finished before each job
+                "realtime": entry.get("realtime"),
                 "train_seconds": trained["candidates"][name]["seconds"],
             }
             for name, entry in report["candidates"].items()

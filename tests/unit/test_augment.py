@@ -70,29 +70,31 @@ def test_uninformative_inputs():
     assert inputs["empty"] == "" and inputs["all_missing"].startswith("wms_delay is nan")
 
 
-def test_realtime_rows_carry_the_context_the_job_had_as_it_finished():
-    """A realtime copy of a job sees only the siblings that finished before it: the first
-    job to finish is its own task's only member, the last sees the whole run."""
-    from flowsentry.data.context import add_context
+def test_realtime_rows_carry_the_context_of_their_run_at_a_moment_before_it_ended():
+    """A realtime row sees only the siblings finished by its moment (`as_of`), never the
+    whole run (unless the moment is its end): exactly `add_context` on those jobs."""
+    from flowsentry.data.context import AS_OF, add_context
 
     train = _train(40)
-    train["host"] = "h"
     train["kickstart_hostname"] = ["a" if i % 2 else "b" for i in range(40)]
     train["execute_end"] = [float(100 + i) for i in range(40)]  # job i finishes i-th
     train["runtime"] = [float(10 + (i % 7)) for i in range(40)]
     train = add_context(train)
-    features = (*PAPER_FEATURES, "runtime_vs_task")
+    features = (*PAPER_FEATURES, "runtime_vs_task", "host_runtime_mean")
     train["sentence"] = sentences(train, "paper", features)
-    out = augment(train, "paper", features, seed=3, realtime_fraction=1.0)
-    live = out[out["augmentation"] == "realtime"].set_index("job")
-    assert len(live) == 40 and set(live.index) == set(train["job"])
+    out = augment(train, "paper", features, seed=3, realtime_fraction=0.5)
+    live = out[out["augmentation"] == "realtime"]
+    assert 0 < len(live) <= 20 and live[AS_OF].nunique() <= 4
+    assert (live["execute_end"] <= live[AS_OF]).all()  # finished by its moment
+    for moment, rows in live.groupby(AS_OF):
+        expected = add_context(train[train["execute_end"] <= moment]).set_index("job")
+        for name in ("runtime_vs_task", "host_runtime_mean"):
+            assert rows[name].tolist() == expected.loc[rows["job"], name].tolist()
+        assert rows["sentence"].tolist() == sentences(
+            expected.loc[rows["job"]].reset_index(), "paper", features
+        )
     full = train.set_index("job")
-    assert live.loc["j0", "runtime_vs_task"] == 1.0  # alone: its own median
-    assert live.loc["j39", "runtime_vs_task"] == full.loc["j39", "runtime_vs_task"]
-    assert (live["runtime_vs_task"] != full.loc[live.index, "runtime_vs_task"]).any()
-    assert (live["label"] == full.loc[live.index, "label"]).all()
-    assert (
-        live.loc["j0", "sentence"]
-        == sentences(live.loc[["j0"]].reset_index(), "paper", features)[0]
-    )
+    assert (live["label"].to_numpy() == full.loc[live["job"], "label"].to_numpy()).all()
+    early = live[AS_OF].min()
+    assert early < 139.0  # a moment before the run ended: less context than after it
     assert augment(train, "paper", features, seed=3)["augmentation"].eq("none").all()

@@ -122,6 +122,32 @@ def context_as_of_finish(
     return pd.concat(rows) if rows else _as_of(jobs.loc[[]], profile)
 
 
+AS_OF = "as_of"
+
+
+def context_at_moments(
+    jobs: pd.DataFrame, moments: int, rng: np.random.Generator, profile: Profile | None = None
+) -> pd.DataFrame:
+    """Each run as it stood at `moments` random moments of it: at each, the jobs that had
+    finished by then, with context among them alone (what a live service knew). The
+    moments are finish times of the run's jobs, so the job that finished at one gets
+    exactly its real-time context; `AS_OF` holds the moment. Rows of a job repeat across
+    moments; one `add_context` a moment, not a job (training-set augmentation)."""
+    finished = finish_times(jobs)
+    run_key = [c for c in _RUN if c in jobs.columns]
+    runs = jobs.groupby(run_key, dropna=False).groups if run_key else {None: jobs.index}
+    parts = []
+    for members in runs.values():
+        ends = finished.loc[members]
+        known = np.unique(ends[np.isfinite(ends)].to_numpy())
+        if len(known) == 0:
+            continue
+        for moment in rng.choice(known, size=min(moments, len(known)), replace=False):
+            seen = members[(ends <= moment).to_numpy()]
+            parts.append(_as_of(jobs.loc[seen], profile).assign(**{AS_OF: float(moment)}))
+    return pd.concat(parts) if parts else _as_of(jobs.loc[[]], profile).assign(**{AS_OF: []})
+
+
 def _as_of(seen: pd.DataFrame, profile: Profile | None) -> pd.DataFrame:
     """Context (and, where the jobs carry their parents, DAG evidence) among `seen`."""
     from flowsentry.data.dag import PARENTS, add_dag_evidence

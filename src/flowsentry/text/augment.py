@@ -8,8 +8,10 @@ to 0.5/0.5 on uninformative input and teaches it to score partial records:
 - empty: empty and near-empty sentences, half labelled normal, half anomalous;
 - permute: the job's features in a shuffled order (only where names carry meaning);
 - rebalance: minority-class jobs repeated up to parity;
-- realtime: a job with the context it had as it finished (only the siblings of its run
-  that had finished by then: what a live service sees), sentence and columns both.
+- realtime: a job with the context of its run at a moment after it finished, before the
+  run ended (only the siblings finished by then: what a live service knew; the job that
+  finished at that moment gets exactly its real-time context), sentence and columns both;
+  `REALTIME_MOMENTS` moments a run, one context computation each.
 
 Every added row says which it is in `augmentation`; originals are `none`. Rows keep
 the job's columns, with the features a prefix or empty row does not show blanked, so
@@ -27,6 +29,8 @@ import pandas as pd
 
 from flowsentry.data.evidence import Profile
 from flowsentry.text.sentences import level_keys, sentence, sentences
+
+REALTIME_MOMENTS = 4  # moments of each run the realtime rows are drawn from
 
 
 def _rows(
@@ -117,10 +121,11 @@ def augment(
         parts.append(_rows(train.iloc[picks], texts, "permuted"))
 
     if realtime_fraction > 0:
-        from flowsentry.data.context import context_as_of_finish
+        from flowsentry.data.context import context_at_moments
 
-        picks = rng.choice(n, size=round(realtime_fraction * n), replace=realtime_fraction > 1)
-        live = context_as_of_finish(train, train.index[picks], profile)
+        moments = context_at_moments(train, REALTIME_MOMENTS, rng, profile)
+        count = min(round(realtime_fraction * n), len(moments))
+        live = moments.iloc[np.sort(rng.choice(len(moments), size=count, replace=False))]
         texts = sentences(live, template, features, profile=profile)
         parts.append(_rows(live, texts, "realtime"))
 
