@@ -22,6 +22,7 @@ def test_real_subset_pipeline(flowbench_dir, project):
             "max_train_samples": 400,
             "max_val_samples": 100,
             "learning_rate": 2e-4,
+            "hybrid": {"folds": 2, "fold_samples": 200, "stack_samples": 1000},
         },
         evaluate={"online_max_jobs": 60},
     )
@@ -44,5 +45,11 @@ def test_real_subset_pipeline(flowbench_dir, project):
     # Boosting on the host-slowdown context is the reference to beat.
     assert gb["roc_auc"] > 0.8
     assert sft["roc_auc"] > 0.6  # 400 jobs, one epoch: learning, not converged
+    # The hybrid's trees read the evidence and the encoder's out-of-fold score: on 1,000
+    # stacked rows it stays near the boosting it is built on.
+    hybrid = report["candidates"]["hybrid"]["test"]
+    assert hybrid["jobs"] == gb["jobs"] and hybrid["roc_auc"] > 0.8
+    saved = json.loads((cfg.paths.models / "hybrid" / "flowsentry.json").read_text())
+    assert saved["out_of_fold"]["rows"] == 1000 and saved["out_of_fold"]["roc_auc"] > 0.5
     metrics = json.loads((cfg.paths.reports / "evaluate" / "metrics.json").read_text())
     assert metrics["candidates"]["sft"]["model"]["workflows"] == ["1000genome"]
