@@ -285,7 +285,7 @@ class AugmentParams(_Section):
     permute_fraction: float = Field(0.0, ge=0.0, le=5.0, description="Shuffled-order copies.")
     rebalance: bool = False
     realtime_fraction: float = Field(
-        0.0,
+        0.5,
         ge=0.0,
         le=1.0,
         description="Copies of jobs with the context they had as they finished (only the "
