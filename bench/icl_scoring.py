@@ -32,7 +32,7 @@ def main() -> None:
     from flowsentry.config import load_config
     from flowsentry.data.splits import stratified_sample
     from flowsentry.io import read_table
-    from flowsentry.models.icl import ICLDetector
+    from flowsentry.models.in_context import ICLDetector
     from flowsentry.models.likelihood import reference_scores
     from flowsentry.models.pretrained import load_decoder
 

@@ -60,6 +60,19 @@ class Paths(_Section):
     icl_model: Path = Path("models/icl")
     lock: Path = Path(".flowsentry.lock")
     labels: Path = Path("labels.csv")
+    train_report: Path = Field(
+        Path("reports/train.json"), description="The train stage's report (TrainReport)."
+    )
+    evaluate_report: Path = Field(
+        Path("reports/evaluate/metrics.json"),
+        description="The evaluate stage's report (EvaluationReport): every candidate's metrics.",
+    )
+    gate_report: Path = Field(
+        Path("reports/gate.json"), description="The gate's ranking and decision (GateReport)."
+    )
+    package_report: Path = Field(
+        Path("reports/package.json"), description="The Bento the package stage built."
+    )
 
     def split(self, name: str) -> Path:
         """The prepared split `name` (train, val or test)."""
@@ -459,7 +472,7 @@ class ICLLoraParams(_Section):
 
 
 class ICLParams(_Section):
-    """In-context learning with a decoder LLM (flowsentry.models.icl)."""
+    """In-context learning with a decoder LLM (flowsentry.models.in_context)."""
 
     model: str = Field("smollm2", description="Alias, Hugging Face causal LM id or path.")
     template: Literal["paper", "compact"] = Field(
@@ -482,7 +495,7 @@ class ICLParams(_Section):
 
 
 class GateParams(_Section):
-    """Promotion floors and the margin over the champion (see registry/gate.py)."""
+    """Promotion floors and the margin over the champion (see registry/promotion.py)."""
 
     primary_metric: Literal["f1", "accuracy", "roc_auc", "pr_auc"] = Field(
         "f1", description="The validation metric candidates are ranked by."
@@ -597,7 +610,7 @@ class ListenParams(_Section):
 
 
 class SweepParams(_Section):
-    """Candidates trained in parallel on a Dask cluster (flows/sweep.py)."""
+    """Candidates trained in parallel on a Dask cluster (flowsentry.prefect_flows.sweep)."""
 
     workflows: tuple[str, ...] = ("1000genome",)
     models: tuple[str, ...] = Field(

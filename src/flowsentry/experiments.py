@@ -24,8 +24,9 @@ from flowsentry.evaluation import metrics as m
 from flowsentry.io import write_json
 from flowsentry.models import sft
 from flowsentry.models.encoder import SentenceClassifier
+from flowsentry.reports import EvaluationReport, TrainReport, as_json
 from flowsentry.stages.evaluate import PAPER_SFT_ACCURACY
-from flowsentry.text.augment import augment, uninformative_inputs
+from flowsentry.text.augmentation import augment, uninformative_inputs
 from flowsentry.text.sentences import features_of, sentences
 
 log = logging.getLogger(__name__)
@@ -328,28 +329,29 @@ def quality(
     sub = workspace(cfg, workflow, root)
     started = time.perf_counter()
     ran = pipeline.run(sub, until="evaluate", flowbench_dir=flowbench_dir, progress=progress)
-    trained, report = ran["train"], ran["evaluate"]
+    trained: TrainReport = ran["train"]
+    report: EvaluationReport = ran["evaluate"]
     pick = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
     result = {
         "workflow": workflow,
-        "split": report["split"],
+        "split": report.split.model_dump(),
         "template": cfg.text.template,
         "feature_set": cfg.text.feature_set,
         "features": cfg.train.features,
         "sft_train_jobs": cfg.train.max_train_samples,
         "augment": cfg.augment.model_dump(mode="json"),
-        "ranking_on_validation": report["ranking_on_validation"],
+        "ranking_on_validation": report.ranking_on_validation,
         "candidates": {
             name: {
-                "val": {k: entry["val"][k] for k in pick},
-                "test": {k: entry["test"][k] for k in pick},
-                "test_jobs": entry["test"]["jobs"],
-                "recall_by_anomaly_type": entry["test"]["recall_by_anomaly_type"],
+                "val": {k: getattr(entry.val, k) for k in pick},
+                "test": {k: getattr(entry.test, k) for k in pick},
+                "test_jobs": entry.test.jobs,
+                "recall_by_anomaly_type": entry.test.recall_by_anomaly_type,
                 # scored live: only the siblings finished before each job
-                "realtime": entry.get("realtime"),
-                "train_seconds": trained["candidates"][name]["seconds"],
+                "realtime": as_json(entry.realtime),
+                "train_seconds": trained.candidates[name].seconds,
             }
-            for name, entry in report["candidates"].items()
+            for name, entry in report.candidates.items()
         },
         "paper_sft_accuracy_random_split": PAPER_SFT_ACCURACY.get(workflow),
         "pipeline_seconds": round(time.perf_counter() - started, 1),

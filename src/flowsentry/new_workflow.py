@@ -226,7 +226,7 @@ def run_language_models(
     answers at P(anomalous) >= 0.5. Writes `<reports>/new_workflow/language_models/<W>.json`."""
     from flowsentry.data.splits import stratified_sample
     from flowsentry.models.encoder import SentenceClassifier
-    from flowsentry.models.icl import ICLDetector
+    from flowsentry.models.in_context import ICLDetector
     from flowsentry.models.pretrained import load_decoder
 
     params, lm = cfg.new_workflow, cfg.new_workflow.language_models

@@ -64,10 +64,10 @@ def test_the_image_serves_what_the_service_serves_in_process(flowbench_dir, proj
     pipeline.run(cfg, "gate", flowbench_dir)
     packaged = package.run(cfg, ROOT / "bentofile.yaml")
 
-    built = container.build(packaged["bento"], reports=cfg.paths.reports)
+    built = container.build(packaged.bento, reports=cfg.paths.reports)
     image = built["image"]
     try:
-        assert built["model"] == packaged["model"]
+        assert built["model"] == packaged.model
         assert built["kind"] == "gradient_boosting"
         assert "torch" not in built["requirements"]  # a tree champion serves without it
         assert (cfg.paths.reports / "container.json").is_file()
@@ -77,7 +77,7 @@ def test_the_image_serves_what_the_service_serves_in_process(flowbench_dir, proj
 
         import bentoml
 
-        model = bentoml.models.get(packaged["model"])
+        model = bentoml.models.get(packaged.model)
         local = JobScorer(str(model.tag), model.path, follow_champion=False)
         batches = _records(pd.read_parquet(cfg.paths.prepared / "test.parquet"))
         assert sum(map(len, batches)) >= 100
@@ -85,7 +85,7 @@ def test_the_image_serves_what_the_service_serves_in_process(flowbench_dir, proj
             assert _podman("exec", name, "id", "-u").stdout.strip() != "0"  # not root
             assert _podman("healthcheck", "run", name).returncode == 0
             info = httpx.post(f"{url}/metadata", json={}, timeout=30).json()
-            assert info["tag"] == packaged["model"]
+            assert info["tag"] == packaged.model
             for jobs in batches:
                 reply = httpx.post(f"{url}/classify", json={"jobs": jobs}, timeout=60)
                 assert reply.status_code == 200, reply.text

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from flowsentry.reports import EvaluationReport
 from flowsentry.stages import augment, evaluate, ingest, prepare, train, validate
 
 pytestmark = pytest.mark.integration
@@ -33,23 +34,23 @@ def test_real_subset_pipeline(flowbench_dir, project):
     prepare.run(cfg)
     augment.run(cfg)
     trained = train.run(cfg, progress=False)
-    assert set(trained["candidates"]) == set(cfg.train.candidates)
+    assert set(trained.candidates) == set(cfg.train.candidates)
 
     report = evaluate.run(cfg, progress=False)
-    assert report["split"]["method"] == "by_run"
+    assert report.split.method == "by_run"
     test_runs = {run for run in pd.read_parquet(cfg.paths.prepared / "test.parquet")["run"]}
     train_runs = set(pd.read_parquet(cfg.paths.prepared / "train.parquet")["run"])
     assert test_runs and not test_runs & train_runs  # whole runs held out
-    sft, gb = report["candidates"]["sft"]["test"], report["candidates"]["gradient_boosting"]["test"]
-    assert sft["jobs"] == gb["jobs"] == 137 * len(test_runs)
+    sft, gb = report.candidates["sft"].test, report.candidates["gradient_boosting"].test
+    assert sft.jobs == gb.jobs == 137 * len(test_runs)
     # Boosting on the host-slowdown context is the reference to beat.
-    assert gb["roc_auc"] > 0.8
-    assert sft["roc_auc"] > 0.6  # 400 jobs, one epoch: learning, not converged
+    assert gb.roc_auc > 0.8
+    assert sft.roc_auc > 0.6  # 400 jobs, one epoch: learning, not converged
     # The hybrid's trees read the evidence and the encoder's out-of-fold score: on 1,000
     # stacked rows it stays near the boosting it is built on.
-    hybrid = report["candidates"]["hybrid"]["test"]
-    assert hybrid["jobs"] == gb["jobs"] and hybrid["roc_auc"] > 0.8
+    hybrid = report.candidates["hybrid"].test
+    assert hybrid.jobs == gb.jobs and hybrid.roc_auc > 0.8
     saved = json.loads((cfg.paths.models / "hybrid" / "flowsentry.json").read_text())
     assert saved["out_of_fold"]["rows"] == 1000 and saved["out_of_fold"]["roc_auc"] > 0.5
-    metrics = json.loads((cfg.paths.reports / "evaluate" / "metrics.json").read_text())
-    assert metrics["candidates"]["sft"]["model"]["workflows"] == ["1000genome"]
+    assert EvaluationReport.read(cfg.paths) == report  # what the gate and the flows read
+    assert report.candidates["sft"].model["workflows"] == ["1000genome"]

@@ -69,7 +69,7 @@ def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, proj
         auc = roc_auc_score(scored["label_true"].astype(int), detector.score(scored))
         assert auc > floor, (kind, auc)
     evaluate.run(cfg, progress=False)
-    global_champion = gate.run(cfg)["promoted_tag"]  # judged on the labelled workflows
+    global_champion = gate.run(cfg).promoted_tag  # judged on the labelled workflows
     assert global_champion
 
     # An operator marks ten runs (every job, as an alert review would); the next ingest
@@ -108,18 +108,16 @@ def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, proj
     train.run(adapted, progress=False)
     report = evaluate.run(adapted, progress=False)
     decision = gate.run(adapted)
-    assert decision["workflow"] == NEW and decision["champion"]["tag"] == global_champion
-    winner = decision["winner"]
-    ours_test = report["candidates"][winner]["test"]["by_workflow"][NEW]
-    assert decision["candidate"]["metrics"]["f1"] == ours_test["f1"]
-    for row in decision["candidates"]:
-        assert row["val"]["f1"] == report["candidates"][row["candidate"]]["val"]["by_workflow"][
-            NEW]["f1"]  # fmt: skip
+    assert decision.workflow == NEW and decision.champion.tag == global_champion
+    ours_test = report.candidates[decision.winner].test.by_workflow[NEW]
+    assert decision.candidate.metrics["f1"] == ours_test.f1
+    for row in decision.candidates:
+        assert row.val["f1"] == report.candidates[row.candidate].val.by_workflow[NEW].f1
     test_jobs = pd.read_parquet(cfg.paths.split("test"))
     test_jobs = test_jobs[test_jobs["workflow"] == NEW]
     champion = load_detector(store.get(global_champion).path)
     expected = roc_auc_score(test_jobs["label"].astype(int), champion.score(test_jobs))
-    assert decision["champion"]["metrics"]["roc_auc"] == pytest.approx(expected, abs=1e-4)
+    assert decision.champion.metrics["roc_auc"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_the_study_on_two_small_workflows(flowbench_dir, project):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from tests.pegasus.conftest import DATABASES
 
-from flowsentry.data.inbox import read_run_table
+from flowsentry.data.arrivals import read_run_table
 from flowsentry.data.stampede import read_stampede
 from flowsentry.live.replay import replay
 from flowsentry.models.loading import load_detector

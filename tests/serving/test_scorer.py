@@ -157,7 +157,7 @@ def test_an_icl_champion_classifies_and_explains(
     import pandas as pd
 
     from flowsentry.config import ICLParams
-    from flowsentry.models.icl import ICLDetector
+    from flowsentry.models.in_context import ICLDetector
 
     model, tokenizer = tiny_decoder
     folder = tiny_decoder_folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flowsentry.text.augment import augment, uninformative_inputs
+from flowsentry.text.augmentation import augment, uninformative_inputs
 from flowsentry.text.sentences import PAPER_FEATURES, sentences
 
 

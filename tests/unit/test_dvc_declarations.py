@@ -21,6 +21,8 @@ import yaml
 from pydantic import BaseModel
 from tests.conftest import EASY_GATE
 
+from flowsentry.reports import GateReport
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "flowsentry"
 # Plumbing every stage uses (config, errors, atomic writes, logging, the CLI): a
@@ -89,9 +91,9 @@ class Monitor:
         self.files.update(Path(f).relative_to(ROOT).as_posix() for f in found)
 
 
-def _promoted(decision: dict[str, Any]) -> None:
-    failed = [c for c in decision["checks"] if c["verdict"] == "fail"]
-    assert decision["decision"] == "promote", failed  # package needs a champion
+def _promoted(decision: GateReport) -> None:
+    failed = [c for c in decision.checks if c.verdict == "fail"]
+    assert decision.promoted, failed  # package needs a champion
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ def test_every_evidence_feature_set_prints_with_every_template():
 
 
 def test_bias_probe_names_the_features_as_the_levels_template_does():
-    from flowsentry.text.augment import uninformative_inputs
+    from flowsentry.text.augmentation import uninformative_inputs
 
     inputs = uninformative_inputs("levels", features_of("evidence_compact"))
     assert inputs["names_only"] == "task in run cpu user sys out"

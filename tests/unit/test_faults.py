@@ -168,5 +168,5 @@ def trained_project(make_flowbench, project, bento_home):
     )
     pipeline.run(cfg, "evaluate", make_flowbench(n_runs=40, n_jobs=6))
     result = gate.run(cfg)
-    assert result["decision"] == "promote"
+    assert result.promoted
     return cfg, store.champion_tag()

@@ -13,7 +13,7 @@ from flowsentry.config import ICLLoraParams, ICLParams
 from flowsentry.errors import FlowsentryError
 from flowsentry.models.decoder_lora import fine_tune_decoder
 from flowsentry.models.examples import ExamplePicker
-from flowsentry.models.icl import ICLDetector
+from flowsentry.models.in_context import ICLDetector
 from flowsentry.models.likelihood import LikelihoodScorer, reference_scores
 from flowsentry.text.prompts import (
     CATEGORIES,

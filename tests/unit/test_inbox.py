@@ -133,7 +133,7 @@ def test_the_report_is_written_when_the_batch_fails(
 
     import pytest
 
-    from flowsentry.data import inbox as box_module
+    from flowsentry.data import arrivals as box_module
 
     cfg = project()
     ingest.run(cfg, make_flowbench(n_runs=3, n_jobs=6), progress=False)

@@ -19,8 +19,8 @@ from tests.conftest import dag_for
 
 from flowsentry.config import LimitsParams
 from flowsentry.data import schema
+from flowsentry.data.arrivals import collect
 from flowsentry.data.flowbench import WorkflowSource, read_workflow
-from flowsentry.data.inbox import collect
 from flowsentry.errors import DataError
 from flowsentry.stages import inbox, ingest, validate
 

@@ -16,6 +16,7 @@ from flowsentry.data.splits import stratified_sample
 from flowsentry.errors import FlowsentryError
 from flowsentry.models.detector import choose_threshold
 from flowsentry.models.loading import load_detector
+from flowsentry.reports import GateReport
 from flowsentry.stages import evaluate, gate
 
 KINDS = ("sft", "hybrid", "gradient_boosting", "random_forest", "isolation_forest")
@@ -67,8 +68,8 @@ def trained(trained_tree, project, tiny_encoder, bento_home):
 
 
 def evaluated(cfg) -> dict:
-    """The report the module's evaluate run wrote (reports/evaluate/metrics.json)."""
-    return json.loads((cfg.paths.reports / "evaluate" / "metrics.json").read_text())
+    """The report the module's evaluate run wrote, as JSON (tests rewrite it)."""
+    return json.loads(cfg.paths.evaluate_report.read_text())
 
 
 def test_every_kind_chooses_its_threshold_on_validation(trained):
@@ -184,22 +185,22 @@ def test_gate_promotes_the_best_on_validation_whatever_its_kind(trained):
     report = evaluated(cfg)
     result = gate.run(cfg)
     best = report["ranking_on_validation"][0]
-    assert result["winner"] == best
-    assert result["decision"] == "promote"
-    assert store.get(result["promoted_tag"]).info.labels["kind"] == best
-    assert [row["candidate"] for row in result["candidates"]] == report["ranking_on_validation"]
-    assert all("lost on validation" in row["why"] for row in result["candidates"][1:])
+    assert result.winner == best
+    assert result.decision == "promote"
+    assert store.get(result.promoted_tag).info.labels["kind"] == best
+    assert [row.candidate for row in result.candidates] == report["ranking_on_validation"]
+    assert all("lost on validation" in row.why for row in result.candidates[1:])
     # The same candidate again cannot beat itself: the champion stays.
     again = gate.run(cfg)
-    assert again["decision"] == "reject" and store.champion_tag() == result["promoted_tag"]
-    assert json.loads((cfg.paths.reports / "gate.json").read_text())["decision"] == "reject"
+    assert again.decision == "reject" and store.champion_tag() == result.promoted_tag
+    assert GateReport.read(cfg.paths).decision == "reject"
 
 
 def test_gate_picks_the_better_of_two_candidates_by_validation(trained, monkeypatch):
     """Whatever the test figures say, the gate ranks on validation."""
     cfg = trained
     report = evaluated(cfg)
-    path = cfg.paths.reports / "evaluate" / "metrics.json"
+    path = cfg.paths.evaluate_report
     for entry in report["candidates"].values():
         entry["val"]["f1"] = 0.5
     report["candidates"]["random_forest"]["val"]["f1"] = 0.9  # best on validation
@@ -207,8 +208,8 @@ def test_gate_picks_the_better_of_two_candidates_by_validation(trained, monkeypa
     report["candidates"]["gradient_boosting"]["test"]["f1"] = 0.99
     path.write_text(json.dumps(report))
     result = gate.run(cfg)
-    assert result["winner"] == "random_forest"
-    assert result["candidate"]["metrics"]["f1"] == 0.71  # floors are checked on test
+    assert result.winner == "random_forest"
+    assert result.candidate.metrics["f1"] == 0.71  # floors are checked on test
 
 
 @pytest.mark.parametrize(
@@ -224,23 +225,23 @@ def test_gate_rejects_the_winner_on_each_failed_floor(trained, rule, value, chec
 
     cfg = trained
     strict = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={rule: value})})
-    path = cfg.paths.reports / "evaluate" / "metrics.json"
+    path = cfg.paths.evaluate_report
     report = json.loads(path.read_text())
     for entry in report["candidates"].values():  # nobody is perfect
         entry["test"]["f1"] = min(entry["test"]["f1"], 0.99)
         entry["test"]["roc_auc"] = min(entry["test"]["roc_auc"] or 0.5, 0.99)
     path.write_text(json.dumps(report))
     result = gate.run(strict)
-    failed = {c["check"] for c in result["checks"] if c["verdict"] == "fail"}
-    assert result["decision"] == "reject" and failed == {check}
+    failed = {c.check for c in result.checks if c.verdict == "fail"}
+    assert result.decision == "reject" and failed == {check}
     assert store.champion_tag() is None
 
 
 def test_gate_without_evaluation_never_promotes(trained):
-    (trained.paths.reports / "evaluate" / "metrics.json").unlink()
+    trained.paths.evaluate_report.unlink()
     result = gate.run(trained)
-    assert result["decision"] == "reject" and result["winner"] is None
-    assert np.all([c["verdict"] == "fail" for c in result["checks"]])
+    assert result.decision == "reject" and result.winner is None
+    assert np.all([c.verdict == "fail" for c in result.checks])
 
 
 def test_the_hybrid_stacks_on_scores_from_encoders_that_never_saw_the_run(trained, monkeypatch):
@@ -326,22 +327,22 @@ def test_gate_ranks_on_the_real_time_figure_when_asked(trained):
     report = evaluated(cfg)
     for entry in report["candidates"].values():
         live = entry["realtime"]
-        assert live["val"]["jobs"] == min(40, entry["val"]["jobs"])
-        assert live["test"]["jobs"] == min(40, entry["test"]["jobs"])
+        assert live.val["jobs"] == min(40, entry["val"]["jobs"])
+        assert live.test["jobs"] == min(40, entry["test"]["jobs"])
     post_run = gate.run(cfg)
-    assert post_run["rank_on"] == "post_run"
+    assert post_run.rank_on == "post_run"
     assert (
-        post_run["candidates"][0]["realtime"]
-        == report["candidates"][post_run["winner"]]["realtime"]
+        post_run.candidates[0].realtime.model_dump()
+        == report["candidates"][post_run.winner]["realtime"]
     )
-    path = cfg.paths.reports / "evaluate" / "metrics.json"
-    loser = post_run["candidates"][-1]["candidate"]
+    path = cfg.paths.evaluate_report
+    loser = post_run.candidates[-1].candidate
     for name, entry in report["candidates"].items():
         entry["realtime"]["val"]["f1"] = 0.99 if name == loser else 0.1
     path.write_text(json.dumps(report))
     live_cfg = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={"rank_on": "real_time"})})
     live = gate.run(live_cfg)
-    assert live["winner"] == loser and live["rank_on"] == "real_time"
-    assert "(real time)" in live["candidates"][1]["why"]
+    assert live.winner == loser and live.rank_on == "real_time"
+    assert "(real time)" in live.candidates[1].why
     # the post-run validation figures are still reported, unchanged
-    assert live["candidates"][0]["val"]["f1"] == report["candidates"][loser]["val"]["f1"]
+    assert live.candidates[0].val["f1"] == report["candidates"][loser]["val"]["f1"]

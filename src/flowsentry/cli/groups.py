@@ -46,7 +46,7 @@ def icl_explain(
 ) -> None:
     """Chain of thought: step-by-step reasoning, then the category (or none, said so)."""
     from flowsentry.io import read_table
-    from flowsentry.models.icl import ICLDetector
+    from flowsentry.models.in_context import ICLDetector
     from flowsentry.models.pretrained import load_decoder
 
     record = json_record(job, "--job")
@@ -182,9 +182,10 @@ def container_build(
     from flowsentry.deploy import container
 
     if bento is None:
-        package = cfg.paths.reports / "package.json"
-        if package.is_file():
-            bento = json.loads(package.read_text())["bento"]
+        from flowsentry.reports import PackageReport
+
+        packaged = PackageReport.read_or_none(cfg.paths)
+        bento = packaged.bento if packaged else None
     result = container.build(bento, suite=suite, mirror=mirror, reports=cfg.paths.reports)
     console.print(
         f"built {result['image']} ({result['size_mb']:.0f} MB, {result['build_seconds']:.0f} s) "

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         """The retraining flow: the inbox, then every dvc.yaml stage (`dvc repro`, one
         Prefect task each; DVC skips what is up to date), then `dvc push`."""
         quiet_temporary_server()
-        from flowsentry.flows.retrain import retrain as flow
+        from flowsentry.prefect_flows.retrain import retrain as flow
 
         result = flow(
             project=str(project),
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         """The sweep flow: params `sweep` candidates trained in parallel on Dask; the best
         on validation goes through the gate and is packaged when promoted."""
         quiet_temporary_server()
-        from flowsentry.flows.sweep import sweep as flow
+        from flowsentry.prefect_flows.sweep import sweep as flow
 
         result = flow(
             params=str(params),

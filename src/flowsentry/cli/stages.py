@@ -82,12 +82,11 @@ def register(app: typer.Typer) -> None:
         chooses its threshold on the validation split. Saves them under paths.models."""
         from flowsentry.stages import train as stage
 
-        summary = stage.run(cfg, progress=progress())
-        for kind, entry in summary["candidates"].items():
-            val = entry["val"]
+        report = stage.run(cfg, progress=progress())
+        for kind, entry in report.candidates.items():
             console.print(
-                f"{kind:20s} {entry['seconds']:7.1f} s  val accuracy {val['accuracy']:.4f}  "
-                f"F1 {val['f1']:.4f}  threshold {entry['threshold']:.4f}"
+                f"{kind:20s} {entry.seconds:7.1f} s  val accuracy {entry.val.accuracy:.4f}  "
+                f"F1 {entry.val.f1:.4f}  threshold {entry.threshold:.4f}"
             )
 
     @command(app, writes=True)
@@ -97,12 +96,12 @@ def register(app: typer.Typer) -> None:
         from flowsentry.stages import evaluate as stage
 
         report = stage.run(cfg, progress=progress())
-        console.print(f"split: {report['split']['method']} ({report['split']['note']})")
-        for name in report["ranking_on_validation"]:
-            val, test = report["candidates"][name]["val"], report["candidates"][name]["test"]
+        console.print(f"split: {report.split.method} ({report.split.note})")
+        for name in report.ranking_on_validation:
+            val, test = report.candidates[name].val, report.candidates[name].test
             console.print(
-                f"{name:20s} val F1 {val['f1']:.4f} | test acc {test['accuracy']:.4f}  "
-                f"F1 {test['f1']:.4f}  ROC-AUC {test['roc_auc']}"
+                f"{name:20s} val F1 {val.f1:.4f} | test acc {test.accuracy:.4f}  "
+                f"F1 {test.f1:.4f}  ROC-AUC {test.roc_auc}"
             )
 
     @command(app, writes=True)
@@ -116,28 +115,29 @@ def register(app: typer.Typer) -> None:
         from flowsentry.stages import gate as stage
 
         result = stage.run(cfg)
-        metric = result["primary_metric"]
-        table = Table(title=f"ranked on validation {metric} ({result['rank_on']})")
+        metric = result.primary_metric
+        table = Table(title=f"ranked on validation {metric} ({result.rank_on})")
         for column in ("#", "candidate", "val", "val live", "test", "test live", "why"):
             table.add_column(column)
 
-        def figure(split: dict | None) -> str:
-            value = (split or {}).get(metric)
+        def figure(value: float | None) -> str:
             return "-" if value is None else f"{value:.4f}"
 
-        for row in result["candidates"]:
-            live = row.get("realtime") or {}
+        for row in result.candidates:
+            live = row.realtime
             table.add_row(
-                str(row["rank"]), row["candidate"], figure(row["val"]), figure(live.get("val")),
-                figure(row["test"]), figure(live.get("test")), row["why"],
+                str(row.rank), row.candidate, figure(row.val.get(metric)),
+                figure(getattr(live.val, metric, None) if live else None),
+                figure(row.test.get(metric)),
+                figure(getattr(live.test, metric, None) if live else None), row.why,
             )  # fmt: skip
         console.print(table)
-        for check in result["checks"]:
+        for check in result.checks:
             console.print(
-                f"{check['verdict']:4s} {check['check']:20s} value {check['value']} "
-                f"threshold {check['threshold']} {check['note']}"
+                f"{check.verdict:4s} {check.check:20s} value {check.value} "
+                f"threshold {check.threshold} {check.note}"
             )
-        console.print(f"decision: {result['decision']} {result['promoted_tag'] or ''}")
+        console.print(f"decision: {result.decision} {result.promoted_tag or ''}")
 
     @command(app, writes=True)
     def package(cfg: Config) -> None:
@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
         from flowsentry.stages import package as stage
 
         result = stage.run(cfg)
-        console.print(f"bento {result['bento']} serving {result['model']}")
+        console.print(f"bento {result.bento} serving {result.model}")
 
     @command(app, "write-suite")
     def write_suite(cfg: Config) -> None:

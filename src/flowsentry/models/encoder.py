@@ -30,7 +30,7 @@ from flowsentry.data.splits import stratified_sample
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_dir, digest
 from flowsentry.models.detector import LABELS, METADATA, Detector, Jobs, read_metadata
-from flowsentry.text.augment import uninformative_inputs
+from flowsentry.text.augmentation import uninformative_inputs
 from flowsentry.text.sentences import features_of, sentences
 
 if TYPE_CHECKING:

@@ -81,7 +81,7 @@ KINDS: dict[str, Kind] = {
         ),
         Kind(
             "icl",
-            "flowsentry.models.icl:ICLDetector",
+            "flowsentry.models.in_context:ICLDetector",
             reads_labels=True,
             language_model=True,
             explains=True,

@@ -8,7 +8,7 @@ from typing import Any
 from flowsentry.config import Config
 from flowsentry.data.evidence import read_profile
 from flowsentry.io import read_table, write_json, write_parquet
-from flowsentry.text.augment import augment
+from flowsentry.text.augmentation import augment
 from flowsentry.text.sentences import features_of
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
 """Evaluate: every candidate on the validation and the (un-augmented) test split.
 
 Each candidate kind of `train.candidates` is scored on the same jobs with the same
-metrics at its own validation-chosen threshold. Writes reports/evaluate/: metrics.json
-(DVC metrics: per candidate `val` and `test`), dvclive plots per candidate (ROC, PR,
+metrics at its own validation-chosen threshold. Writes its EvaluationReport
+(`paths.evaluate_report`, DVC metrics: per candidate `val` and `test`) and, in
+reports/evaluate/, dvclive plots per candidate (ROC, PR,
 confusion) and early detection for `dvc plots`, PNGs, and predictions.csv (one score
 and prediction column per candidate).
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +22,18 @@ from flowsentry.data.context import context_as_of_finish
 from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import metrics as m
 from flowsentry.evaluation import plots
-from flowsentry.io import read_table, write_csv, write_json
+from flowsentry.io import read_table, write_csv
 from flowsentry.models.detector import Detector
 from flowsentry.models.loading import load_detector
-from flowsentry.registry.gate import rank
+from flowsentry.registry.promotion import rank
+from flowsentry.reports import (
+    EarlyDetection,
+    EvaluatedCandidate,
+    EvaluationReport,
+    RealTime,
+    Short,
+    SplitNote,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +57,9 @@ def online_scores(detector: Detector, jobs: pd.DataFrame, n_features: int) -> li
     return [detector.score(frame, k=k) for k in range(n_features + 1)]
 
 
-def _short(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+def _short(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Short:
     metrics = m.binary_metrics(labels, scores, threshold)
-    return {k: metrics[k] for k in ("jobs", "accuracy", "f1", "roc_auc")}
+    return Short(**{k: metrics[k] for k in ("jobs", "accuracy", "f1", "roc_auc")})
 
 
 def bias_probe(detector: Detector) -> dict[str, Any] | None:
@@ -79,7 +87,7 @@ def latency_ms(detector: Detector, jobs: pd.DataFrame, calls: int = 100) -> dict
 
 def evaluate_candidate(
     detector: Detector, val: pd.DataFrame, test: pd.DataFrame, progress: bool = False
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[EvaluatedCandidate, np.ndarray]:
     """Validation and test report of one detector (test: + speed, bias, latency)."""
     threshold = detector.threshold_
     val_report = m.report(val, detector.score(val, progress=progress), threshold)
@@ -91,17 +99,17 @@ def evaluate_candidate(
     test_report["bias"] = bias_probe(detector)
     test_report["latency_ms"] = latency_ms(detector, test)
     meta = detector.metadata
-    entry = {
-        "kind": detector.kind,
-        "model": {
+    entry = EvaluatedCandidate(
+        kind=detector.kind,
+        model={
             k: meta.get(k)
             for k in ("base_model", "mode", "template", "workflows", "data_version")
             if k in meta
         },
-        "threshold": round(threshold, 6),
-        "val": val_report,
-        "test": test_report,
-    }
+        threshold=round(threshold, 6),
+        val=val_report,
+        test=test_report,
+    )
     return entry, scores
 
 
@@ -115,9 +123,8 @@ def evaluation_splits(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     return val.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
+def run(cfg: Config, progress: bool = True) -> EvaluationReport:
     """Score every candidate on val and test; write the report, plots and predictions."""
-    out_dir = cfg.paths.reports / "evaluate"
     val, test = evaluation_splits(cfg)
     online_jobs = stratified_sample(test, cfg.evaluate.online_max_jobs, cfg.base.seed)
     online_labels = online_jobs["label"].astype(int).to_numpy()
@@ -135,61 +142,57 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
             realtime[key] = context_as_of_finish(jobs, targets.index, detector.profile)
         return realtime[key]
 
-    candidates: dict[str, Any] = {}
+    candidates: dict[str, EvaluatedCandidate] = {}
     scores: dict[str, np.ndarray] = {}
-    online: dict[str, Any] = {}
+    online: dict[str, EarlyDetection] = {}
     for kind in cfg.train.candidates:
         detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
-        candidates[kind], scores[kind] = evaluate_candidate(detector, val, test, progress)
+        entry, scores[kind] = evaluate_candidate(detector, val, test, progress)
         prefixes = online_scores(detector, online_jobs, len(detector.features))
         threshold = detector.threshold_
         live_test = _short(online_labels, detector.score(as_of_finish("test", detector)), threshold)
-        online[kind] = {
-            "features": list(detector.features),  # kinds may read different features
+        online[kind] = EarlyDetection(
+            features=list(detector.features),  # kinds may read different features
             **m.early_detection(online_labels, prefixes, threshold),
-            "post_run": _short(online_labels, prefixes[-1], threshold),
-            "realtime": live_test,
-        }
+            post_run=_short(online_labels, prefixes[-1], threshold),
+            realtime=live_test,
+        )
         # scored while the run goes on, beside the post-run figures: what the gate can rank on
-        candidates[kind]["realtime"] = {
-            "val": _short(
-                live_val_labels, detector.score(as_of_finish("val", detector)), threshold
-            ),
-            "test": live_test,
-        }
+        live_val = _short(live_val_labels, detector.score(as_of_finish("val", detector)), threshold)
+        candidates[kind] = entry.model_copy(
+            update={"realtime": RealTime(val=live_val, test=live_test)}
+        )
         log.info(
             "%s: val F1 %.4f, test F1 %.4f / accuracy %.4f",
-            kind,
-            candidates[kind]["val"]["f1"],
-            candidates[kind]["test"]["f1"],
-            candidates[kind]["test"]["accuracy"],
-        )
+            kind, entry.val.f1, entry.test.f1, entry.test.accuracy,
+        )  # fmt: skip
     workflows = sorted(test["workflow"].unique())
-    ranking = rank({k: c["val"] for k, c in candidates.items()}, cfg.gate.primary_metric)
-    report: dict[str, Any] = {
-        "split": {"method": cfg.split.method, "note": SPLIT_NOTES[cfg.split.method]},
-        "workflows": workflows,
-        "primary_metric": cfg.gate.primary_metric,
-        "ranking_on_validation": ranking,
-        "candidates": candidates,
-        "online": online,
-        "paper_sft_accuracy_random_split": {
+    ranking = rank({k: c.val.model_dump() for k, c in candidates.items()}, cfg.gate.primary_metric)
+    report = EvaluationReport(
+        split=SplitNote(method=cfg.split.method, note=SPLIT_NOTES[cfg.split.method]),
+        workflows=workflows,
+        primary_metric=cfg.gate.primary_metric,
+        ranking_on_validation=ranking,
+        candidates=candidates,
+        online=online,
+        paper_sft_accuracy_random_split={
             wf: PAPER_SFT_ACCURACY[wf] for wf in workflows if wf in PAPER_SFT_ACCURACY
         },
-    }
-    _write(out_dir, report, test, scores)
+    )
+    _write(cfg, report, test, scores)
     return report
 
 
 def _write(
-    out_dir: Path, report: dict[str, Any], test: pd.DataFrame, scores: dict[str, np.ndarray]
+    cfg: Config, report: EvaluationReport, test: pd.DataFrame, scores: dict[str, np.ndarray]
 ) -> None:
     from dvclive import Live
 
+    out_dir = cfg.paths.reports / "evaluate"
     labels = test["label"].astype(int).to_numpy()
     predictions = test[["workflow", "run", "job", "label"]].copy()
     for kind, values in scores.items():
-        threshold = report["candidates"][kind]["threshold"]
+        threshold = report.candidates[kind].threshold
         predictions[f"score_{kind}"] = np.round(values, 6)
         predictions[f"prediction_{kind}"] = (values >= threshold).astype(int)
     write_csv(predictions, out_dir / "predictions.csv")
@@ -199,19 +202,18 @@ def _write(
     plots.reliability(labels, scores, png / "reliability.png")
     for kind in scores:
         plots.confusion(
-            report["candidates"][kind]["test"]["confusion"],
-            f"{kind} (test, {report['split']['method']} split)",
+            report.candidates[kind].test.confusion.model_dump(),
+            f"{kind} (test, {report.split.method} split)",
             png / f"confusion_{kind}.png",
         )
     series = {
-        kind: (report["online"][kind]["features"], report["online"][kind]["accuracy_by_k"])
-        for kind in scores
+        kind: (report.online[kind].features, report.online[kind].accuracy_by_k) for kind in scores
     }
     plots.early_detection(series, png / "early_detection.png")
 
     with Live(dir=str(out_dir / "live"), save_dvc_exp=False, dvcyaml=None) as live:
         for kind, values in scores.items():
-            predicted = (values >= report["candidates"][kind]["threshold"]).astype(int)
+            predicted = (values >= report.candidates[kind].threshold).astype(int)
             live.log_sklearn_plot("roc", labels, values, name=f"roc/{kind}.json")
             live.log_sklearn_plot(
                 "precision_recall", labels, values, name=f"precision_recall/{kind}.json"
@@ -222,7 +224,7 @@ def _write(
         points = [
             {"k": k, "candidate": kind, "accuracy": acc}
             for kind in scores
-            for k, acc in enumerate(report["online"][kind]["accuracy_by_k"])
+            for k, acc in enumerate(report.online[kind].accuracy_by_k)
         ]
         live.log_plot("early_detection", points, x="k", y="accuracy", title="Early detection")
-    write_json(report, out_dir / "metrics.json")
+    report.write(cfg.paths)

@@ -4,66 +4,70 @@ it is promoted only if it passes every check."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from flowsentry.config import Config
 from flowsentry.data.sources import missing_measures
+from flowsentry.errors import DataError
 from flowsentry.evaluation.metrics import binary_metrics
-from flowsentry.io import write_json
 from flowsentry.models.detector import read_metadata
 from flowsentry.models.loading import load_detector
 from flowsentry.registry import store
-from flowsentry.registry.gate import decide, rank
+from flowsentry.registry.promotion import decide, rank
+from flowsentry.reports import (
+    Champion,
+    EvaluatedCandidate,
+    EvaluationReport,
+    GateCandidate,
+    GateReport,
+    Metrics,
+    RankedCandidate,
+)
 
 log = logging.getLogger(__name__)
 
 GATE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 
 
-def read_evaluation(cfg: Config) -> dict[str, Any] | None:
-    """The evaluate stage's report, or None when it is missing or broken."""
-    path = cfg.paths.reports / "evaluate" / "metrics.json"
+def read_evaluation(cfg: Config) -> EvaluationReport | None:
+    """The evaluate stage's report, or None when it is missing, broken or names no
+    candidate."""
     try:
-        report = json.loads(path.read_text())
-        if not isinstance(report.get("candidates"), dict) or not report["candidates"]:
-            raise KeyError("candidates")
-        return report
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("%s: no usable evaluation (%s): no candidate can promote", path, exc)
+        report = EvaluationReport.read(cfg.paths)
+    except DataError as exc:
+        log.warning("no usable evaluation (%s): no candidate can promote", exc)
         return None
+    if not report.candidates:
+        log.warning("%s: no candidate evaluated: none can promote", cfg.paths.evaluate_report)
+        return None
+    return report
 
 
-def on_workflow(split: dict[str, Any] | None, workflow: str | None) -> dict[str, Any] | None:
-    """A split's metrics over every job, or over `workflow`'s jobs alone (None when that
-    split holds none of its labelled jobs)."""
-    if workflow is None or split is None:
-        return split
-    return (split.get("by_workflow") or {}).get(workflow)
+def figures(metrics: Metrics | None) -> dict[str, Any] | None:
+    return None if metrics is None else metrics.model_dump()
 
 
 def ranking_figures(
-    entry: dict[str, Any], workflow: str | None, rank_on: str = "post_run"
+    entry: EvaluatedCandidate, workflow: str | None, rank_on: str = "post_run"
 ) -> dict[str, Any] | None:
     """The validation figures a candidate is ranked by: post-run (on `workflow`'s jobs
     when one is named) or scored live (`real_time`; None where evaluate did not)."""
     if rank_on == "real_time":
-        return (entry.get("realtime") or {}).get("val")
-    return on_workflow(entry.get("val"), workflow)
+        return None if entry.realtime is None else entry.realtime.val.model_dump()
+    return figures(entry.val.on(workflow))
 
 
-def gate_metrics(entry: dict[str, Any], workflow: str | None = None) -> dict[str, Any] | None:
+def gate_metrics(entry: EvaluatedCandidate, workflow: str | None = None) -> dict[str, Any] | None:
     """A candidate's test metrics as the gate's floors read them (on `workflow`'s jobs
     when one is named; bias and latency are the detector's, on every job)."""
-    test = entry["test"]
-    judged = on_workflow(test, workflow)
+    judged = entry.test.on(workflow)
     if judged is None:
         return None
-    bias = test.get("bias")
-    metrics = {k: judged.get(k) for k in GATE_METRICS}
-    metrics["bias_gap"] = bias["mean_gap"] if bias else None
-    metrics["p99_latency_ms"] = (test.get("latency_ms") or {}).get("p99")
+    bias = entry.test.bias
+    metrics: dict[str, Any] = {k: getattr(judged, k) for k in GATE_METRICS}
+    metrics["bias_gap"] = bias.mean_gap if bias else None
+    metrics["p99_latency_ms"] = entry.test.latency_ms.p99
     if bias is None:
         metrics["not_applicable"] = ["bias_gap"]  # scores are not probabilities
     return metrics
@@ -86,13 +90,14 @@ def _features(folder) -> list[str]:
     return list(read_metadata(folder).get("features") or [])
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    """Write reports/gate.json; register and promote the winner when it passes."""
+def run(cfg: Config) -> GateReport:
+    """Write the GateReport (`paths.gate_report`); register and promote the winner when
+    it passes."""
     rules = cfg.gate
     primary = rules.primary_metric
     focus = rules.workflow
     report = read_evaluation(cfg)
-    entries: dict[str, Any] = report["candidates"] if report else {}
+    entries = dict(report.candidates) if report else {}
     val_of = {k: ranking_figures(e, focus, rules.rank_on) for k, e in entries.items()}
     note = None
     if focus is not None and entries and not any(val_of.values()):
@@ -118,7 +123,7 @@ def run(cfg: Config) -> dict[str, Any]:
         champion = champion_metrics(cfg, current) if current and candidate else None
     decision = decide(candidate, champion, rules, unrecorded, source)
 
-    rows = []
+    rows: list[RankedCandidate] = []
     for position, name in enumerate(ranking, start=1):
         entry = entries[name]
         val_value = (val_of[name] or {}).get(primary)
@@ -131,43 +136,44 @@ def run(cfg: Config) -> dict[str, Any]:
                 f"lost on validation{' (real time)' if rules.rank_on == 'real_time' else ''}: "
                 f"{primary} {val_value} < {val_of[best][primary]} ({best})"
             )
+        val, test = entry.val.on(focus), entry.test.on(focus)
         rows.append(
-            {
-                "candidate": name,
-                "kind": entry.get("kind", name),
-                "rank": position,
-                "val": {k: (on_workflow(entry["val"], focus) or {}).get(k) for k in GATE_METRICS},
-                "test": {k: (on_workflow(entry["test"], focus) or {}).get(k) for k in GATE_METRICS},
+            RankedCandidate(
+                candidate=name,
+                kind=entry.kind,
+                rank=position,
+                val={k: getattr(val, k, None) for k in GATE_METRICS},
+                test={k: getattr(test, k, None) for k in GATE_METRICS},
                 # the same candidate scored live (only the siblings finished before each job)
-                "realtime": entry.get("realtime"),
-                "why": why,
-            }
+                realtime=entry.realtime,
+                why=why,
+            )
         )
-    result: dict[str, Any] = {
-        "decision": "promote" if decision["promote"] else "reject",
-        "primary_metric": primary,
-        "rank_on": rules.rank_on,
-        "workflow": focus,  # judged on this workflow's labelled runs alone (None: every job)
-        "split": (report or {}).get("split"),
-        "winner": best,
-        "checks": decision["checks"],
-        "candidates": rows,
-        "candidate": {
-            "name": best,
-            "model_dir": str(cfg.paths.models / best) if best else None,
-            "metrics": candidate,
-        },
-        "champion": {"tag": current, "metrics": champion, "note": note},
-        "promoted_tag": None,
-    }
+    promoted_tag = None
     if decision["promote"] and best:
         metrics = {k: v for k, v in (candidate or {}).items() if k != "not_applicable"}
-        tag = store.register(cfg.paths.models / best, metrics, cfg.model_dump(mode="json"))
-        store.promote(tag)
-        result["promoted_tag"] = tag
-        log.info("promoted %s, a %s detector (previous champion: %s)", tag, best, current)
+        promoted_tag = store.register(cfg.paths.models / best, metrics, cfg.model_dump(mode="json"))
+        store.promote(promoted_tag)
+        log.info("promoted %s, a %s detector (previous champion: %s)", promoted_tag, best, current)
     else:
         failed = [c["check"] for c in decision["checks"] if c["verdict"] == "fail"]
         log.info("%s rejected: %s", best, ", ".join(failed))
-    write_json(result, cfg.paths.reports / "gate.json")
+    result = GateReport(
+        decision="promote" if promoted_tag else "reject",
+        primary_metric=primary,
+        rank_on=rules.rank_on,
+        workflow=focus,
+        split=report.split if report else None,
+        winner=best,
+        checks=decision["checks"],
+        candidates=rows,
+        candidate=GateCandidate(
+            name=best,
+            model_dir=str(cfg.paths.models / best) if best else None,
+            metrics=candidate,
+        ),
+        champion=Champion(tag=current, metrics=champion, note=note),
+        promoted_tag=promoted_tag,
+    )
+    result.write(cfg.paths)
     return result

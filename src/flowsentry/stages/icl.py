@@ -16,7 +16,7 @@ from flowsentry.evaluation import plots
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.io import read_table, write_csv, write_json
 from flowsentry.models.decoder_lora import fine_tune_decoder
-from flowsentry.models.icl import ICLDetector
+from flowsentry.models.in_context import ICLDetector
 from flowsentry.models.pretrained import load_decoder
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ import pandas as pd
 
 from flowsentry.config import Config
 from flowsentry.data import schema
+from flowsentry.data.arrivals import collect, run_digests
 from flowsentry.data.flowbench import load_dag
-from flowsentry.data.inbox import collect, run_digests
 from flowsentry.io import read_table, write_json
 from flowsentry.validation.runner import Validation, quarantine_whole_runs
 from flowsentry.validation.suite import read_suite, spec_for

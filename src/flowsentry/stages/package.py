@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from flowsentry.config import Config
 from flowsentry.data.sources import missing_measures
 from flowsentry.errors import FlowsentryError
-from flowsentry.io import write_json
 from flowsentry.models.detector import read_metadata
 from flowsentry.registry import store
+from flowsentry.reports import GateReport, PackageReport
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]:
+def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> PackageReport:
     """`bentoml build` with the champion's tag as the Bento argument `model` and the
-    `serve` params as the others; writes reports/package.json."""
+    `serve` params as the others; writes the PackageReport (`paths.package_report`)."""
     import bentoml
 
-    gate = json.loads((cfg.paths.reports / "gate.json").read_text())
+    gate = GateReport.read_or_none(cfg.paths)
     champion = store.champion_tag()
     if champion is None:
         raise FlowsentryError(
-            "no champion in the registry: nothing to package (see reports/gate.json)"
+            f"no champion in the registry: nothing to package (see {cfg.paths.gate_report})"
         )
     features = read_metadata(store.get(champion).path).get("features") or []
     missing = missing_measures(cfg.serve.source, features)
@@ -44,13 +42,13 @@ def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> dict[str, Any]
         args={"model": champion, **cfg.serve.model_dump()},
         reload=True,
     )
-    result = {
-        "bento": str(bento.tag),
-        "model": champion,
-        "gate_decision": gate.get("decision"),
-        "path": str(bento.path),
-        "serve": cfg.serve.model_dump(),
-    }
-    write_json(result, cfg.paths.reports / "package.json")
+    result = PackageReport(
+        bento=str(bento.tag),
+        model=champion,
+        gate_decision=gate.decision if gate else None,
+        path=str(bento.path),
+        serve=cfg.serve.model_dump(mode="json"),
+    )
+    result.write(cfg.paths)
     log.info("built bento %s serving %s", bento.tag, champion)
     return result

@@ -2,7 +2,7 @@
 
 Each candidate learns from the same augmented training split (the language model reads
 its sentences, the feature detectors its records, partial ones included: see
-text/augment.py) and chooses its threshold the same way, on the same validation jobs
+text/augmentation.py) and chooses its threshold the same way, on the same validation jobs
 (`train.max_val_samples` of them, stratified).
 """
 
@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from flowsentry import versioning
 from flowsentry.config import Config
 from flowsentry.data.evidence import read_profile
 from flowsentry.data.splits import stratified_sample
-from flowsentry.io import file_digest, read_table, write_json
+from flowsentry.io import file_digest, read_table
 from flowsentry.models.baselines import workflow_weights
 from flowsentry.models.detector import Detector
 from flowsentry.models.kinds import KINDS
 from flowsentry.models.loading import create_detector
+from flowsentry.reports import TrainedCandidate, TrainReport
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
-    """Fit and save every candidate; writes reports/train.json (one entry per kind)."""
+def run(cfg: Config, progress: bool = True) -> TrainReport:
+    """Fit and save every candidate; writes its report (`paths.train_report`)."""
     started = time.perf_counter()
     augmented = read_table(
         cfg.paths.augmented / "train.parquet",
@@ -51,7 +51,7 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
                 "weighs the same", adapt.workflow,
             )  # fmt: skip
         augmented = workflow_weights(augmented, adapt.workflow, adapt.share)
-    summary: dict[str, Any] = {"split_method": cfg.split.method, "candidates": {}}
+    trained: dict[str, TrainedCandidate] = {}
     fitted: dict[str, Detector] = {}
     # registry order: a kind that builds on another (hybrid on sft) comes after it
     for kind in sorted(cfg.train.candidates, key=list(KINDS).index):
@@ -64,13 +64,17 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
         detector.data_version = version
         detector.save(cfg.paths.models / kind)
         fitted[kind] = detector
-        summary["candidates"][kind] = {
-            "threshold": round(detector.threshold_, 6),
-            "val": detector.validation_,
-            "seconds": round(time.perf_counter() - began, 1),
-            "path": str(cfg.paths.models / kind),
-        }
+        trained[kind] = TrainedCandidate(
+            threshold=round(detector.threshold_, 6),
+            val=detector.validation_,
+            seconds=round(time.perf_counter() - began, 1),
+            path=str(cfg.paths.models / kind),
+        )
         log.info("saved %s (val F1 %.4f)", cfg.paths.models / kind, detector.validation_["f1"])
-    summary["total_seconds"] = round(time.perf_counter() - started, 1)
-    write_json(summary, cfg.paths.reports / "train.json")
-    return summary
+    report = TrainReport(
+        split_method=cfg.split.method,
+        candidates=trained,
+        total_seconds=round(time.perf_counter() - started, 1),
+    )
+    report.write(cfg.paths)
+    return report

@@ -34,11 +34,12 @@ from prefect.artifacts import (
 )
 
 from flowsentry import versioning
-from flowsentry.config import load_config
+from flowsentry.config import Paths, load_config
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_path
 from flowsentry.lock import held_for, project_lock
 from flowsentry.pipeline import stage_order
+from flowsentry.reports import EvaluationReport, GateReport, PackageReport, TrainReport, as_json
 from flowsentry.stages import inbox
 
 
@@ -131,13 +132,14 @@ def _locked_outputs(root: Path) -> dict[str, str]:
     }
 
 
-def _summary(reports: Path, stages: dict[str, Any], push: dict[str, Any]) -> None:
+def _summary(paths: Paths, stages: dict[str, Any], push: dict[str, Any]) -> None:
     """Prefect table artifacts: the stages (run or up to date) and the candidates by rank,
     the gate's decision and the DVC push in the description."""
-    report = _read(reports / "evaluate" / "metrics.json") or {}
-    decision = _read(reports / "gate.json") or {}
+    report = EvaluationReport.read_or_none(paths)
+    decision = GateReport.read_or_none(paths)
     outcome = (
-        f"gate: {decision.get('decision')} {decision.get('promoted_tag') or ''}; "
+        f"gate: {decision.decision if decision else None} "
+        f"{(decision.promoted_tag if decision else None) or ''}; "
         f"DVC remote: {push.get('remote')} ({push.get('pushed', 0)} files pushed)"
     )
     create_table_artifact(
@@ -151,11 +153,11 @@ def _summary(reports: Path, stages: dict[str, Any], push: dict[str, Any]) -> Non
             {
                 "rank": rank,
                 "detector": name,
-                "val_f1": report["candidates"][name]["val"]["f1"],
-                "test_accuracy": report["candidates"][name]["test"]["accuracy"],
-                "test_f1": report["candidates"][name]["test"]["f1"],
+                "val_f1": report.candidates[name].val.f1,
+                "test_accuracy": report.candidates[name].test.accuracy,
+                "test_f1": report.candidates[name].test.f1,
             }
-            for rank, name in enumerate(report.get("ranking_on_validation", []), start=1)
+            for rank, name in enumerate(report.ranking_on_validation if report else [], start=1)
         ],
         description=f"Candidates by validation rank; {outcome}",
     )
@@ -276,19 +278,19 @@ def retrain(
                     )
                 raise
         pushed = push_task(root) if push else {"remote": None, "pushed": 0}
-    decision = _read(cfg.paths.reports / "gate.json") or {}
-    promoted = stages["gate"]["ran"] and decision.get("decision") == "promote"
-    package = _read(cfg.paths.reports / "package.json") or {}
-    bento = package.get("bento") if promoted and stages["package"]["ran"] else None
-    logger.info("gate: %s; bento: %s", decision.get("decision"), bento)
-    _summary(cfg.paths.reports, stages, pushed)
+    decision = GateReport.read_or_none(cfg.paths)
+    promoted = stages["gate"]["ran"] and decision is not None and decision.promoted
+    package = PackageReport.read_or_none(cfg.paths)
+    bento = package.bento if package and promoted and stages["package"]["ran"] else None
+    logger.info("gate: %s; bento: %s", decision.decision if decision else None, bento)
+    _summary(cfg.paths, stages, pushed)
     return {
         "inbox": arrivals,
         "stages": stages,
         "ingest": _read(cfg.paths.reports / "ingest.json"),
-        "train": _read(cfg.paths.reports / "train.json"),
-        "evaluate": _read(cfg.paths.reports / "evaluate" / "metrics.json"),
-        "gate": decision,
+        "train": as_json(TrainReport.read_or_none(cfg.paths)),
+        "evaluate": as_json(EvaluationReport.read_or_none(cfg.paths)),
+        "gate": as_json(decision),
         "bento": bento,
         "push": pushed,
         "data_version": _locked_outputs(root),

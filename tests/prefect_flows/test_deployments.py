@@ -50,5 +50,9 @@ def test_nightly_is_scheduled_and_trains_on_the_gpu_pool():
 
 def test_every_flow_is_deployed():
     entrypoints = {d["entrypoint"] for d in SPEC["deployments"]}
-    for flow in ("flows/retrain.py:retrain", "flows/retrain.py:train_flow", "flows/sweep.py:sweep"):
+    for flow in (
+        "flows/deployments.py:retrain",
+        "flows/deployments.py:train_flow",
+        "flows/deployments.py:sweep",
+    ):
         assert flow in entrypoints

@@ -10,7 +10,7 @@ import pytest
 from flowsentry.config import GateParams
 from flowsentry.errors import FlowsentryError
 from flowsentry.registry import store
-from flowsentry.registry.gate import decide, rank
+from flowsentry.registry.promotion import decide, rank
 
 GOOD = {"accuracy": 0.9, "f1": 0.85, "roc_auc": 0.95, "bias_gap": 0.1, "p99_latency_ms": 40.0}
 RULES = GateParams()  # the defaults, as params.yaml sets them

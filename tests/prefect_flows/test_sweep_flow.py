@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sweep_trains_candidates_on_two_dask_workers_and_gates_the_best(
     harness, make_flowbench, project, tiny_encoder, tmp_path, bento_home
 ):
-    from flowsentry.flows.sweep import sweep
+    from flowsentry.prefect_flows.sweep import sweep
 
     project()
     params = {

@@ -26,7 +26,7 @@ def worker(harness, tmp_path_factory):
     from prefect.deployments.runner import EntrypointType
     from prefect.settings import PREFECT_API_URL
 
-    from flowsentry.flows.retrain import train_flow
+    from flowsentry.prefect_flows.retrain import train_flow
 
     pool = f"gpu-{os.getpid()}"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
@@ -61,7 +61,7 @@ def worker(harness, tmp_path_factory):
 def test_the_worker_trains_from_a_clone_and_the_dvc_remote(setup, worker):
     from dvc.repo import Repo
 
-    from flowsentry.flows.retrain import retrain
+    from flowsentry.prefect_flows.retrain import retrain
 
     write, home = setup
     params = yaml.safe_load((home / "params.yaml").read_text())
@@ -97,7 +97,7 @@ def test_the_worker_trains_from_a_clone_and_the_dvc_remote(setup, worker):
 
 
 def test_uncommitted_code_is_refused_before_anything_is_sent(setup, worker):
-    from flowsentry.flows.retrain import retrain
+    from flowsentry.prefect_flows.retrain import retrain
 
     write, home = setup
     _git(home, "init", "--quiet")

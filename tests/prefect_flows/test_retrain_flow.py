@@ -13,8 +13,8 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
 
     from dvc.repo import Repo
 
-    from flowsentry.flows.retrain import retrain
     from flowsentry.pipeline import stage_order
+    from flowsentry.prefect_flows.retrain import retrain
 
     write, home = setup
     stages = stage_order(home / "dvc.yaml")
@@ -55,7 +55,7 @@ def test_retrain_runs_every_stage_through_dvc_then_nothing_new(setup):
 
 
 def test_failed_validation_stops_before_training(setup):
-    from flowsentry.flows.retrain import retrain
+    from flowsentry.prefect_flows.retrain import retrain
 
     write, home = setup
 
@@ -101,7 +101,7 @@ def test_an_overlapping_run_waits_for_the_lock_and_touches_nothing(setup):
     reading or writing any data (no half-written tables, no registry change)."""
     from filelock import FileLock
 
-    from flowsentry.flows.retrain import retrain
+    from flowsentry.prefect_flows.retrain import retrain
 
     write, home = setup
     traces = write()
