@@ -357,7 +357,7 @@ class HybridParams(_Section):
 
 class TrainParams(_Section):
     candidates: tuple[DetectorKind, ...] = Field(
-        ("sft", "hybrid", "gradient_boosting", "random_forest", "isolation_forest"),
+        ("sft", "gradient_boosting", "random_forest", "isolation_forest"),
         description="Detector kinds trained and entered in the gate's tournament.",
     )
     model: str = Field("minilm", description="Alias, Hugging Face id or local path.")

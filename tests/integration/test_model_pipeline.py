@@ -24,6 +24,13 @@ def test_real_subset_pipeline(flowbench_dir, project):
             "max_val_samples": 100,
             "learning_rate": 2e-4,
             "hybrid": {"folds": 2, "fold_samples": 200, "stack_samples": 1000},
+            "candidates": [
+                "sft",
+                "hybrid",
+                "gradient_boosting",
+                "random_forest",
+                "isolation_forest",
+            ],
         },
         evaluate={"online_max_jobs": 60},
     )

@@ -104,6 +104,8 @@ def test_classify_matches_the_in_process_model(server):
         ({"jobs": [dict(EXAMPLE, runtime="slow")]}, "runtime"),
         ({"jobs": [dict(EXAMPLE, runtime=-5.0)]}, "runtime"),
         ({"jobs": [dict(EXAMPLE, colour="blue")]}, "colour"),
+        # context is the service's to compute (the run store), never taken from a client
+        ({"jobs": [dict(EXAMPLE, host_runtime_mean=1.0)]}, "host_runtime_mean"),
         ({"jobs": []}, "jobs"),
         ({"jobs": [EXAMPLE] * (MAX_BATCH + 1)}, "jobs"),
         ({"jobs": [dict(EXAMPLE, workflow="montage")]}, "workflow"),

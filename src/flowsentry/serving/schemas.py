@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowsentry.data import schema
-from flowsentry.data.context import CONTEXT_COLUMNS, RATIO_LIMIT
 
 MAX_BATCH = 1024
 
@@ -52,8 +51,9 @@ def _fields() -> dict[str, Any]:
         fields[name] = (_bounded(schema.UPPER_BOUNDS[name]) | None, None)
     for name in schema.TIMESTAMPS:
         fields[name] = (Epoch | None, None)
-    for name in CONTEXT_COLUMNS:  # precomputed sibling context, if the caller has it
-        fields[name] = (_bounded(RATIO_LIMIT) | None, None)
+    # No precomputed context: the service computes a job's context and evidence itself,
+    # among the jobs of its run it has seen (the run store); a request that carries a
+    # context column is refused, naming it, like any unknown field.
     return fields
 
 
@@ -80,9 +80,8 @@ def _build_job_record() -> type[BaseModel]:
 
 
 JobRecord = _build_job_record()
-# What a client knows of a job: every field but the precomputed context (the service
-# computes that from the run's jobs it has seen).
-RAW_FIELDS = tuple(name for name in JobRecord.model_fields if name not in CONTEXT_COLUMNS)
+# What a client sends of a job: its raw fields (the context is the service's to compute).
+RAW_FIELDS = tuple(JobRecord.model_fields)
 
 
 class _Request(BaseModel):

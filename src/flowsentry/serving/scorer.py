@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from flowsentry.data.context import CONTEXT_COLUMNS, derived_columns
+from flowsentry.data.context import derived_columns
 from flowsentry.data.sources import measures_read, missing_measures, scorable_sources
 from flowsentry.errors import FlowsentryError
 from flowsentry.models import kinds
@@ -162,9 +162,9 @@ class JobScorer:
 
     def _with_siblings(self, frame: pd.DataFrame, detector: Detector) -> pd.DataFrame:
         """`frame` with its context and evidence computed among every job the run store
-        holds of its runs (the request's jobs stored first). Unchanged without a store,
-        or when the request carries context of its own (the caller's is kept)."""
-        if self.runs is None or any(c in frame.columns for c in CONTEXT_COLUMNS):
+        holds of its runs (the request's jobs stored first). Unchanged without a store
+        (the detector then computes them among the request's jobs alone)."""
+        if self.runs is None:
             return frame
         keyed = frame["run"].notna() & ~frame["run"].astype(str).str.startswith("_single-")
         keyed &= frame["job"].notna() if "job" in frame else False
