@@ -45,7 +45,7 @@ def caption(stem: str) -> str:
     return CAPTIONS.get(stem, stem.replace("_", " "))
 
 
-def page(reports: Path, pngs: list[Path]) -> str:
+def page(reports: Path, pngs: list[Path], metrics: Path) -> str:
     """The page: the plots with the date their metrics were written, or how to make them."""
     out = [
         "# Plots of this checkout's run",
@@ -58,7 +58,6 @@ def page(reports: Path, pngs: list[Path]) -> str:
     ]
     if not pngs:
         return "\n".join([*out, *HOW_TO_MAKE])
-    metrics = reports / "evaluate" / "metrics.json"
     when = datetime.fromtimestamp(metrics.stat().st_mtime, UTC) if metrics.exists() else None
     prepare = reports / "prepare.json"
     split = json.loads(prepare.read_text()).get("split_method") if prepare.exists() else None
@@ -72,11 +71,11 @@ def page(reports: Path, pngs: list[Path]) -> str:
     return "\n".join(out)
 
 
-_reports = load_config(ROOT / "params.yaml").paths.reports
-_reports = _reports if _reports.is_absolute() else ROOT / _reports
+_paths = load_config(ROOT / "params.yaml").paths.under(ROOT)  # absolute paths stay
+_reports = _paths.reports
 _pngs = sorted((_reports / "evaluate" / "png").glob("*.png"))
 for _png in _pngs:
     with mkdocs_gen_files.open(f"results/this-run/{_png.name}", "wb") as handle:
         handle.write(_png.read_bytes())
 with mkdocs_gen_files.open(PAGE, "w") as handle:
-    handle.write(page(_reports, _pngs))
+    handle.write(page(_reports, _pngs, _paths.evaluate_report))

@@ -28,7 +28,7 @@ TRAIN = textwrap.dedent(
     from flowsentry.models import sft
     model, ckpt, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     rng = np.random.default_rng(0)
-    labels = (rng.random(1600) < 0.5).astype(int)
+    labels = (rng.random(480) < 0.5).astype(int)
     texts = [f"wms_delay is 5.0 runtime is {900 + i % 7 if y else 100 + i % 5}.0"
              for i, y in enumerate(labels)]
     settings = TrainParams(model=model, mode="full", epochs=3, batch_size=4,
