@@ -327,8 +327,8 @@ def test_gate_ranks_on_the_real_time_figure_when_asked(trained):
     report = evaluated(cfg)
     for entry in report["candidates"].values():
         live = entry["realtime"]
-        assert live.val["jobs"] == min(40, entry["val"]["jobs"])
-        assert live.test["jobs"] == min(40, entry["test"]["jobs"])
+        assert live["val"]["jobs"] == min(40, entry["val"]["jobs"])
+        assert live["test"]["jobs"] == min(40, entry["test"]["jobs"])
     post_run = gate.run(cfg)
     assert post_run.rank_on == "post_run"
     assert (
