@@ -303,6 +303,12 @@ def test_the_hybrid_is_saved_evaluated_and_served_with_the_same_scores(trained, 
     loaded = load_detector(folder)
     on_file = expected.loc[list(zip(test.run, test.job, strict=True))].to_numpy()
     assert loaded.score(test) == pytest.approx(on_file, abs=1e-6)  # the file keeps 6 decimals
+    # online detection: each distinct sentence prefix is scored once, to the same scores
+    few = test.head(12)
+    prefixes = loaded.score_prefixes(few)
+    assert len(prefixes) == len(loaded.features) + 1
+    for k, scores in enumerate(prefixes):
+        assert scores == pytest.approx(loaded.score(few, k=k), abs=1e-9)
     fields = list(RAW_FIELDS)
     service = JobScorer("hybrid:1", folder, follow_champion=False)
     for _, jobs in list(test.groupby("run", sort=False))[:3]:

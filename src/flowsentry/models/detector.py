@@ -173,6 +173,12 @@ class Detector(ABC):
         """P(anomalous) per job, shape (n_jobs,). `progress`: draw a progress bar where
         scoring takes a while (the language models' batches); every kind accepts it."""
 
+    def score_prefixes(self, jobs: Jobs) -> list[np.ndarray]:
+        """Scores from the first k features, k = 0 .. len(features) (online detection),
+        the jobs' context and evidence computed once from their whole records."""
+        frame = self.frame(jobs)
+        return [self.score(frame, k=k) for k in range(len(self.features) + 1)]
+
     def predict(self, jobs: Jobs, k: int | None = None) -> np.ndarray:
         return (self.score(jobs, k) >= self.threshold_).astype(int)
 

@@ -182,6 +182,24 @@ class HybridDetector(Detector):
         x = np.column_stack([self.trees.matrix(frame, k), lm])
         return self.trees.model_.predict_proba(x)[:, 1]
 
+    def score_prefixes(self, jobs: Jobs) -> list[np.ndarray]:
+        """As every kind's, but the encoder reads each distinct sentence prefix once: past
+        its own features its sentence no longer grows (most of the hybrid's prefixes)."""
+        if self.trees.model_ is None:
+            raise FlowsentryError("hybrid: not fitted (call fit or load)")
+        self._sync_profile()
+        frame = self.frame(jobs)
+        whole = len(self.encoder.features)
+        lm: dict[int | None, np.ndarray] = {}
+        out = []
+        for k in range(len(self.features) + 1):
+            key = None if k >= whole else k
+            if key not in lm:
+                lm[key] = self.encoder.score(frame, key)
+            x = np.column_stack([self.trees.matrix(frame, k), lm[key]])
+            out.append(self.trees.model_.predict_proba(x)[:, 1])
+        return out
+
     def _metadata(self) -> dict[str, Any]:
         return {
             "encoder": ENCODER_DIR,

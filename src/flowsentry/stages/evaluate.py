@@ -50,13 +50,6 @@ SPLIT_NOTES = {
 }
 
 
-def online_scores(detector: Detector, jobs: pd.DataFrame, n_features: int) -> list[np.ndarray]:
-    """Scores from the first k features, k = 0 .. n_features (the jobs' context and
-    evidence computed once, from their whole records, as each prefix's scoring would)."""
-    frame = detector.frame(jobs)
-    return [detector.score(frame, k=k) for k in range(n_features + 1)]
-
-
 def _short(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Short:
     metrics = m.binary_metrics(labels, scores, threshold)
     return Short(**{k: metrics[k] for k in ("jobs", "accuracy", "f1", "roc_auc")})
@@ -148,7 +141,7 @@ def run(cfg: Config, progress: bool = True) -> EvaluationReport:
     for kind in cfg.train.candidates:
         detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
         entry, scores[kind] = evaluate_candidate(detector, val, test, progress)
-        prefixes = online_scores(detector, online_jobs, len(detector.features))
+        prefixes = detector.score_prefixes(online_jobs)
         threshold = detector.threshold_
         live_test = _short(online_labels, detector.score(as_of_finish("test", detector)), threshold)
         online[kind] = EarlyDetection(
