@@ -174,21 +174,24 @@ class HybridDetector(Detector):
 
     def score(self, jobs: Jobs, k: int | None = None, *, progress: bool = False) -> np.ndarray:
         """P(anomalous) per job: the trees over the evidence and the encoder's score."""
+        frame = self._ready(jobs)
+        return self._stacked(frame, k, self.encoder.score(frame, k, progress=progress))
+
+    def _ready(self, jobs: Jobs) -> pd.DataFrame:
         if self.trees.model_ is None:
             raise FlowsentryError("hybrid: not fitted (call fit or load)")
         self._sync_profile()
-        frame = self.frame(jobs)
-        lm = self.encoder.score(frame, k, progress=progress)
+        return self.frame(jobs)
+
+    def _stacked(self, frame: pd.DataFrame, k: int | None, lm: np.ndarray) -> np.ndarray:
+        """The trees' P(anomalous) over the first k evidence columns and the encoder's score."""
         x = np.column_stack([self.trees.matrix(frame, k), lm])
         return self.trees.model_.predict_proba(x)[:, 1]
 
     def score_prefixes(self, jobs: Jobs) -> list[np.ndarray]:
         """As every kind's, but the encoder reads each distinct sentence prefix once: past
         its own features its sentence no longer grows (most of the hybrid's prefixes)."""
-        if self.trees.model_ is None:
-            raise FlowsentryError("hybrid: not fitted (call fit or load)")
-        self._sync_profile()
-        frame = self.frame(jobs)
+        frame = self._ready(jobs)
         whole = len(self.encoder.features)
         lm: dict[int | None, np.ndarray] = {}
         out = []
@@ -196,8 +199,7 @@ class HybridDetector(Detector):
             key = None if k >= whole else k
             if key not in lm:
                 lm[key] = self.encoder.score(frame, key)
-            x = np.column_stack([self.trees.matrix(frame, k), lm[key]])
-            out.append(self.trees.model_.predict_proba(x)[:, 1])
+            out.append(self._stacked(frame, k, lm[key]))
         return out
 
     def _metadata(self) -> dict[str, Any]:
