@@ -130,6 +130,28 @@ def project_config(**sections):
     return config_from_dict(raw)
 
 
+def run_stages(cfg, until: str, flowbench_dir: Path | None = None) -> None:
+    """The stage functions through `until`, in dvc.yaml's order, in this process: the
+    fixtures of tests that exercise a later stage (the pipeline itself runs through
+    DVC: tests/unit/test_workspace.py)."""
+    from flowsentry.stages import augment, evaluate, gate, ingest, prepare, train, validate
+
+    steps = {
+        "ingest": lambda: ingest.run(cfg, flowbench_dir=flowbench_dir, progress=False),
+        "validate": lambda: validate.run(cfg),
+        "prepare": lambda: prepare.run(cfg),
+        "augment": lambda: augment.run(cfg),
+        "train": lambda: train.run(cfg, progress=False),
+        "evaluate": lambda: evaluate.run(cfg, progress=False),
+        "gate": lambda: gate.run(cfg),
+    }
+    for name, step in steps.items():
+        step()
+        if name == until:
+            return
+    raise ValueError(f"run_stages: no stage '{until}'")
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A config whose artifact paths all lie under a temporary project folder."""

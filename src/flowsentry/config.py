@@ -33,10 +33,6 @@ class BaseParams(_Section):
     )
 
 
-# Paths that name inputs versioned with the code, not artifacts a run writes.
-INPUT_PATHS = ("gx_suite", "labels")
-
-
 class Paths(_Section):
     """Artifact locations; dvc.yaml references these same keys."""
 
@@ -89,18 +85,12 @@ class Paths(_Section):
 
         return self.raw / DAG_FOLDER / f"{workflow}.json"
 
-    def under(self, root: str | Path, artifacts_only: bool = False) -> Paths:
-        """The same locations inside `root`: a project folder, or (`artifacts_only`) a
-        workspace that keeps reading the project's inputs (the expectation suite).
-        Absolute paths stay as they are."""
+    def under(self, root: str | Path) -> Paths:
+        """The same locations as seen from outside `root` (a project or a workspace
+        folder). Absolute paths stay as they are."""
         root = Path(root)
-        keep = INPUT_PATHS if artifacts_only else ()
         return self.model_copy(
-            update={
-                name: root / value
-                for name, value in self
-                if not Path(value).is_absolute() and name not in keep
-            }
+            update={name: root / value for name, value in self if not Path(value).is_absolute()}
         )
 
 
@@ -761,9 +751,9 @@ class Config(_Section):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    def under(self, root: str | Path, artifacts_only: bool = False) -> Config:
+    def under(self, root: str | Path) -> Config:
         """This config with its paths inside `root` (see `Paths.under`)."""
-        return self.model_copy(update={"paths": self.paths.under(root, artifacts_only)})
+        return self.model_copy(update={"paths": self.paths.under(root)})
 
 
 def load_config(

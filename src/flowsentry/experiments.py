@@ -1,7 +1,7 @@
 """The paper's studies, each one command: transfer, catastrophic forgetting, debiasing.
 
-Each prepares its workflows with the same stage functions as the pipeline (ingest,
-validate, prepare, under `reports/experiments/<name>/work`), fine-tunes with
+Each prepares its workflows with `dvc.yaml` (ingest, validate, prepare), each in its
+workspace under `reports/experiments/work/<workflow>` (`flowsentry.workspace`), fine-tunes with
 `flowsentry.models.sft`, and writes `reports/experiments/<name>.json`.
 Sample sizes are parameters so a CPU can run them; say what was used when quoting.
 """
@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from flowsentry import pipeline
 from flowsentry.config import Config
 from flowsentry.data.evidence import Profile, read_profile
 from flowsentry.data.splits import stratified_sample
@@ -28,6 +27,7 @@ from flowsentry.reports import EvaluationReport, TrainReport, as_json
 from flowsentry.stages.evaluate import PAPER_SFT_ACCURACY
 from flowsentry.text.augmentation import augment, uninformative_inputs
 from flowsentry.text.sentences import features_of, sentences
+from flowsentry.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class Splits:
     profile: Profile  # fitted on this workflow's training split
 
 
-def workspace(cfg: Config, workflow: str, root: Path) -> Config:
-    """`cfg` for one workflow with every artifact path under `root`."""
-    return cfg.under(root, artifacts_only=True).model_copy(
+def one_workflow(cfg: Config, workflow: str) -> Config:
+    """`cfg` reading one Flow-Bench workflow (no other source)."""
+    return cfg.model_copy(
         update={
             "ingest": cfg.ingest.model_copy(
                 update={"workflows": (workflow,), "text_sources": (), "stampede": (), "live": ()}
@@ -52,12 +52,13 @@ def workspace(cfg: Config, workflow: str, root: Path) -> Config:
 
 
 def prepared(cfg: Config, workflow: str, work: Path, flowbench_dir: str | Path | None) -> Splits:
-    """The pipeline through `prepare` for one workflow, in the workspace `work/<workflow>`."""
-    sub = workspace(cfg, workflow, work / workflow)
-    if not (sub.paths.split("test").exists() and sub.paths.profile.exists()):
-        pipeline.run(sub, until="prepare", flowbench_dir=flowbench_dir)
-    read = lambda name: pd.read_parquet(sub.paths.split(name))  # noqa: E731
-    return Splits(read("train"), read("val"), read("test"), read_profile(sub.paths.profile))
+    """`dvc.yaml` through `prepare` for one workflow, in the workspace `work/<workflow>`
+    (DVC runs what is stale: nothing, once prepared under the same params and code)."""
+    space = Workspace.open(work / workflow, one_workflow(cfg, workflow))
+    space.run("prepare", flowbench_dir)
+    paths = space.paths
+    read = lambda name: pd.read_parquet(paths.split(name))  # noqa: E731
+    return Splits(read("train"), read("val"), read("test"), read_profile(paths.profile))
 
 
 class _Lab:
@@ -314,23 +315,19 @@ def debias(
 
 
 def quality(
-    cfg: Config,
-    workflow: str,
-    flowbench_dir: str | Path | None,
-    progress: bool = True,
-    tag: str | None = None,
+    cfg: Config, workflow: str, flowbench_dir: str | Path | None, tag: str | None = None
 ) -> dict[str, Any]:
-    """The default pipeline (ingest -> evaluate, params.yaml) on one workflow, in its own
+    """`dvc.yaml` through evaluate on one workflow (params.yaml otherwise), in its own
     workspace; reports every candidate on validation and test under the configured
     split (`--set split.method=random` for the paper's protocol)."""
     method = cfg.split.method
     tag = tag or f"{workflow}_{method}"
     root = cfg.paths.reports / "experiments" / "work" / f"quality-{tag}"
-    sub = workspace(cfg, workflow, root)
+    space = Workspace.open(root, one_workflow(cfg, workflow))
     started = time.perf_counter()
-    ran = pipeline.run(sub, until="evaluate", flowbench_dir=flowbench_dir, progress=progress)
-    trained: TrainReport = ran["train"]
-    report: EvaluationReport = ran["evaluate"]
+    space.run("evaluate", flowbench_dir)
+    trained = TrainReport.read(space.paths)
+    report = EvaluationReport.read(space.paths)
     pick = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
     result = {
         "workflow": workflow,

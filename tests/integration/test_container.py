@@ -15,9 +15,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from tests.conftest import EASY_GATE
+from tests.conftest import EASY_GATE, run_stages
 
-from flowsentry import pipeline
 from flowsentry.deploy import container
 from flowsentry.errors import FlowsentryError
 from flowsentry.serving.schemas import RAW_FIELDS, JobRecord
@@ -61,7 +60,7 @@ def test_the_image_serves_what_the_service_serves_in_process(flowbench_dir, proj
         evaluate={"online_max_jobs": 20},
         gate=EASY_GATE,
     )
-    pipeline.run(cfg, "gate", flowbench_dir)
+    run_stages(cfg, "gate", flowbench_dir)
     packaged = package.run(cfg, ROOT / "bentofile.yaml")
 
     built = container.build(packaged.bento, reports=cfg.paths.reports)

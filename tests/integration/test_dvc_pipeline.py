@@ -1,4 +1,5 @@
-"""`dvc repro` of the data stages on a fresh copy of the repository, on the real traces.
+"""`dvc repro` of the data stages on a fresh copy of the repository, on the real traces
+(all of 1000genome: its counts through ingest, validate and prepare).
 
 The model stages (augment ... package) are covered on a real subset by
 test_model_pipeline.py; here DVC itself is under test: the stages run, then re-running
@@ -49,8 +50,14 @@ def test_dvc_repro_runs_the_data_stages_and_then_does_nothing(flowbench_dir, tmp
 
     first = _run(["dvc", "repro", "prepare"], clone, env)
     assert "Running stage 'prepare'" in first.stdout
-    ingest = json.loads((clone / "reports" / "ingest.json").read_text())
-    assert ingest["tables"]["1000genome"]["jobs"] == 47_950
+    # the real 1000genome counts, as the stages DVC ran report them
+    ingested = json.loads((clone / "reports" / "ingest.json").read_text())["tables"]["1000genome"]
+    assert (ingested["runs"], ingested["jobs"], ingested["anomalous"]) == (350, 47_950, 15_689)
+    validated = json.loads((clone / "reports" / "validation.json").read_text())
+    assert validated["tables"]["1000genome"]["clean"] == 47_950
+    splits = json.loads((clone / "reports" / "prepare.json").read_text())["splits"]
+    assert sum(s["jobs"] for s in splits.values()) == 47_950
+    assert splits["test"]["jobs"] == 4_795
     assert (clone / "reports" / "data_docs" / "index.html").exists()
     assert (clone / "data" / "prepared" / "test.parquet").exists()
 

@@ -40,9 +40,7 @@ def test_sweep_trains_candidates_on_two_dask_workers_and_gates_the_best(
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     traces = make_flowbench(n_runs=30)
 
-    result = sweep(
-        params="params.yaml", flowbench_dir=str(traces), bentofile=str(ROOT / "bentofile.yaml")
-    )
+    result = sweep(params="params.yaml", flowbench_dir=str(traces))
     names = [r["candidate"] for r in result["candidates"]]
     assert names == [f"tiny-{tiny_encoder.name}-full", f"tiny-{tiny_encoder.name}-head"]
     # Trained on Dask worker processes, not in this one.
@@ -54,5 +52,7 @@ def test_sweep_trains_candidates_on_two_dask_workers_and_gates_the_best(
     best_f1 = max(r["val"]["f1"] for r in result["candidates"])
     assert result["best"]["val"]["f1"] == best_f1
     assert result["gate"]["decision"] == "promote" and result["bento"]
-    assert result["gate"]["candidate"]["model_dir"] == result["best"]["model_dir"]
+    # the gate ran in the best one's workspace (dvc repro package there)
+    gated = Path(result["best"]["workspace"]) / result["gate"]["candidate"]["model_dir"]
+    assert gated == Path(result["best"]["model_dir"])
     assert result["gate"]["winner"] == "sft"

@@ -96,7 +96,7 @@ def _stored(root: Path) -> dict[str, bytes]:
 
 
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),  # each example takes seconds
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -11,8 +11,10 @@ that key or code changed.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,11 +172,41 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
     seen: dict[str, tuple[set[str], set[str]]] = {}
     for name, run in runs:
         reads: set[str] = set()
-        with monitor as files:
+        with monitor as files, _workspace_runs() as dvc_runs:
             run(Recorder(cfg, "", reads))
+        files |= _code_run_by_dvc(dvc_runs)
         earlier_reads, earlier_files = seen.get(name, (set(), set()))
         seen[name] = (earlier_reads | reads, earlier_files | files)
     return seen
+
+
+@contextlib.contextmanager
+def _workspace_runs() -> Iterator[list[str]]:
+    """The stages `Workspace.run` was asked for (DVC runs them in other processes)."""
+    from flowsentry.workspace import Workspace
+
+    asked: list[str] = []
+    real = Workspace.run
+
+    def run(self, until, *args, **kwargs):
+        asked.append(until)
+        return real(self, until, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Workspace, "run", run)
+        yield asked
+
+
+def _code_run_by_dvc(asked: list[str]) -> set[str]:
+    """The code deps dvc.yaml declares for the stages up to each of `asked`: what the
+    stage commands DVC ran in a workspace read (a caller depends on them too)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    order = list(stages)
+    code: set[str] = set()
+    for until in asked:
+        for name in order[: order.index(until) + 1]:
+            code.update(_code_deps(stages[name]))
+    return code
 
 
 def test_each_stage_declares_what_it_reads_and_reads_what_it_declares(observed):

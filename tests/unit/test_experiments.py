@@ -59,7 +59,7 @@ def test_quality_runs_the_default_pipeline_in_its_own_workspace(two_workflows):
             "evaluate": cfg.evaluate.model_copy(update={"online_max_jobs": 20}),
         }
     )
-    result = experiments.quality(cfg, "wfb", root, progress=False)
+    result = experiments.quality(cfg, "wfb", root)
     assert result["workflow"] == "wfb" and result["split"]["method"] == "by_run"
     assert set(result["candidates"]) == set(cfg.train.candidates)
     assert sorted(result["ranking_on_validation"]) == sorted(cfg.train.candidates)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import EASY_GATE
+from tests.conftest import EASY_GATE, run_stages
 
 TRAIN = textwrap.dedent(
     """
@@ -157,7 +157,6 @@ def test_a_gate_that_fails_midway_never_moves_the_champion(trained_project, monk
 @pytest.fixture
 def trained_project(make_flowbench, project, bento_home):
     """A project whose tree candidates are trained and evaluated, with a champion."""
-    from flowsentry import pipeline
     from flowsentry.registry import store
     from flowsentry.stages import gate
 
@@ -166,7 +165,7 @@ def trained_project(make_flowbench, project, bento_home):
         evaluate={"online_max_jobs": 40},
         gate=EASY_GATE,
     )
-    pipeline.run(cfg, "evaluate", make_flowbench(n_runs=40, n_jobs=6))
+    run_stages(cfg, "evaluate", make_flowbench(n_runs=40, n_jobs=6))
     result = gate.run(cfg)
     assert result.promoted
     return cfg, store.champion_tag()

@@ -84,7 +84,7 @@ def _cfg(project):
     )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=FIXTURES, phases=NO_SHRINK)
+@settings(max_examples=10, deadline=None, suppress_health_check=FIXTURES, phases=NO_SHRINK)
 @given(d=damage())
 def test_content_expectations_through_ingest_and_validate(d, project, run_frame, tmp_path):
 
@@ -100,7 +100,7 @@ def test_content_expectations_through_ingest_and_validate(d, project, run_frame,
     assert (quarantined["run"] == "tiny-run0009").all() and quarantined["reason"].str.len().all()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=FIXTURES, phases=NO_SHRINK)
+@settings(max_examples=8, deadline=None, suppress_health_check=FIXTURES, phases=NO_SHRINK)
 @given(d=damage())
 def test_content_expectations_in_the_inbox(d, project, run_frame, make_flowbench, tmp_path):
     cfg = _cfg(project)

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import EASY_GATE
+from tests.conftest import EASY_GATE, run_stages
 
-from flowsentry import pipeline
 from flowsentry.data.splits import stratified_sample
 from flowsentry.errors import FlowsentryError
 from flowsentry.models.detector import choose_threshold
@@ -54,7 +53,7 @@ def trained_tree(tmp_path_factory, tiny_encoder):
         patch.chdir(root)
         source = build_flowbench(root / "source", n_runs=40, n_jobs=6)
         cfg = project_config(**_settings(tiny_encoder))
-        pipeline.run(cfg, "train", source)
+        run_stages(cfg, "train", source)
         evaluate.run(cfg, progress=False)  # the tests read (and some rewrite) its report
     return root
 

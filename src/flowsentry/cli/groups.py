@@ -160,7 +160,7 @@ def experiment_quality(
     (by_run split by default; --set split.method=random for the paper's protocol)."""
     from flowsentry import experiments
 
-    result = experiments.quality(cfg, workflow, flowbench_dir, progress=progress(), tag=tag)
+    result = experiments.quality(cfg, workflow, flowbench_dir, tag=tag)
     typer.echo(json.dumps(result, indent=1))
 
 

@@ -16,13 +16,9 @@ the same and every later stage is skipped.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,53 +29,21 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from flowsentry import versioning
+from flowsentry import versioning, workspace
 from flowsentry.config import Paths, load_config
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_path
 from flowsentry.lock import held_for, project_lock
-from flowsentry.pipeline import stage_order
 from flowsentry.reports import EvaluationReport, GateReport, PackageReport, TrainReport, as_json
 from flowsentry.stages import inbox
-
-
-class StageFailed(FlowsentryError):
-    """A DVC stage's command failed (its own one-line error is in the flow's log)."""
-
-
-@contextlib.contextmanager
-def _environment(updates: dict[str, str]) -> Iterator[None]:
-    """`updates` in os.environ while DVC runs the stage commands; restored afterwards
-    (a flow run inside a longer-lived process must not leave its settings behind)."""
-    before = {name: os.environ.get(name) for name in updates}
-    os.environ.update(updates)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+from flowsentry.workspace import StageFailed, stage_order
 
 
 def repro(
     root: Path, stage: str, force: bool = False, flowbench_dir: str | None = None
 ) -> dict[str, Any]:
     """`dvc repro --single-item <stage>` in `root`; returns whether the stage ran."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
-    # the stage commands are `flowsentry <stage>`: the CLI of this interpreter
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    updates = {"PATH": path, **({"FLOWBENCH_DIR": flowbench_dir} if flowbench_dir else {})}
-    try:
-        # in the project: DVC resolves some paths against the working directory
-        with _environment(updates), contextlib.chdir(root), Repo(str(root)) as repo:
-            ran = repo.reproduce(stage, single_item=True, force=force)
-    except DvcException as exc:
-        cause = f": {exc.__cause__}" if exc.__cause__ else ""
-        raise StageFailed(f"dvc repro {stage} failed{cause}".splitlines()[0]) from None
+    ran = workspace.repro(root, stage, single_item=True, force=force, flowbench_dir=flowbench_dir)
     return {"stage": stage, "ran": bool(ran)}
 
 

@@ -4,15 +4,15 @@ the best gated.
     flowsentry sweep --flowbench-dir ../shared/flowbench            # local, 2 workers
     flowsentry sweep --address tcp://scheduler:8786                 # a running cluster
 
-Candidates are params.yaml `sweep`: workflows x models x modes. Each workflow's data is
-prepared once under `paths.sweep/<workflow>/data` (one task per workflow); then every
-candidate trains and evaluates in its own task on a Dask worker (prefect-dask's
+Candidates are params.yaml `sweep`: workflows x models x modes. Every step is `dvc.yaml`
+run by DVC in a workspace (`flowsentry.workspace`): each workflow's data is prepared once,
+through `augment`, in `paths.sweep/<workflow>/data` (one task per workflow); then every
+candidate runs `dvc repro evaluate` in its own workspace,
+`paths.sweep/<workflow>/<model>-<mode>`, in its own task on a Dask worker (prefect-dask's
 DaskTaskRunner: a local cluster of `sweep.n_workers` processes, or the scheduler at
-`sweep.address`), writing its model and reports under
-`paths.sweep/<workflow>/<model>-<mode>`. The candidate with the best gate metric on
-validation then goes through the same gate as the retraining flow, and is packaged as a
-Bento when promoted. Every step is the same stage functions `dvc.yaml` runs, on other
-paths.
+`sweep.address`), its data checked out of the shared DVC cache. The candidate with the
+best gate metric on validation then runs the gate and package stages in its workspace:
+the same gate as the retraining flow, and a Bento when promoted.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
-from flowsentry import pipeline
 from flowsentry.config import Config, load_config
 from flowsentry.errors import FlowsentryError
-from flowsentry.experiments import workspace
+from flowsentry.experiments import one_workflow
 from flowsentry.lock import project_lock
-from flowsentry.reports import EvaluationReport, TrainReport, as_json
-from flowsentry.stages import gate, package
+from flowsentry.reports import EvaluationReport, GateReport, PackageReport, TrainReport, as_json
+from flowsentry.workspace import DVC_FILE, Workspace, stage_order
 
 
 @dataclass(frozen=True)
@@ -54,26 +53,19 @@ def candidates(cfg: Config) -> list[Candidate]:
     return [Candidate(w, m, mode) for w in s.workflows for m in s.models for mode in s.modes]
 
 
-def data_config(cfg: Config, workflow: str) -> Config:
-    """`cfg` for one workflow's shared data under `paths.sweep/<workflow>/data`."""
-    return workspace(cfg, workflow, cfg.paths.sweep / workflow / "data")
+def data_workspace(cfg: Config, workflow: str) -> Workspace:
+    """The workflow's shared data: its workspace at `paths.sweep/<workflow>/data`."""
+    return Workspace.open(cfg.paths.sweep / workflow / "data", one_workflow(cfg, workflow))
 
 
-def candidate_config(cfg: Config, candidate: Candidate) -> Config:
-    """The workflow's data, the candidate's own model, checkpoints and reports."""
-    data = data_config(cfg, candidate.workflow)
+def candidate_workspace(cfg: Config, candidate: Candidate) -> Workspace:
+    """The candidate's workspace: its own model, checkpoints and reports."""
     own = (
         cfg.paths.sweep / candidate.workflow / candidate.name.removeprefix(f"{candidate.workflow}-")
     )
-    return data.model_copy(
+    settings = one_workflow(cfg, candidate.workflow)
+    settings = settings.model_copy(
         update={
-            "paths": data.paths.model_copy(
-                update={
-                    "models": own / "models",
-                    "checkpoints": own / "checkpoints",
-                    "reports": own / "reports",
-                }
-            ),
             "train": cfg.train.model_copy(
                 update={
                     "model": candidate.model,
@@ -84,20 +76,30 @@ def candidate_config(cfg: Config, candidate: Candidate) -> Config:
             ),
         }
     )
+    return Workspace.open(own, settings)
 
 
-def prepare_data(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -> dict[str, Any]:
-    """ingest -> validate -> prepare -> augment for one workflow (shared by its candidates)."""
-    ran = pipeline.run(data_config(cfg, workflow), until="augment", flowbench_dir=flowbench_dir)
-    return ran["augment"]
+def data_stages(space: Workspace) -> list[str]:
+    """The stages a workflow's candidates share: `dvc.yaml` up to `augment`."""
+    order = stage_order(space.root / DVC_FILE)
+    return order[: order.index("augment") + 1]
+
+
+def prepare_data(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -> list[str]:
+    """`dvc repro augment` in the workflow's data workspace (shared by its candidates);
+    the stages that were stale and ran."""
+    return data_workspace(cfg, workflow).run("augment", flowbench_dir)
 
 
 def train_and_evaluate(cfg: Config, candidate: Candidate) -> dict[str, Any]:
-    """Fine-tune and evaluate one candidate; its metrics and where its model is."""
-    sub = candidate_config(cfg, candidate)
-    ran = pipeline.run(sub, start="train", until="evaluate")
-    trained: TrainReport = ran["train"]
-    evaluated: EvaluationReport = ran["evaluate"]
+    """`dvc repro evaluate` in the candidate's workspace, its data checked out of the
+    workflow's (from DVC's cache: nothing is prepared twice); its metrics and model."""
+    data = data_workspace(cfg, candidate.workflow)
+    space = candidate_workspace(cfg, candidate)
+    space.seed(data, data_stages(data))
+    space.run("evaluate")
+    trained = TrainReport.read(space.paths)
+    evaluated = EvaluationReport.read(space.paths)
     keep = ("accuracy", "f1", "roc_auc", "pr_auc")
     sft = evaluated.candidates["sft"]
     return {
@@ -108,7 +110,8 @@ def train_and_evaluate(cfg: Config, candidate: Candidate) -> dict[str, Any]:
         "val": {k: getattr(sft.val, k) for k in keep},
         "test": {k: getattr(sft.test, k) for k in keep},
         "train_seconds": trained.total_seconds,
-        "model_dir": str(sub.paths.models / "sft"),
+        "workspace": str(space.root),  # its reports' paths are relative to it
+        "model_dir": str(space.paths.models / "sft"),
         "trained_on": f"{socket.gethostname()}:{os.getpid()}",  # which worker
     }
 
@@ -122,8 +125,8 @@ def best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     return max(scored, key=lambda r: r["val"][metric])
 
 
-def config_of(cfg: Config, result: dict[str, Any]) -> Config:
-    return candidate_config(cfg, Candidate(result["workflow"], result["model"], result["mode"]))
+def workspace_of(cfg: Config, result: dict[str, Any]) -> Workspace:
+    return candidate_workspace(cfg, Candidate(result["workflow"], result["model"], result["mode"]))
 
 
 prepare_task = task(prepare_data, name="prepare workflow", retries=1)
@@ -163,10 +166,10 @@ def sweep(
     flowbench_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
     address: str | None = None,
-    bentofile: str = "bentofile.yaml",
     lock_timeout_s: float = 3600,
 ) -> dict[str, Any]:
-    """Train the sweep's candidates in parallel; gate the best; package it when promoted."""
+    """Train the sweep's candidates in parallel; gate the best (`dvc repro package` in its
+    workspace: the gate, then the Bento when promoted)."""
     logger = get_run_logger()
     cfg = load_config(Path(params), overrides)
     source = flowbench_dir or os.environ.get("FLOWBENCH_DIR")
@@ -175,11 +178,12 @@ def sweep(
     metric = cfg.gate.primary_metric
     winner = best(results, metric)
     logger.info("best of %d candidates by %s: %s", len(results), metric, winner["candidate"])
-    chosen = config_of(cfg, winner)
+    chosen = workspace_of(cfg, winner)
     # The registry is shared with the retraining flow: the same lock.
     with project_lock(cfg.paths.lock, lock_timeout_s):
-        decision = gate.run(chosen)
-        bento = package.run(chosen, Path(bentofile)).bento if decision.promoted else None
+        chosen.run("package")
+    decision = GateReport.read(chosen.paths)
+    bento = PackageReport.read(chosen.paths).bento if decision.promoted else None
     create_table_artifact(
         key="sweep-candidates",
         table=[

@@ -36,9 +36,11 @@ def run(cfg: Config, bentofile: Path = Path("bentofile.yaml")) -> PackageReport:
         )
     # reload: a long-lived process (a Prefect worker) imported the service module for an
     # earlier build; BentoML re-imports it so the class reads this build's argument.
+    # The build context is the bentofile's real folder (a workspace links the project's).
+    bentofile = bentofile.resolve()
     bento = bentoml.bentos.build_bentofile(
         str(bentofile),
-        build_ctx=str(bentofile.parent.resolve()),
+        build_ctx=str(bentofile.parent),
         args={"model": champion, **cfg.serve.model_dump()},
         reload=True,
     )
