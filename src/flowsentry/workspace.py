@@ -17,11 +17,13 @@ import contextlib
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 from flowsentry.config import Config, Paths
 from flowsentry.data.labels import COLUMNS as LABEL_COLUMNS
@@ -70,18 +72,25 @@ def _environment(updates: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+# DVC runs in the process's working directory, environment and file descriptors: one
+# run at a time in a process (a Dask worker with several threads takes turns).
+_PROCESS = threading.RLock()
+
+
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
     """File descriptor 1 onto 2 for the duration: DVC's stage commands inherit it."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
+    with _PROCESS:
         sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def repro(
@@ -103,12 +112,17 @@ def repro(
         updates["FLOWBENCH_DIR"] = str(Path(flowbench_dir).resolve())
     try:
         # in the project: DVC resolves some paths against the working directory
-        with _environment(updates), contextlib.chdir(root), Repo(str(root)) as repo:
+        with _PROCESS, _environment(updates), contextlib.chdir(root), Repo(str(root)) as repo:
             ran = repo.reproduce(stage, single_item=single_item, force=force)
     except DvcException as exc:
-        cause = f": {exc.__cause__}" if exc.__cause__ else ""
-        raise StageFailed(f"{root}: dvc repro {stage} failed{cause}".splitlines()[0]) from None
+        raise StageFailed(f"{root}: dvc repro {stage} failed: {_reason(exc)}") from None
     return [s.name for s in ran]
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what went wrong (DVC wraps the cause)."""
+    text = str(exc.__cause__ or exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def project_root() -> Path:
@@ -143,7 +157,10 @@ def _absolute_inputs(cfg: Config, root: Path) -> Config:
         if not paths["labels"].exists():
             with atomic_path(paths["labels"], ".csv") as tmp:
                 tmp.write_text(",".join(LABEL_COLUMNS) + "\n")
-    models = {}
+    split = cfg.split
+    if split.manifest is not None and not split.manifest.is_absolute():
+        split = split.model_copy(update={"manifest": split.manifest.resolve()})
+    models: dict[str, object] = {"split": split}
     for section in ("train", "icl"):
         model = getattr(cfg, section).model
         if model and not Path(model).is_absolute() and Path(model).exists():
@@ -168,23 +185,28 @@ class Workspace:
 
         project = (project or project_root()).resolve()
         root = Path(root).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        for name in LINKED:
-            link, target = root / name, project / name
-            if target.exists() and not link.is_symlink():
-                link.symlink_to(target)
-        cfg = _absolute_inputs(cfg, root)
-        text = yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False)
-        params = root / "params.yaml"
-        if not params.exists() or params.read_text() != text:
-            with atomic_path(params, ".yaml") as tmp:
-                tmp.write_text(text)
-        if not (root / ".dvc").is_dir():
-            Repo.init(str(root), no_scm=True).close()
-            cache = _cache_of(project) or root.parent / ".dvc-cache"
-            with Repo(str(root)) as repo, repo.config.edit("local") as conf:
-                conf["core"]["analytics"] = False
-                conf["cache"]["dir"] = str(cache)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        # one opener at a time (two sweep tasks may open one workflow's data at once)
+        with _PROCESS, FileLock(str(root.parent / f".{root.name}.open.lock")):
+            root.mkdir(exist_ok=True)
+            for name in LINKED:
+                link, target = root / name, project / name
+                if target.exists() and not link.is_symlink():
+                    link.symlink_to(target)
+            cfg = _absolute_inputs(cfg, root)
+            text = yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False)
+            params = root / "params.yaml"
+            if not params.exists() or params.read_text() != text:
+                with atomic_path(params, ".yaml") as tmp:
+                    tmp.write_text(text)
+            if not (root / ".dvc").is_dir():
+                Repo.init(str(root), no_scm=True).close()
+            cache = str(_cache_of(project) or root.parent / ".dvc-cache")
+            with Repo(str(root)) as repo:
+                if repo.config["cache"].get("dir") != cache:
+                    with repo.config.edit("local") as conf:
+                        conf["core"]["analytics"] = False
+                        conf["cache"]["dir"] = cache
         return cls(root, cfg)
 
     @property
@@ -192,40 +214,76 @@ class Workspace:
         """The config's paths as seen from outside the workspace."""
         return self.cfg.paths.under(self.root)
 
-    def run(self, until: str, flowbench_dir: str | Path | None = None) -> list[str]:
-        """`dvc repro <until>`: the stages up to `until` that were stale, run. What they
-        print goes to stderr (a study's result is its command's stdout)."""
+    def run(
+        self, until: str, flowbench_dir: str | Path | None = None, force_only: bool = False
+    ) -> list[str]:
+        """`dvc repro <until>`: the stages up to `until` that were stale, run
+        (`force_only`: `until` alone, run whatever DVC thinks). What they print goes to
+        stderr (a study's result is its command's stdout)."""
         order = stage_order(self.root / DVC_FILE)
         if until not in order:
-            raise ConfigError(f"workspace: unknown stage '{until}' (dvc.yaml has {order})")
+            raise ConfigError(f"{self.root}: unknown stage '{until}' (dvc.yaml has {order})")
         with _stdout_to_stderr():
-            return repro(self.root, until, flowbench_dir=flowbench_dir)
+            return repro(
+                self.root,
+                until,
+                single_item=force_only,
+                force=force_only,
+                flowbench_dir=flowbench_dir,
+            )
 
     def seed(self, source: Workspace, stages: Sequence[str]) -> None:
         """Take `stages` as `source` ran them: its dvc.lock entries and their outputs
         checked out of the shared DVC cache (nothing runs again)."""
         from dvc.exceptions import DvcException
         from dvc.repo import Repo
+        from dvc.utils.serialize import dump_yaml, load_yaml  # DVC's own YAML (1.2)
 
-        lock = yaml.safe_load((source.root / "dvc.lock").read_text())
-        mine = self.root / "dvc.lock"
-        current = yaml.safe_load(mine.read_text()) if mine.exists() else None
-        current = current or {"schema": lock.get("schema", "2.0"), "stages": {}}
-        current["stages"].update({s: lock["stages"][s] for s in stages})
-        with atomic_path(mine, ".lock") as tmp:
-            tmp.write_text(yaml.safe_dump(current, sort_keys=False))
+        theirs = source.root / "dvc.lock"
         try:
-            with contextlib.chdir(self.root), Repo(str(self.root)) as repo:
-                repo.checkout(targets=list(stages), force=True)
-            # what DVC does not cache (the stages' reports): copied
-            for stage in stages:
-                for out in lock["stages"][stage].get("outs", []):
-                    mine, theirs = self.root / out["path"], source.root / out["path"]
-                    if not mine.exists() and theirs.is_dir():
-                        shutil.copytree(theirs, mine)
-                    elif not mine.exists() and theirs.exists():
-                        mine.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(theirs, mine)
+            lock = load_yaml(str(theirs))
+            entries = {s: lock["stages"][s] for s in stages}
+        except (OSError, KeyError, TypeError, DvcException) as exc:
+            raise StageFailed(
+                f"{theirs}: no locked stages {list(stages)} to take ({exc})"
+            ) from None
+        mine = self.root / "dvc.lock"
+        current = load_yaml(str(mine)) if mine.exists() else None
+        current = current or {"schema": lock.get("schema", "2.0"), "stages": {}}
+        current["stages"].update(entries)
+        try:
+            with _PROCESS:
+                with atomic_path(mine, ".lock") as tmp:
+                    dump_yaml(str(tmp), current)
+                with contextlib.chdir(self.root), Repo(str(self.root)) as repo:
+                    repo.checkout(targets=list(stages), force=True)
+                    uncached = [
+                        out.def_path
+                        for stage in stages
+                        for defined in repo.stage.collect(stage)
+                        for out in defined.outs
+                        if not out.use_cache
+                    ]
+            # what DVC does not cache (the stages' reports): replaced by the source's
+            for path in uncached:
+                _replace(source.root / path, self.root / path)
         except DvcException as exc:
             targets = " ".join(stages)
-            raise StageFailed(f"{self.root}: dvc checkout {targets} failed: {exc}") from None
+            raise StageFailed(
+                f"{self.root}: dvc checkout {targets} failed: {_reason(exc)}"
+            ) from None
+
+
+def _replace(source: Path, target: Path) -> None:
+    """`target` becomes a copy of `source` (a file or a folder), whatever it was."""
+    if not source.exists():
+        return
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)

@@ -64,10 +64,23 @@ def test_a_seeded_workspace_takes_the_stages_from_the_cache(make_flowbench, proj
         data.paths.jobs / "tiny.parquet"
     ).read_bytes()
     assert other.run("ingest", traces) == []
+    assert other.run("ingest", traces, force_only=True) == ["ingest"]
+
+    # the data changes: a second seed replaces what DVC does not cache too (the report)
+    smaller = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"max_runs": 4})})
+    data = Workspace.open(data.root, smaller)
+    data.run("ingest", traces)
+    other = Workspace.open(other.root, smaller)
+    other.seed(data, ["ingest"])
+    report = "reports/ingest.json"
+    assert (other.root / report).read_text() == (data.root / report).read_text()
+    assert other.run("ingest", traces) == []
 
 
 def test_a_failed_stage_is_one_line_naming_the_workspace(project, tmp_path):
     space = Workspace.open(tmp_path / "work", project())
-    with pytest.raises(StageFailed, match=r"work: dvc repro ingest failed") as failed:
+    with pytest.raises(StageFailed, match=r"work: dvc repro ingest failed: ") as failed:
         space.run("ingest", tmp_path / "no-traces")
     assert "\n" not in str(failed.value)
+    with pytest.raises(StageFailed, match=r"no locked stages \['ingest'\]"):
+        Workspace.open(tmp_path / "other", project()).seed(space, ["ingest"])

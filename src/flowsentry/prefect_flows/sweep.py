@@ -11,8 +11,8 @@ candidate runs `dvc repro evaluate` in its own workspace,
 `paths.sweep/<workflow>/<model>-<mode>`, in its own task on a Dask worker (prefect-dask's
 DaskTaskRunner: a local cluster of `sweep.n_workers` processes, or the scheduler at
 `sweep.address`), its data checked out of the shared DVC cache. The candidate with the
-best gate metric on validation then runs the gate and package stages in its workspace:
-the same gate as the retraining flow, and a Bento when promoted.
+best gate metric on validation then runs the gate stage in its workspace (the same gate
+as the retraining flow), and the package stage when promoted.
 """
 
 from __future__ import annotations
@@ -91,13 +91,15 @@ def prepare_data(cfg: Config, workflow: str, flowbench_dir: str | Path | None) -
     return data_workspace(cfg, workflow).run("augment", flowbench_dir)
 
 
-def train_and_evaluate(cfg: Config, candidate: Candidate) -> dict[str, Any]:
+def train_and_evaluate(
+    cfg: Config, candidate: Candidate, flowbench_dir: str | Path | None = None
+) -> dict[str, Any]:
     """`dvc repro evaluate` in the candidate's workspace, its data checked out of the
     workflow's (from DVC's cache: nothing is prepared twice); its metrics and model."""
     data = data_workspace(cfg, candidate.workflow)
     space = candidate_workspace(cfg, candidate)
     space.seed(data, data_stages(data))
-    space.run("evaluate")
+    space.run("evaluate", flowbench_dir)  # the traces only if DVC found the data stale
     trained = TrainReport.read(space.paths)
     evaluated = EvaluationReport.read(space.paths)
     keep = ("accuracy", "f1", "roc_auc", "pr_auc")
@@ -155,7 +157,8 @@ def run_candidates(cfg: Config, flowbench_dir: str | None) -> list[dict[str, Any
         w: prepare_task.submit(cfg, w, flowbench_dir) for w in dict.fromkeys(cfg.sweep.workflows)
     }
     futures = [
-        candidate_task.submit(cfg, c, wait_for=[prepared[c.workflow]]) for c in candidates(cfg)
+        candidate_task.submit(cfg, c, flowbench_dir, wait_for=[prepared[c.workflow]])
+        for c in candidates(cfg)
     ]
     return [f.result() for f in futures]
 
@@ -168,8 +171,8 @@ def sweep(
     address: str | None = None,
     lock_timeout_s: float = 3600,
 ) -> dict[str, Any]:
-    """Train the sweep's candidates in parallel; gate the best (`dvc repro package` in its
-    workspace: the gate, then the Bento when promoted)."""
+    """Train the sweep's candidates in parallel; gate the best in its workspace (`dvc repro`
+    of the gate, then of package when promoted)."""
     logger = get_run_logger()
     cfg = load_config(Path(params), overrides)
     source = flowbench_dir or os.environ.get("FLOWBENCH_DIR")
@@ -180,9 +183,13 @@ def sweep(
     logger.info("best of %d candidates by %s: %s", len(results), metric, winner["candidate"])
     chosen = workspace_of(cfg, winner)
     # The registry is shared with the retraining flow: the same lock.
+    # The gate decides now, against today's champion (forced: DVC would skip it when the
+    # candidate is unchanged); the Bento is built only for a promotion.
     with project_lock(cfg.paths.lock, lock_timeout_s):
-        chosen.run("package")
-    decision = GateReport.read(chosen.paths)
+        chosen.run("gate", force_only=True)
+        decision = GateReport.read(chosen.paths)
+        if decision.promoted:
+            chosen.run("package", force_only=True)
     bento = PackageReport.read(chosen.paths).bento if decision.promoted else None
     create_table_artifact(
         key="sweep-candidates",
