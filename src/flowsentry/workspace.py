@@ -14,6 +14,7 @@ preparing it again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -79,14 +80,22 @@ _PROCESS = threading.RLock()
 
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
-    """File descriptor 1 onto 2 for the duration: DVC's stage commands inherit it."""
+    """What DVC prints goes to stderr: its own messages (sys.stdout) and its stage
+    commands' (they inherit file descriptor 1, put onto 2 for the duration)."""
     with _PROCESS:
         sys.stdout.flush()
         saved = os.dup(1)
+        # DVC's log handlers hold the stream they were made with (a stdout, maybe one
+        # that is gone): one handler on this stderr instead, for the duration
+        dvc_log = logging.getLogger("dvc")
+        handlers = dvc_log.handlers[:]
+        dvc_log.handlers = [logging.StreamHandler(sys.stderr)]
         try:
             os.dup2(2, 1)
-            yield
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
         finally:
+            dvc_log.handlers = handlers
             with contextlib.suppress(OSError, ValueError):
                 sys.stdout.flush()
             os.dup2(saved, 1)
@@ -187,7 +196,8 @@ class Workspace:
         root = Path(root).resolve()
         root.parent.mkdir(parents=True, exist_ok=True)
         # one opener at a time (two sweep tasks may open one workflow's data at once)
-        with _PROCESS, FileLock(str(root.parent / f".{root.name}.open.lock")):
+        lock = FileLock(str(root.parent / f".{root.name}.open.lock"))
+        with _stdout_to_stderr(), lock:
             root.mkdir(exist_ok=True)
             for name in LINKED:
                 link, target = root / name, project / name
@@ -252,7 +262,7 @@ class Workspace:
         current = current or {"schema": lock.get("schema", "2.0"), "stages": {}}
         current["stages"].update(entries)
         try:
-            with _PROCESS:
+            with _stdout_to_stderr():
                 with atomic_path(mine, ".lock") as tmp:
                     dump_yaml(str(tmp), current)
                 with contextlib.chdir(self.root), Repo(str(self.root)) as repo:
