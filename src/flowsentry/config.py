@@ -56,6 +56,22 @@ class Paths(_Section):
     icl_model: Path = Path("models/icl")
     lock: Path = Path(".flowsentry.lock")
     labels: Path = Path("labels.csv")
+    ingest_report: Path = Field(
+        Path("reports/ingest.json"), description="What each jobs table holds (IngestReport)."
+    )
+    validation_report: Path = Field(
+        Path("reports/validation.json"),
+        description="Each table against the expectation suite (ValidationReport).",
+    )
+    prepare_report: Path = Field(
+        Path("reports/prepare.json"), description="The splits and the profile (PrepareReport)."
+    )
+    augment_report: Path = Field(
+        Path("reports/augment.json"), description="The augmented training set (AugmentReport)."
+    )
+    inbox_report: Path = Field(
+        Path("reports/inbox.json"), description="The inbox's last sorting (InboxReport)."
+    )
     train_report: Path = Field(
         Path("reports/train.json"), description="The train stage's report (TrainReport)."
     )

@@ -3,8 +3,9 @@
 A stage returns its report and writes it with `write(paths)`; every reader (the gate, the
 CLI, the Prefect flows, the sweep and the studies) loads it with `read(paths)` and reads
 fields, not keys. Where a report lies is named once, in params.yaml's `paths`
-(`train_report`, `evaluate_report`, `gate_report`, `package_report`). The JSON is the
-DVC metrics file, so `dvc metrics diff` compares the same fields across runs.
+(`ingest_report`, `validation_report`, `prepare_report`, `augment_report`,
+`train_report`, `evaluate_report`, `gate_report`, `package_report`, `inbox_report`). The
+JSON is the DVC metrics file, so `dvc metrics diff` compares the same fields across runs.
 """
 
 from __future__ import annotations
@@ -129,6 +130,131 @@ class RealTime(_Model):
 
     val: Short
     test: Short
+
+
+# ingest --------------------------------------------------------------------------
+
+
+class IngestedTable(_Model):
+    """One jobs table ingest wrote (stages/tables.py: one per source)."""
+
+    kind: Literal["flowbench", "text", "stampede", "live"]
+    runs: int
+    jobs: int
+    anomalous: int
+    unlabelled: int
+    operator_labels_applied: int  # labels from `flowsentry label` (paths.labels)
+    anomaly_types: dict[str, int]
+    tasks: int
+    source: str | None = None  # a stampede table: the database it was read from
+    still_running_not_read: list[str] = []  # a stampede table: wf_uuids not ended yet
+    jobs_never_submitted: int = 0  # a stampede table: jobs of ended runs never submitted
+
+
+class IngestReport(_Report):
+    """reports/ingest.json: what each jobs table holds."""
+
+    path_key: ClassVar[str] = "ingest_report"
+    source: str | None  # where the Flow-Bench traces came from (None: no Flow-Bench table)
+    tables: dict[str, IngestedTable]
+
+
+# validate ------------------------------------------------------------------------
+
+
+class ExpectationResult(_Model):
+    """One expectation of the GX suite on one table (validation/runner.py)."""
+
+    expectation: str
+    column: str | list[str] | None
+    level: str  # "row": failing rows are quarantined; "table": the table fails
+    success: bool
+    unexpected_count: int
+    reason: str
+
+
+class ValidatedTable(_Model):
+    jobs: int
+    clean: int
+    quarantined: int
+    quarantined_fraction: float
+    quarantine_reasons: dict[str, int]
+    expectations: int
+    expectations_failed: int
+    checks: list[ExpectationResult]
+
+
+class ValidationReport(_Report):
+    """reports/validation.json: each jobs table against the expectation suite."""
+
+    path_key: ClassVar[str] = "validation_report"
+    suite: str
+    success: bool
+    tables: dict[str, ValidatedTable]
+
+
+# prepare -------------------------------------------------------------------------
+
+
+class SplitCount(_Model):
+    jobs: int
+    anomalous: int
+    anomalous_fraction: float
+
+
+class SplitRecordCounts(_Model):
+    """by_run: runs that kept the split the record gave them, new runs, recorded runs
+    absent from the data (data/splits.record_splits)."""
+
+    kept: int
+    new: int
+    absent: int
+
+
+class ProfileNote(_Model):
+    id: str
+    tasks: int
+    level_features: int
+
+
+class TokenLengths(_Model):
+    mean: float
+    max: int
+
+
+class TokenReport(_Model):
+    """Tokens per job of every template/feature set on a sample of training jobs."""
+
+    tokenizer: str
+    jobs: int
+    lengths: dict[str, TokenLengths]  # "<template>/<feature set>"
+
+
+class PrepareReport(_Report):
+    """reports/prepare.json: the splits, the profile of normal and sentence lengths."""
+
+    path_key: ClassVar[str] = "prepare_report"
+    template: str
+    feature_set: str
+    split_method: str
+    unlabelled_jobs_as_context_only: int
+    splits: dict[str, SplitCount]
+    split_record: SplitRecordCounts | None  # by_run only
+    profile: ProfileNote
+    tokens_per_job: TokenReport
+
+
+# augment -------------------------------------------------------------------------
+
+
+class AugmentReport(_Report):
+    """reports/augment.json: the augmented training set."""
+
+    path_key: ClassVar[str] = "augment_report"
+    jobs: int  # in the training split
+    rows: int  # after augmentation
+    by_kind: dict[str, int]
+    anomalous_fraction: float
 
 
 # train ---------------------------------------------------------------------------
@@ -261,6 +387,29 @@ class PackageReport(_Report):
     gate_decision: str | None
     path: str
     serve: dict[str, Any]
+
+
+# inbox ---------------------------------------------------------------------------
+
+
+class InboxFile(_Model):
+    workflow: str
+    run: str
+    file: str
+    kept_as: str | None = None  # skipped or quarantined: where the file went
+    reason: str | None = None  # quarantined: why
+    note: str | None = None  # skipped: why
+
+
+class InboxReport(_Report):
+    """reports/inbox.json: each file of the inbox accepted, skipped or quarantined (also
+    written when a step failed: then with what was done before, and the error)."""
+
+    path_key: ClassVar[str] = "inbox_report"
+    accepted: list[InboxFile] = []
+    skipped: list[InboxFile] = []
+    quarantined: list[InboxFile] = []
+    error: str | None = None
 
 
 def as_json(report: BaseModel | None) -> dict[str, Any] | None:

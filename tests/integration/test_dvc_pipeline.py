@@ -8,7 +8,6 @@ with nothing changed runs nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,6 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from flowsentry.config import load_config
+from flowsentry.reports import IngestReport, PrepareReport, ValidationReport
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +53,13 @@ def test_dvc_repro_runs_the_data_stages_and_then_does_nothing(flowbench_dir, tmp
     first = _run(["dvc", "repro", "prepare"], clone, env)
     assert "Running stage 'prepare'" in first.stdout
     # the real 1000genome counts, as the stages DVC ran report them
-    ingested = json.loads((clone / "reports" / "ingest.json").read_text())["tables"]["1000genome"]
-    assert (ingested["runs"], ingested["jobs"], ingested["anomalous"]) == (350, 47_950, 15_689)
-    validated = json.loads((clone / "reports" / "validation.json").read_text())
-    assert validated["tables"]["1000genome"]["clean"] == 47_950
-    splits = json.loads((clone / "reports" / "prepare.json").read_text())["splits"]
-    assert sum(s["jobs"] for s in splits.values()) == 47_950
-    assert splits["test"]["jobs"] == 4_795
+    paths = load_config(clone / "params.yaml").under(clone).paths
+    ingested = IngestReport.read(paths).tables["1000genome"]
+    assert (ingested.runs, ingested.jobs, ingested.anomalous) == (350, 47_950, 15_689)
+    assert ValidationReport.read(paths).tables["1000genome"].clean == 47_950
+    splits = PrepareReport.read(paths).splits
+    assert sum(s.jobs for s in splits.values()) == 47_950
+    assert splits["test"].jobs == 4_795
     assert (clone / "reports" / "data_docs" / "index.html").exists()
     assert (clone / "data" / "prepared" / "test.parquet").exists()
 

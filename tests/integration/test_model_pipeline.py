@@ -31,8 +31,8 @@ def test_real_subset_pipeline(flowbench_dir, project):
         evaluate={"online_max_jobs": 30},
     )
     summary = ingest.run(cfg, flowbench_dir, progress=False)
-    assert summary["tables"]["1000genome"]["runs"] == 20
-    assert summary["tables"]["1000genome"]["jobs"] == 20 * 137
+    assert summary.tables["1000genome"].runs == 20
+    assert summary.tables["1000genome"].jobs == 20 * 137
     validate.run(cfg)
     prepare.run(cfg)
     augment.run(cfg)

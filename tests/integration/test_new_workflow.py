@@ -48,7 +48,7 @@ def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, proj
         gate=EASY_GATE,
     )  # fmt: skip
     summary = ingest.run(cfg, flowbench_dir, progress=False)
-    assert summary["tables"][NEW]["unlabelled"] == summary["tables"][NEW]["jobs"] > 0
+    assert summary.tables[NEW].unlabelled == summary.tables[NEW].jobs > 0
     validate.run(cfg)
     prepare.run(cfg)
     splits = {s: pd.read_parquet(cfg.paths.split(s)) for s in ("train", "val", "test")}

@@ -138,9 +138,9 @@ def test_full_stream_replay_is_scored_once_and_matches_the_stampede_database(
     # the next retrain: the inbox accepts the run of a live workflow, ingest reads it
     cfg = _project(tmp_path)
     report = inbox_stage.run(cfg, tmp_path / "inbox")
-    assert [r["run"] for r in report["accepted"]] == [run]
-    table = ingest.run(cfg, None, progress=False)["tables"]["live_process"]
-    assert (table["runs"], table["jobs"], table["unlabelled"]) == (1, 5, 5)
+    assert [r.run for r in report.accepted] == [run]
+    table = ingest.run(cfg, None, progress=False).tables["live_process"]
+    assert (table.runs, table.jobs, table.unlabelled) == (1, 5, 5)
 
 
 def _project(tmp_path: Path):

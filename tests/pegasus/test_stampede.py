@@ -174,12 +174,12 @@ def test_all_databases_through_ingest_and_validation(pegasus_dir, tmp_path):
     cfg = _config(tmp_path, urls)
     summary = ingest.run(cfg, None, progress=False)
     report = validate.run(cfg)
-    assert report["success"]
+    assert report.success
     for name in DATABASES:
-        table = summary["tables"][f"pegasus_{name}"]
-        assert table["unlabelled"] == table["jobs"] > 0
-        assert report["tables"][f"pegasus_{name}"]["quarantined"] == 0
-    assert summary["tables"]["pegasus_hierarchical_wf_success"]["still_running_not_read"]
+        table = summary.tables[f"pegasus_{name}"]
+        assert table.unlabelled == table.jobs > 0
+        assert report.tables[f"pegasus_{name}"].quarantined == 0
+    assert summary.tables["pegasus_hierarchical_wf_success"].still_running_not_read
     dags = (cfg.paths.jobs / "pegasus_process_wf_success.dags.json").read_text()
     assert "ls_ID0000001" in dags
 
@@ -213,14 +213,14 @@ def test_operator_labels_reach_the_splits_and_unlabelled_jobs_only_give_context(
     assert add_labels(cfg.paths.labels, entries) == len(entries)
 
     summary = ingest.run(cfg, None, progress=False)
-    table = summary["tables"]["pegasus_monitoring-rest-api-master"]  # named after the file
+    table = summary.tables["pegasus_monitoring-rest-api-master"]  # named after the file
     in_labelled = int(jobs["run"].isin(labelled).sum())
-    assert table["operator_labels_applied"] == in_labelled
-    assert table["unlabelled"] == len(jobs) - in_labelled
-    assert table["anomalous"] == len(failed) > 0
+    assert table.operator_labels_applied == in_labelled
+    assert table.unlabelled == len(jobs) - in_labelled
+    assert table.anomalous == len(failed) > 0
     validate.run(cfg)
     report = prepare.run(cfg)
-    assert report["unlabelled_jobs_as_context_only"] == len(jobs) - in_labelled
+    assert report.unlabelled_jobs_as_context_only == len(jobs) - in_labelled
     splits = pd.concat(pd.read_parquet(cfg.paths.split(s)) for s in ("train", "val", "test"))
     assert len(splits) == in_labelled and unlabelled not in set(splits["run"])
     assert splits["label"].notna().all()
@@ -241,8 +241,8 @@ def test_the_example_site_params_ingest_every_database(pegasus_dir, tmp_path, mo
     monkeypatch.chdir(project)
     cfg = load_config(root / "examples" / "pegasus-site.yaml")
     summary = ingest.run(cfg, None, progress=False)
-    assert {name for name, t in summary["tables"].items() if t["jobs"]} == {
+    assert {name for name, t in summary.tables.items() if t.jobs} == {
         "pegasus_process-0", "pegasus_process-failure", "pegasus_hierarchical-workflow-0",
         "pegasus_monitoring-rest-api-master",
     }  # fmt: skip
-    assert validate.run(cfg)["success"]
+    assert validate.run(cfg).success

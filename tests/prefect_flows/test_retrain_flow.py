@@ -71,11 +71,11 @@ def test_failed_validation_stops_before_training(setup):
 
 def test_new_traces_are_ingested_once_and_bad_ones_reported(setup, run_frame):
     """Through the command line: `flowsentry retrain --inbox-dir ...`."""
-    import json
-
     from typer.testing import CliRunner
 
     from flowsentry.cli import app
+    from flowsentry.config import load_config
+    from flowsentry.reports import InboxReport, IngestReport
 
     make_run = run_frame
     write, home = setup
@@ -89,11 +89,11 @@ def test_new_traces_are_ingested_once_and_bad_ones_reported(setup, run_frame):
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     assert "package    ran" in done.output
-    arrivals = json.loads((home / "reports" / "inbox.json").read_text())
-    assert [r["run"] for r in arrivals["accepted"]] == ["tiny-run0200"]
-    assert [r["run"] for r in arrivals["quarantined"]] == ["tiny-run0201"]
-    ingested = json.loads((home / "reports" / "ingest.json").read_text())
-    assert ingested["tables"]["tiny"]["runs"] == 31  # 30 + exactly the new one
+    paths = load_config(home / "params.yaml").under(home).paths
+    arrivals = InboxReport.read(paths)
+    assert [r.run for r in arrivals.accepted] == ["tiny-run0200"]
+    assert [r.run for r in arrivals.quarantined] == ["tiny-run0201"]
+    assert IngestReport.read(paths).tables["tiny"].runs == 31  # 30 + exactly the new one
 
 
 def test_an_overlapping_run_waits_for_the_lock_and_touches_nothing(setup):

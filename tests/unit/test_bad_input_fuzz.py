@@ -151,10 +151,10 @@ def test_mutated_traces_are_accepted_or_refused_in_one_line(project, run_frame, 
     (box / "tiny-run0099.csv").write_bytes(text)
     report = inbox.run(cfg, home / "inbox")  # never raises for a bad file
     assert not list(box.glob("*.csv"))
-    outcomes = report["accepted"] + report["skipped"] + report["quarantined"]
+    outcomes = report.accepted + report.skipped + report.quarantined
     assert len(outcomes) == 1
-    for entry in report["quarantined"]:
-        assert "\n" not in entry["reason"] and Path(entry["kept_as"]).exists()
-    for entry in report["accepted"]:
-        assert (cfg.paths.raw / "new_runs" / "tiny" / entry["file"]).exists()
+    for entry in report.quarantined:
+        assert "\n" not in entry.reason and Path(entry.kept_as).exists()
+    for entry in report.accepted:
+        assert (cfg.paths.raw / "new_runs" / "tiny" / entry.file).exists()
     assert _stored(home) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flowsentry.reports import InboxReport
 from flowsentry.stages import inbox, ingest
 
 
@@ -14,7 +15,7 @@ def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp
     make_run = run_frame
     cfg = project()
     root = make_flowbench(n_runs=10, n_jobs=6)
-    assert ingest.run(cfg, root, progress=False)["tables"]["tiny"]["runs"] == 10
+    assert ingest.run(cfg, root, progress=False).tables["tiny"].runs == 10
 
     box = tmp_path / "inbox" / "tiny"
     _drop(box, "tiny-run0100", make_run(100))  # new, good
@@ -26,16 +27,16 @@ def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp
     _drop(box, "tiny-run0103", make_run(103).drop(columns="queue_delay"))  # broken file
 
     report = inbox.run(cfg, tmp_path / "inbox")
-    assert [r["run"] for r in report["accepted"]] == ["tiny-run0100", "tiny-run0101"]
-    assert [r["run"] for r in report["skipped"]] == ["tiny-run0003"]
-    reasons = {r["run"]: r["reason"] for r in report["quarantined"]}
+    assert [r.run for r in report.accepted] == ["tiny-run0100", "tiny-run0101"]
+    assert [r.run for r in report.skipped] == ["tiny-run0003"]
+    reasons = {r.run: r.reason for r in report.quarantined}
     assert "runtime is negative" in reasons["tiny-run0102"]
     assert "'queue_delay'" in reasons["tiny-run0103"]
     assert (cfg.paths.quarantine / "inbox" / "tiny" / "tiny-run0103.reason.txt").exists()
     assert not list(box.glob("*.csv"))  # the inbox is emptied
 
-    summary = ingest.run(cfg, root, progress=False)["tables"]["tiny"]
-    assert summary["runs"] == 12 and summary["jobs"] == 72
+    summary = ingest.run(cfg, root, progress=False).tables["tiny"]
+    assert summary.runs == 12 and summary.jobs == 72
 
     _drop(box, "tiny-run0100", make_run(100))  # the same run again
     broken = make_run(101)
@@ -43,8 +44,8 @@ def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp
     _drop(box, "tiny-run0101", broken)  # a known name, but a damaged file: looked at
     _drop(box, "tiny-run0004", make_run(104))  # a known name over other jobs
     again = inbox.run(cfg, tmp_path / "inbox")
-    assert again["accepted"] == [] and [r["run"] for r in again["skipped"]] == ["tiny-run0100"]
-    reasons = {r["run"]: r["reason"] for r in again["quarantined"]}
+    assert again.accepted == [] and [r.run for r in again.skipped] == ["tiny-run0100"]
+    reasons = {r.run: r.reason for r in again.quarantined}
     assert "runtime is negative" in reasons["tiny-run0101"]
     assert "already ingested with other jobs" in reasons["tiny-run0004"]
 
@@ -57,9 +58,9 @@ def test_new_runs_join_the_next_ingest_exactly_once(make_flowbench, project, tmp
     _drop(box, "tiny-run0003", make_run(3, anomalous_host=True))
     _drop(box, "renamed-0003", make_run(3, anomalous_host=True))
     resent = inbox.run(cfg, tmp_path / "inbox")
-    assert resent["accepted"] == [] and resent["quarantined"] == []
-    assert sorted(r["run"] for r in resent["skipped"]) == ["renamed-0003", "tiny-run0003"]
-    assert ingest.run(cfg, root, progress=False)["tables"]["tiny"]["runs"] == 12
+    assert resent.accepted == [] and resent.quarantined == []
+    assert sorted(r.run for r in resent.skipped) == ["renamed-0003", "tiny-run0003"]
+    assert ingest.run(cfg, root, progress=False).tables["tiny"].runs == 12
 
 
 def test_each_file_is_sorted_on_its_own_and_nothing_is_lost(
@@ -68,7 +69,6 @@ def test_each_file_is_sorted_on_its_own_and_nothing_is_lost(
     """Bad files first, in the middle and last; one file that breaks the reader in an
     unexpected way; the same run under another name; a second file of a quarantined
     name. Every good file is accepted once, every other file is reported and kept."""
-    import json
 
     from flowsentry.stages import inbox as inbox_stage
 
@@ -101,18 +101,18 @@ def test_each_file_is_sorted_on_its_own_and_nothing_is_lost(
 
     monkeypatch.setattr(inbox_stage, "_checker", checker)
     report = inbox.run(cfg, tmp_path / "inbox")
-    assert [r["run"] for r in report["accepted"]] == ["b-good", "e-good"]
-    skipped = {r["run"]: r["note"] for r in report["skipped"]}
+    assert [r.run for r in report.accepted] == ["b-good", "e-good"]
+    skipped = {r.run: r.note for r in report.skipped}
     assert skipped == {
         "d-copy-of-run1": "same jobs as run 'tiny-run0001' (content hash)",
         "f-copy-of-b": "same jobs as run 'b-good' (content hash)",
     }
-    reasons = {r["run"]: r["reason"] for r in report["quarantined"]}
+    reasons = {r.run: r.reason for r in report.quarantined}
     assert set(reasons) == {"a-bad", "c-explodes", "g-not-utf8"}
     assert "'slow'" in reasons["a-bad"] and "RuntimeError" in reasons["c-explodes"]
     assert "not UTF-8" in reasons["g-not-utf8"] and "line 8" in reasons["g-not-utf8"]
     assert all("\n" not in reason for reason in reasons.values())
-    assert json.loads((cfg.paths.reports / "inbox.json").read_text()) == report
+    assert InboxReport.read(cfg.paths) == report
     assert not list(box.glob("*.csv"))
 
     # the same bad file again: kept beside the first, never over it
@@ -120,16 +120,15 @@ def test_each_file_is_sorted_on_its_own_and_nothing_is_lost(
     again = inbox.run(cfg, tmp_path / "inbox")
     kept = sorted(p.name for p in (cfg.paths.quarantine / "inbox" / "tiny").glob("a-bad*"))
     assert kept == ["a-bad.1.csv", "a-bad.1.reason.txt", "a-bad.csv", "a-bad.reason.txt"]
-    assert again["quarantined"][0]["kept_as"].endswith("a-bad.1.csv")
+    assert again.quarantined[0].kept_as.endswith("a-bad.1.csv")
 
-    summary = ingest.run(cfg, root, progress=False)["tables"]["tiny"]
-    assert summary["runs"] == 6  # 4 + b-good + e-good, each once
+    summary = ingest.run(cfg, root, progress=False).tables["tiny"]
+    assert summary.runs == 6  # 4 + b-good + e-good, each once
 
 
 def test_the_report_is_written_when_the_batch_fails(
     make_flowbench, project, tmp_path, run_frame, monkeypatch
 ):
-    import json
 
     import pytest
 
@@ -152,7 +151,7 @@ def test_the_report_is_written_when_the_batch_fails(
     monkeypatch.setattr(box_module, "_move", move)
     with pytest.raises(OSError):
         inbox.run(cfg, tmp_path / "inbox")
-    report = json.loads((cfg.paths.reports / "inbox.json").read_text())
-    assert [r["run"] for r in report["accepted"]] == ["a-good"]
-    assert "No space left" in report["error"]
+    report = InboxReport.read(cfg.paths)  # written although the sorting failed
+    assert [r.run for r in report.accepted] == ["a-good"]
+    assert "No space left" in report.error
     assert (box / "b-good.csv").exists()  # not moved: still in the inbox for the next run

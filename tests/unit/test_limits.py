@@ -93,8 +93,8 @@ def test_content_expectations_through_ingest_and_validate(d, project, run_frame,
     runs = {**_clean(run_frame), "tiny-run0009": frame.to_csv(index=False).encode()}
     root = _write(tmp_path / "flowbench", runs, dag_for(N_JOBS))
     ingest.run(cfg, root, progress=False)
-    report = validate.run(cfg)["tables"]["tiny"]
-    assert report["clean"] == CLEAN_RUNS * N_JOBS + clean
+    report = validate.run(cfg).tables["tiny"]
+    assert report.clean == CLEAN_RUNS * N_JOBS + clean
     quarantined = pd.read_parquet(cfg.paths.quarantine / "tiny.parquet")
     assert len(quarantined) == d["kept"] - clean
     assert (quarantined["run"] == "tiny-run0009").all() and quarantined["reason"].str.len().all()
@@ -114,10 +114,10 @@ def test_content_expectations_in_the_inbox(d, project, run_frame, make_flowbench
     frame.to_csv(box / f"{name}.csv", index=False)
     report = inbox.run(cfg, tmp_path / "inbox")
     accepted = clean == d["kept"]  # a file is accepted whole or not at all
-    assert [r["run"] for r in report["accepted"]] == ([name] if accepted else [])
+    assert [r.run for r in report.accepted] == ([name] if accepted else [])
     if not accepted:
-        (entry,) = report["quarantined"]
-        assert "\n" not in entry["reason"] and entry["reason"]
+        (entry,) = report.quarantined
+        assert "\n" not in entry.reason and entry.reason
         # accepted files go to new_runs; move them out so names stay unique per example
     for path in (cfg.paths.raw / "new_runs" / "tiny").glob("*.csv"):
         path.rename(tmp_path / path.name)
@@ -134,7 +134,7 @@ def test_a_run_made_of_ids_alone_is_quarantined_whole(project, run_frame, tmp_pa
             frame[column] = ""
     runs = {**_clean(run_frame), "tiny-run0009": frame.to_csv(index=False).encode()}
     ingest.run(cfg, _write(tmp_path / "fb", runs, dag_for(N_JOBS)), progress=False)
-    assert validate.run(cfg)["tables"]["tiny"]["clean"] == CLEAN_RUNS * N_JOBS
+    assert validate.run(cfg).tables["tiny"].clean == CLEAN_RUNS * N_JOBS
     reasons = pd.read_parquet(cfg.paths.quarantine / "tiny.parquet")["reason"]
     assert reasons.str.contains("runtime is missing").all()
 

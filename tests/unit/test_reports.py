@@ -172,3 +172,35 @@ def test_a_missing_report_names_its_file(tmp_path):
     with pytest.raises(DataError, match="cannot read the report") as error:
         EvaluationReport.read(paths)
     assert error.value.path == str(paths.evaluate_report)
+
+
+def test_each_report_lies_where_params_yaml_names_it_and_dvc_tracks_it():
+    """One `paths` key per report (params.yaml and the typed config agree), no two reports
+    on one file, and each stage's report is a metrics file of its dvc.yaml stage."""
+    from pathlib import Path
+
+    import yaml
+
+    from flowsentry import reports
+
+    root = Path(__file__).resolve().parents[2]
+    params = yaml.safe_load((root / "params.yaml").read_text())["paths"]
+    kinds = [
+        cls
+        for cls in vars(reports).values()
+        if isinstance(cls, type) and issubclass(cls, reports._Report) and cls is not reports._Report
+    ]
+    keys = [cls.path_key for cls in kinds]
+    assert len(set(keys)) == len(keys) == 9
+    for key in keys:
+        assert str(getattr(Paths(), key)) == params[key], key
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    metrics = {
+        name: [next(iter(m)) if isinstance(m, dict) else m for m in stage.get("metrics", [])]
+        for name, stage in stages.items()
+    }
+    written_by = {"ingest": "ingest_report", "validate": "validation_report",
+                  "prepare": "prepare_report", "augment": "augment_report",
+                  "train": "train_report", "evaluate": "evaluate_report"}  # fmt: skip
+    for stage, key in written_by.items():
+        assert f"${{paths.{key}}}" in metrics[stage], stage

@@ -24,6 +24,7 @@ from flowsentry.data.splits import (
     write_record,
 )
 from flowsentry.errors import DataError
+from flowsentry.reports import PrepareReport, SplitRecordCounts
 
 
 @pytest.fixture
@@ -417,25 +418,24 @@ def test_prepare_again_with_more_runs_moves_no_old_run(
     first_runs = pd.read_parquet(validated).query("run < 'tiny-run0020'")
     write_parquet(first_runs, validated, [cfg.paths.jobs / "tiny.parquet"])
     first = prepare.run(cfg)
-    assert first["split_record"] == {"kept": 0, "new": 20, "absent": 0}
+    assert first.split_record == SplitRecordCounts(kept=0, new=20, absent=0)
     before = pd.read_csv(cfg.paths.prepared / "split.csv").drop_duplicates("run")
     assert before["run"].nunique() == 20
 
     validated.write_bytes(all_runs)  # four new runs
     with caplog.at_level(logging.INFO, logger="flowsentry"):
         second = prepare.run(cfg)
-    assert second["split_record"] == {"kept": 20, "new": 4, "absent": 0}
+    assert second.split_record == SplitRecordCounts(kept=20, new=4, absent=0)
     assert "20 runs kept their split, 4 new runs assigned" in caplog.text
     after = pd.read_csv(cfg.paths.prepared / "split.csv").drop_duplicates("run")
     assert after["run"].nunique() == 24 and set(after["split"]) == set(SPLITS)
     moved = before.merge(after, on="run").query("split_x != split_y")
     assert moved.empty, moved
-    report = json.loads((cfg.paths.reports / "prepare.json").read_text())
-    assert report["split_record"] == {"kept": 20, "new": 4, "absent": 0}
+    assert PrepareReport.read(cfg.paths) == second
 
     (cfg.paths.prepared / RECORD_CSV).write_text("garbage")  # a damaged record: no crash
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="flowsentry"):
         third = prepare.run(cfg)
-    assert third["split_record"] == {"kept": 0, "new": 24, "absent": 0}
+    assert third.split_record == SplitRecordCounts(kept=0, new=24, absent=0)
     assert len(caplog.records) == 1 and "damaged" in caplog.text

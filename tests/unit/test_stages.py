@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 
 import pandas as pd
@@ -11,6 +10,7 @@ from typer.testing import CliRunner
 
 from flowsentry.cli import app
 from flowsentry.errors import ConfigError, DataError, ValidationFailed
+from flowsentry.reports import IngestReport, PrepareReport, ValidationReport
 from flowsentry.stages import ingest, prepare, validate
 
 
@@ -19,7 +19,7 @@ def test_pipeline_on_tiny_traces(make_flowbench, project):
     root = make_flowbench(n_runs=20, n_jobs=6)
 
     summary = ingest.run(cfg, root, progress=False)
-    assert summary["tables"]["tiny"] == {
+    assert summary.tables["tiny"].model_dump(exclude_defaults=True) == {
         "kind": "flowbench",
         "unlabelled": 0,
         "operator_labels_applied": 0,
@@ -29,22 +29,24 @@ def test_pipeline_on_tiny_traces(make_flowbench, project):
         "anomaly_types": {"none": 99, "cpu_2": 21},
         "tasks": 3,
     }
+    assert IngestReport.read(cfg.paths) == summary  # the report written is the one returned
     assert (cfg.paths.raw / "tiny.zip").exists()  # a versioned copy of the raw traces
 
     report = validate.run(cfg)
-    assert report["success"] and report["tables"]["tiny"]["quarantined"] == 0
+    assert report.success and report.tables["tiny"].quarantined == 0
     assert (cfg.paths.reports / "data_docs" / "index.html").exists()
     assert "tiny" in (cfg.paths.reports / "data_docs" / "index.html").read_text()  # one site
-    assert json.loads((cfg.paths.reports / "validation.json").read_text())["success"]
+    assert ValidationReport.read(cfg.paths) == report
 
     prepared = prepare.run(cfg)
-    counts = {name: s["jobs"] for name, s in prepared["splits"].items()}
+    counts = {name: s.jobs for name, s in prepared.splits.items()}
+    assert PrepareReport.read(cfg.paths) == prepared
     assert counts == {"train": 96, "val": 12, "test": 12}
     train = pd.read_parquet(cfg.paths.prepared / "train.parquet")
     assert train["sentence"].str.startswith("wms_delay is 5.0 queue_delay is 20.0").all()
     assert (
-        prepared["tokens_per_job"]["compact/paper"]["mean"]
-        < prepared["tokens_per_job"]["paper/paper"]["mean"]
+        prepared.tokens_per_job.lengths["compact/paper"].mean
+        < prepared.tokens_per_job.lengths["paper/paper"].mean
     )
     manifest = pd.read_csv(cfg.paths.prepared / "split.csv")
     assert len(manifest) == 120 and set(manifest.columns) == {"workflow", "run", "job", "split"}
@@ -105,9 +107,9 @@ def test_bad_rows_are_quarantined_and_counted(make_flowbench, project):
     cfg = project()
     ingest.run(cfg, make_flowbench(n_runs=30, edit=negative_runtime), progress=False)
     report = validate.run(cfg)
-    table = report["tables"]["tiny"]
-    assert table["quarantined"] == 1 and table["clean"] == 179
-    assert table["quarantine_reasons"] == {
+    table = report.tables["tiny"]
+    assert table.quarantined == 1 and table.clean == 179
+    assert table.quarantine_reasons == {
         "runtime is negative or above its plausible maximum (2,592,000)": 1
     }
     quarantine = pd.read_parquet(cfg.paths.quarantine / "tiny.parquet")

@@ -21,13 +21,13 @@ def register(app: typer.Typer) -> None:
         (ingest.live); operators' labels (flowsentry label) are applied."""
         from flowsentry.stages import ingest as stage
 
-        summary = stage.run(cfg, flowbench_dir, progress=progress())
-        for name, t in summary["tables"].items():
+        report = stage.run(cfg, flowbench_dir, progress=progress())
+        for name, t in report.tables.items():
             console.print(
-                f"{name}: {t['runs']} runs, {t['jobs']} jobs, {t['anomalous']} anomalous, "
-                f"{t['unlabelled']} unlabelled"
+                f"{name}: {t.runs} runs, {t.jobs} jobs, {t.anomalous} anomalous, "
+                f"{t.unlabelled} unlabelled"
             )
-            for uuid in t.get("still_running_not_read", []):
+            for uuid in t.still_running_not_read:
                 console.print(f"{name}: workflow {uuid} is still running: not read")
 
     @command(app, writes=True)
@@ -40,11 +40,11 @@ def register(app: typer.Typer) -> None:
 
         report = stage.run(cfg, folder)
         console.print(
-            f"accepted {len(report['accepted'])}, skipped {len(report['skipped'])}, "
-            f"quarantined {len(report['quarantined'])}"
+            f"accepted {len(report.accepted)}, skipped {len(report.skipped)}, "
+            f"quarantined {len(report.quarantined)}"
         )
-        for item in report["quarantined"]:
-            console.print(f"quarantined {item['workflow']}/{item['run']}: {item['reason']}")
+        for item in report.quarantined:
+            console.print(f"quarantined {item.workflow}/{item.run}: {item.reason}")
 
     @command(app, writes=True)
     def validate(cfg: Config) -> None:
@@ -52,11 +52,11 @@ def register(app: typer.Typer) -> None:
         from flowsentry.stages import validate as stage
 
         report = stage.run(cfg)
-        for name, t in report["tables"].items():
-            met = t["expectations"] - t["expectations_failed"]
+        for name, t in report.tables.items():
+            met = t.expectations - t.expectations_failed
             console.print(
-                f"{name}: {t['clean']} clean, {t['quarantined']} quarantined, "
-                f"{met}/{t['expectations']} expectations met"
+                f"{name}: {t.clean} clean, {t.quarantined} quarantined, "
+                f"{met}/{t.expectations} expectations met"
             )
         console.print(f"Data Docs: {cfg.paths.reports / 'data_docs' / 'index.html'}")
 
@@ -65,15 +65,16 @@ def register(app: typer.Typer) -> None:
         """Turn validated jobs into sentences and train/val/test splits."""
         from flowsentry.stages import prepare as stage
 
-        console.print(json.dumps(stage.run(cfg)["splits"]))
+        report = stage.run(cfg)
+        console.print(json.dumps({name: s.model_dump() for name, s in report.splits.items()}))
 
     @command(app, writes=True)
     def augment(cfg: Config) -> None:
         """Add prefix / empty / permuted / rebalanced sentences to the training split."""
         from flowsentry.stages import augment as stage
 
-        summary = stage.run(cfg)
-        console.print(f"{summary['jobs']} jobs -> {summary['rows']} rows {summary['by_kind']}")
+        report = stage.run(cfg)
+        console.print(f"{report.jobs} jobs -> {report.rows} rows {report.by_kind}")
 
     @command(app, writes=True)
     def train(cfg: Config) -> None:

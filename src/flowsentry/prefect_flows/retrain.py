@@ -16,7 +16,6 @@ the same and every later stage is skipped.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -34,7 +33,14 @@ from flowsentry.config import Paths, load_config
 from flowsentry.errors import FlowsentryError
 from flowsentry.io import atomic_path
 from flowsentry.lock import held_for, project_lock
-from flowsentry.reports import EvaluationReport, GateReport, PackageReport, TrainReport, as_json
+from flowsentry.reports import (
+    EvaluationReport,
+    GateReport,
+    IngestReport,
+    PackageReport,
+    TrainReport,
+    as_json,
+)
 from flowsentry.stages import inbox
 from flowsentry.workspace import StageFailed, stage_order
 
@@ -75,13 +81,6 @@ def push_task(root: Path) -> dict[str, Any]:
     except FlowsentryError as exc:
         get_run_logger().warning("not pushed: %s", exc)
         return {"remote": None, "url": None, "pushed": 0, "note": str(exc)}
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _locked_outputs(root: Path) -> dict[str, str]:
@@ -216,11 +215,11 @@ def retrain(
     stages: dict[str, Any] = {}
     with project_lock(cfg.paths.lock, lock_timeout_s):
         arrivals = inbox_task(cfg, Path(inbox_dir)) if inbox_dir else None
-        if arrivals and arrivals["quarantined"]:
+        if arrivals and arrivals.quarantined:
             create_markdown_artifact(
                 key="inbox-quarantine",
                 markdown="\n".join(
-                    f"- {q['workflow']}/{q['run']}: {q['reason']}" for q in arrivals["quarantined"]
+                    f"- {q.workflow}/{q.run}: {q.reason}" for q in arrivals.quarantined
                 ),
                 description="New trace files put in quarantine",
             )
@@ -249,9 +248,9 @@ def retrain(
     logger.info("gate: %s; bento: %s", decision.decision if decision else None, bento)
     _summary(cfg.paths, stages, pushed)
     return {
-        "inbox": arrivals,
+        "inbox": as_json(arrivals),
         "stages": stages,
-        "ingest": _read(cfg.paths.reports / "ingest.json"),
+        "ingest": as_json(IngestReport.read_or_none(cfg.paths)),
         "train": as_json(TrainReport.read_or_none(cfg.paths)),
         "evaluate": as_json(EvaluationReport.read_or_none(cfg.paths)),
         "gate": as_json(decision),

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flowsentry.config import Config
 from flowsentry.data.evidence import read_profile
-from flowsentry.io import read_table, write_json, write_parquet
+from flowsentry.io import read_table, write_parquet
+from flowsentry.reports import AugmentReport
 from flowsentry.text.augmentation import augment
 from flowsentry.text.sentences import features_of
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    """Write `paths.augmented/train.parquet`; returns counts per augmentation kind."""
+def run(cfg: Config) -> AugmentReport:
+    """Write `paths.augmented/train.parquet`; returns (and writes) the counts per
+    augmentation kind."""
     source = cfg.paths.split("train")
     train = read_table(source, remedy="flowsentry prepare")
     params = cfg.augment
@@ -36,12 +37,12 @@ def run(cfg: Config) -> dict[str, Any]:
     )
     write_parquet(out, cfg.paths.augmented / "train.parquet", [source, cfg.paths.profile])
     kinds = out["augmentation"].value_counts()
-    summary: dict[str, Any] = {
-        "jobs": len(train),
-        "rows": len(out),
-        "by_kind": {str(k): int(v) for k, v in kinds.items()},
-        "anomalous_fraction": round(float(out["label"].mean()), 4),
-    }
-    write_json(summary, cfg.paths.reports / "augment.json")
-    log.info("augmented %d jobs to %d rows %s", len(train), len(out), summary["by_kind"])
-    return summary
+    report = AugmentReport(
+        jobs=len(train),
+        rows=len(out),
+        by_kind={str(k): int(v) for k, v in kinds.items()},
+        anomalous_fraction=round(float(out["label"].mean()), 4),
+    )
+    report.write(cfg.paths)
+    log.info("augmented %d jobs to %d rows %s", len(train), len(out), report.by_kind)
+    return report

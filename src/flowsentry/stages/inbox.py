@@ -12,23 +12,26 @@ from flowsentry.config import Config
 from flowsentry.data import schema
 from flowsentry.data.arrivals import collect, run_digests
 from flowsentry.data.flowbench import load_dag
-from flowsentry.io import read_table, write_json
+from flowsentry.io import read_table
+from flowsentry.reports import InboxReport
 from flowsentry.validation.runner import Validation, quarantine_whole_runs
 from flowsentry.validation.suite import read_suite, spec_for
 
 
-def run(cfg: Config, inbox: str | Path) -> dict[str, Any]:
-    """Sort `<inbox>/<workflow>/*.csv`; writes reports/inbox.json (also when a step fails:
-    then with what was done before and the error)."""
+def run(cfg: Config, inbox: str | Path) -> InboxReport:
+    """Sort `<inbox>/<workflow>/*.csv`; returns and writes the InboxReport (written also
+    when a step fails: then with what was done before and the error)."""
     inbox = Path(inbox)
-    report: dict[str, Any] = {"accepted": [], "skipped": [], "quarantined": []}
+    sorted_: dict[str, Any] = {"accepted": [], "skipped": [], "quarantined": []}
     try:
-        return _sort(cfg, inbox, report)
+        _sort(cfg, inbox, sorted_)
     except Exception as exc:
-        report["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        sorted_["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise
     finally:
-        write_json(report, cfg.paths.reports / "inbox.json")
+        report = InboxReport.model_validate(sorted_)
+        report.write(cfg.paths)
+    return report
 
 
 def _checker(
@@ -50,7 +53,8 @@ def _checker(
     return check
 
 
-def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> dict[str, Any]:
+def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> None:
+    """Fill `report` file by file (arrivals.collect)."""
     base = read_suite(cfg.paths.gx_suite)
     checks, known = {}, {}
     # Flow-Bench workflows (checked against their DAG) and live Pegasus workflows
@@ -65,4 +69,4 @@ def _sort(cfg: Config, inbox: Path, report: dict[str, Any]) -> dict[str, Any]:
         checks[workflow] = _checker(spec, len(dag) if dag else None, cfg.validate_.min_dag_fraction)
         table = cfg.paths.jobs / f"{name}.parquet"
         known[workflow] = run_digests(read_table(table)) if table.exists() else {}
-    return collect(inbox, cfg.paths.raw, cfg.paths.quarantine, known, checks, report, cfg.limits)
+    collect(inbox, cfg.paths.raw, cfg.paths.quarantine, known, checks, report, cfg.limits)

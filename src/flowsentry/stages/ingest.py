@@ -24,6 +24,7 @@ from flowsentry.data.stampede import read_stampede
 from flowsentry.data.textsource import read_text_source
 from flowsentry.errors import DataError, SourceUnavailable
 from flowsentry.io import file_digest, write_json, write_parquet
+from flowsentry.reports import IngestedTable, IngestReport
 from flowsentry.stages.tables import dags_path, table_refs
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ def _new_runs(cfg: Config, workflow: str) -> Path:
 
 def run(
     cfg: Config, flowbench_dir: str | Path | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """Read every configured source into `paths.jobs/<table>.parquet`; returns a summary."""
+) -> IngestReport:
+    """Read every configured source into `paths.jobs/<table>.parquet`; returns (and
+    writes) what each table holds."""
     root = Path(flowbench_dir).expanduser().resolve() if flowbench_dir else None
     labels = read_labels(cfg.paths.labels)  # a bad labels file stops before anything
     sources = _sources(cfg, root, progress)
@@ -114,9 +116,9 @@ def run(
                                     + " -> ".join(cycle), field="job_edge")  # fmt: skip
             parsed[ref.name], dags[ref.name] = database.jobs, database.dags
             notes[ref.name] = {
-                "source": database.url,
-                "still_running_not_read": database.running,
-                "jobs_never_submitted": database.never_submitted,
+                "source": str(database.url),
+                "still_running_not_read": list(database.running),
+                "jobs_never_submitted": int(database.never_submitted),
             }
         else:  # live: the runs `flowsentry listen` wrote, accepted from the inbox
             parsed[ref.name] = _live_runs(cfg, ref.workflow, progress)
@@ -143,28 +145,27 @@ def run(
                 None,
             )
     flowbench_source = (str(root) if root else cfg.ingest.source_url) if sources else None
-    summary: dict[str, Any] = {"source": flowbench_source, "tables": {}}
+    tables: dict[str, IngestedTable] = {}
     for ref in refs:
         table = parsed[ref.name]
         write_parquet(table, cfg.paths.jobs / f"{ref.name}.parquet")
         if ref.name in dags:
             write_json(dags[ref.name], dags_path(cfg, ref))
-        summary["tables"][ref.name] = {
-            "kind": ref.kind,
+        tables[ref.name] = IngestedTable(
+            kind=ref.kind,
             **notes.get(ref.name, {}),
-            "runs": int(table["run"].nunique()),
-            "jobs": len(table),
-            "anomalous": int(table["label"].sum()),
-            "unlabelled": int(table["label"].isna().sum()),
-            "operator_labels_applied": applied[ref.name],
-            "anomaly_types": {
-                str(k): int(v) for k, v in table["anomaly_type"].value_counts().items()
-            },
-            "tasks": int(table["task"].nunique()),
-        }
+            runs=int(table["run"].nunique()),
+            jobs=len(table),
+            anomalous=int(table["label"].sum()),
+            unlabelled=int(table["label"].isna().sum()),
+            operator_labels_applied=applied[ref.name],
+            anomaly_types={str(k): int(v) for k, v in table["anomaly_type"].value_counts().items()},
+            tasks=int(table["task"].nunique()),
+        )
     _remove_stale(cfg.paths.jobs, set(parsed))
-    write_json(summary, cfg.paths.reports / "ingest.json")
-    return summary
+    report = IngestReport(source=flowbench_source, tables=tables)
+    report.write(cfg.paths)
+    return report
 
 
 def _live_runs(cfg: Config, workflow: str, progress: bool) -> pd.DataFrame:

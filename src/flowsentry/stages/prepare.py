@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pandas as pd
 
@@ -22,6 +21,14 @@ from flowsentry.data.splits import (
 )
 from flowsentry.errors import ConfigError
 from flowsentry.io import read_table, write_csv, write_json, write_parquet
+from flowsentry.reports import (
+    PrepareReport,
+    ProfileNote,
+    SplitCount,
+    SplitRecordCounts,
+    TokenLengths,
+    TokenReport,
+)
 from flowsentry.stages.tables import table_refs
 from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sentences
 
@@ -30,23 +37,22 @@ log = logging.getLogger(__name__)
 
 def token_report(
     jobs: pd.DataFrame, tokenizer_name: str, profile: Profile, sample: int = 5000
-) -> dict[str, Any]:
+) -> TokenReport:
     """Mean and max tokens per job for every template x feature set (on up to `sample` jobs)."""
     from flowsentry.models.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_name)
     if len(jobs) > sample:
         jobs = jobs.sample(sample, random_state=0)
-    report: dict[str, Any] = {"tokenizer": tokenizer_name, "jobs": len(jobs)}
+    lengths: dict[str, TokenLengths] = {}
     for template in TEMPLATES:
         for feature_set in FEATURE_SETS:
             texts = sentences(jobs, template, features_of(feature_set), profile=profile)
-            lengths = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
-            report[f"{template}/{feature_set}"] = {
-                "mean": round(sum(lengths) / max(len(lengths), 1), 2),
-                "max": max(lengths, default=0),
-            }
-    return report
+            counts = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
+            lengths[f"{template}/{feature_set}"] = TokenLengths(
+                mean=round(sum(counts) / max(len(counts), 1), 2), max=max(counts, default=0)
+            )
+    return TokenReport(tokenizer=tokenizer_name, jobs=len(jobs), lengths=lengths)
 
 
 def level_features(cfg: Config) -> list[str]:
@@ -63,9 +69,10 @@ def _dags(cfg: Config, jobs: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config) -> PrepareReport:
     """Write `paths.prepared/{train,val,test}.parquet` and `split.csv` (and, by_run, the
-    run-level record `run_splits.csv` + `run_splits.json`); returns a summary."""
+    run-level record `run_splits.csv` + `run_splits.json`); returns (and writes) the
+    report."""
     sources = [cfg.paths.validated / f"{ref.name}.parquet" for ref in table_refs(cfg)]
     jobs = pd.concat(
         [
@@ -132,33 +139,34 @@ def run(cfg: Config) -> dict[str, Any]:
     jobs["sentence"] = sentences(
         jobs, cfg.text.template, features_of(cfg.text.feature_set), profile=profile
     )
-    summary: dict[str, Any] = {
-        "template": cfg.text.template,
-        "feature_set": cfg.text.feature_set,
-        "split_method": cfg.split.method,
-        "unlabelled_jobs_as_context_only": unlabelled,
-        "splits": {},
-    }
+    counts_by_split: dict[str, SplitCount] = {}
     for name in SPLITS:
         part = jobs[jobs["split"] == name].drop(columns="split").reset_index(drop=True)
         write_parquet(part, cfg.paths.split(name), sources)
-        summary["splits"][name] = {
-            "jobs": len(part),
-            "anomalous": int(part["label"].sum()),
-            "anomalous_fraction": round(float(part["label"].mean()), 4) if len(part) else 0.0,
-        }
+        counts_by_split[name] = SplitCount(
+            jobs=len(part),
+            anomalous=int(part["label"].sum()),
+            anomalous_fraction=round(float(part["label"].mean()), 4) if len(part) else 0.0,
+        )
     write_csv(jobs[["workflow", "run", "job", "split"]], cfg.paths.prepared / "split.csv")
     if record is not None:
         write_record(record, cfg.paths.prepared)
-        summary["split_record"] = counts
     write_json(profile.to_dict(), cfg.paths.profile)
     train = jobs[jobs["split"] == "train"]
-    summary["profile"] = {
-        "id": profile.id,
-        "tasks": sum(len(tasks) for tasks in profile.normal.values()),
-        "level_features": len(profile.levels),
-    }
-    summary["tokens_per_job"] = token_report(train, cfg.text.tokenizer, profile)
-    write_json(summary, cfg.paths.reports / "prepare.json")
-    log.info("prepared %s", {k: v["jobs"] for k, v in summary["splits"].items()})
-    return summary
+    report = PrepareReport(
+        template=cfg.text.template,
+        feature_set=cfg.text.feature_set,
+        split_method=cfg.split.method,
+        unlabelled_jobs_as_context_only=unlabelled,
+        splits=counts_by_split,
+        split_record=SplitRecordCounts(**counts) if record is not None else None,
+        profile=ProfileNote(
+            id=profile.id,
+            tasks=sum(len(tasks) for tasks in profile.normal.values()),
+            level_features=len(profile.levels),
+        ),
+        tokens_per_job=token_report(train, cfg.text.tokenizer, profile),
+    )
+    report.write(cfg.paths)
+    log.info("prepared %s", {k: v.jobs for k, v in report.splits.items()})
+    return report

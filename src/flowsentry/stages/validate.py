@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-from typing import Any
 
 from flowsentry.config import Config
 from flowsentry.data import schema
 from flowsentry.data.flowbench import load_dag
 from flowsentry.errors import ValidationFailed
-from flowsentry.io import read_table, write_json, write_parquet
+from flowsentry.io import read_table, write_parquet
+from flowsentry.reports import ValidatedTable, ValidationReport
 from flowsentry.stages.tables import table_refs
 from flowsentry.validation.runner import Outcome, Validation, quarantine_whole_runs
 from flowsentry.validation.suite import read_suite, spec_for
@@ -18,7 +18,7 @@ from flowsentry.validation.suite import read_suite, spec_for
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config) -> ValidationReport:
     """Validate every jobs table; write clean rows, quarantine and reports. Returns the report."""
     base_spec = read_suite(cfg.paths.gx_suite)
     docs_root = cfg.paths.reports / "data_docs"
@@ -45,7 +45,7 @@ def run(cfg: Config) -> dict[str, Any]:
             cfg.validate_.min_dag_fraction,
         )
 
-    report: dict[str, Any] = {"suite": str(cfg.paths.gx_suite), "success": True, "tables": {}}
+    tables: dict[str, ValidatedTable] = {}
     for name, outcome in outcomes.items():
         total = len(outcome.clean) + len(outcome.quarantine)
         fraction = len(outcome.quarantine) / total if total else 0.0
@@ -54,17 +54,16 @@ def run(cfg: Config) -> dict[str, Any]:
             if len(outcome.quarantine)
             else {}
         )
-        report["tables"][name] = {
-            "jobs": total,
-            "clean": len(outcome.clean),
-            "quarantined": len(outcome.quarantine),
-            "quarantined_fraction": round(fraction, 6),
-            "quarantine_reasons": {str(k): int(v) for k, v in reasons.items()},
-            "expectations": len(outcome.checks),
-            "expectations_failed": sum(not c["success"] for c in outcome.checks),
-            "checks": outcome.checks,
-        }
-        report["success"] &= outcome.success
+        tables[name] = ValidatedTable(
+            jobs=total,
+            clean=len(outcome.clean),
+            quarantined=len(outcome.quarantine),
+            quarantined_fraction=round(fraction, 6),
+            quarantine_reasons={str(k): int(v) for k, v in reasons.items()},
+            expectations=len(outcome.checks),
+            expectations_failed=sum(not c["success"] for c in outcome.checks),
+            checks=outcome.checks,
+        )
         if fraction > cfg.validate_.max_quarantine_fraction:
             raise ValidationFailed(
                 f"{cfg.paths.jobs / (name + '.parquet')}: {fraction:.1%} of jobs break row-level "
@@ -76,5 +75,10 @@ def run(cfg: Config) -> dict[str, Any]:
         source = [cfg.paths.jobs / f"{name}.parquet"]
         write_parquet(outcome.clean, cfg.paths.validated / f"{name}.parquet", source)
         write_parquet(outcome.quarantine, cfg.paths.quarantine / f"{name}.parquet", source)
-    write_json(report, cfg.paths.reports / "validation.json")
+    report = ValidationReport(
+        suite=str(cfg.paths.gx_suite),
+        success=all(outcome.success for outcome in outcomes.values()),
+        tables=tables,
+    )
+    report.write(cfg.paths)
     return report
