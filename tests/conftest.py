@@ -17,6 +17,16 @@ from flowsentry.data import schema
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One xdist worker a core (`make test`: -n auto): each worker, and the stages and
+    # servers it starts, computes on one thread. Two workers' OpenMP and torch pools on
+    # two cores otherwise spin against each other (scikit-learn's gradient boosting then
+    # scores one job 4x slower beside a busy neighbour).
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # the libraries a plugin loaded before this file (numpy's BLAS)
 
 TASKS = ("prepare", "compute", "merge")
 # Gate floors every tiny model passes: tests of the tournament's mechanics, not of quality.
@@ -150,6 +160,72 @@ def run_stages(cfg, until: str, flowbench_dir: Path | None = None) -> None:
         if name == until:
             return
     raise ValueError(f"run_stages: no stage '{until}'")
+
+
+@pytest.fixture(scope="session")
+def shared_folder(tmp_path_factory, worker_id) -> Callable[[str, Callable[[Path], None]], Path]:
+    """`get(name, build)`: a folder `build` fills once per test session, whatever the number
+    of pytest-xdist workers (the first to ask builds it under a file lock, the others wait
+    and read it). Tests copy what they rewrite."""
+    import shutil
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # the workers' folders share this session's parent
+        base = base.parent
+
+    def get(name: str, build: Callable[[Path], None]) -> Path:
+        folder = base / f"shared-{name}"
+        with FileLock(f"{folder}.lock"):
+            if not (folder / ".complete").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                (folder / ".complete").touch()
+        return folder
+
+    return get
+
+
+# A tournament of every kind on tiny traces: trained, evaluated, with its tiny encoder.
+TOURNAMENT_KINDS = ("sft", "hybrid", "gradient_boosting", "random_forest", "isolation_forest")
+TOURNAMENT = {
+    "text": {"template": "compact", "feature_set": "context"},
+    "train": {
+        "candidates": list(TOURNAMENT_KINDS),
+        "features": "context",  # the quality bar of test_model_stages was set for these
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "max_train_samples": 200,
+        "max_val_samples": 60,
+        "hybrid": {"folds": 2, "fold_samples": 100, "stack_samples": 200},
+    },
+    "augment": {"prefix_fraction": 0.5, "empty_fraction": 0.05},
+    "evaluate": {"online_max_jobs": 40},
+    "gate": EASY_GATE,
+}
+
+
+def tournament_settings(tiny_encoder: Path) -> dict:
+    return {**TOURNAMENT, "train": {**TOURNAMENT["train"], "model": str(tiny_encoder)}}
+
+
+@pytest.fixture(scope="session")
+def tiny_tournament(shared_folder, tiny_encoder) -> Path:
+    """A project folder whose every kind is trained and evaluated on tiny traces (40
+    runs), once per test session: the costly part of the model-stage, fault and gate
+    tests. Copy it into a test's project before rewriting anything."""
+
+    def build(root: Path) -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(root)
+            source = build_flowbench(root / "source", n_runs=40, n_jobs=6)
+            cfg = project_config(**tournament_settings(tiny_encoder))
+            run_stages(cfg, "evaluate", source)
+
+    return shared_folder("tournament", build)
 
 
 @pytest.fixture

@@ -51,11 +51,16 @@ def test_transfer_and_debias_report_their_numbers(two_workflows):
         assert len(debiased[name]["online_accuracy_by_k"]) == 18 + 1  # context: 18 features
 
 
-def test_quality_runs_the_default_pipeline_in_its_own_workspace(two_workflows):
+def test_quality_runs_the_pipeline_in_its_own_workspace(two_workflows):
     cfg, root = two_workflows
+    # the workspace and its reports, not the kinds (tests/unit/test_model_stages.py):
+    # an encoder and a tree
+    candidates = ["sft", "gradient_boosting"]
     cfg = cfg.model_copy(
         update={
-            "train": cfg.train.model_copy(update={"max_train_samples": 100}),
+            "train": cfg.train.model_copy(
+                update={"max_train_samples": 100, "candidates": candidates}
+            ),
             "evaluate": cfg.evaluate.model_copy(update={"online_max_jobs": 20}),
         }
     )

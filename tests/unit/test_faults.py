@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import EASY_GATE, run_stages
 
 TRAIN = textwrap.dedent(
     """
@@ -155,17 +154,17 @@ def test_a_gate_that_fails_midway_never_moves_the_champion(trained_project, monk
 
 
 @pytest.fixture
-def trained_project(make_flowbench, project, bento_home):
-    """A project whose tree candidates are trained and evaluated, with a champion."""
+def trained_project(tiny_tournament, project, tiny_encoder, bento_home):
+    """A copy of the session's trained and evaluated tournament, with a champion."""
+    import shutil
+
+    from tests.conftest import tournament_settings
+
     from flowsentry.registry import store
     from flowsentry.stages import gate
 
-    cfg = project(
-        train={"candidates": ["gradient_boosting", "random_forest"]},
-        evaluate={"online_max_jobs": 40},
-        gate=EASY_GATE,
-    )
-    run_stages(cfg, "evaluate", make_flowbench(n_runs=40, n_jobs=6))
+    shutil.copytree(tiny_tournament, Path.cwd(), dirs_exist_ok=True)
+    cfg = project(**tournament_settings(tiny_encoder))
     result = gate.run(cfg)
     assert result.promoted
     return cfg, store.champion_tag()

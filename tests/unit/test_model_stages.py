@@ -9,61 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import EASY_GATE, run_stages
+from tests.conftest import TOURNAMENT_KINDS, tournament_settings
 
 from flowsentry.data.splits import stratified_sample
 from flowsentry.errors import FlowsentryError
 from flowsentry.models.detector import choose_threshold
 from flowsentry.models.loading import load_detector
 from flowsentry.reports import GateReport
-from flowsentry.stages import evaluate, gate
+from flowsentry.stages import gate
 
-KINDS = ("sft", "hybrid", "gradient_boosting", "random_forest", "isolation_forest")
-
-
-SETTINGS = {
-    "text": {"template": "compact", "feature_set": "context"},
-    "train": {
-        "candidates": list(KINDS),
-        "features": "context",  # the quality bar below was set for these features
-        "epochs": 2,
-        "batch_size": 16,
-        "learning_rate": 1e-3,
-        "max_train_samples": 200,
-        "max_val_samples": 60,
-        "hybrid": {"folds": 2, "fold_samples": 100, "stack_samples": 200},
-    },
-    "augment": {"prefix_fraction": 0.5, "empty_fraction": 0.05},
-    "evaluate": {"online_max_jobs": 40},
-    "gate": EASY_GATE,
-}
-
-
-def _settings(tiny_encoder) -> dict:
-    return {**SETTINGS, "train": {**SETTINGS["train"], "model": str(tiny_encoder)}}
-
-
-@pytest.fixture(scope="module")
-def trained_tree(tmp_path_factory, tiny_encoder):
-    """One tournament trained for the whole module (the costly part), in its own folder."""
-    from tests.conftest import build_flowbench, project_config
-
-    root = tmp_path_factory.mktemp("tournament")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        source = build_flowbench(root / "source", n_runs=40, n_jobs=6)
-        cfg = project_config(**_settings(tiny_encoder))
-        run_stages(cfg, "train", source)
-        evaluate.run(cfg, progress=False)  # the tests read (and some rewrite) its report
-    return root
+KINDS = TOURNAMENT_KINDS
 
 
 @pytest.fixture
-def trained(trained_tree, project, tiny_encoder, bento_home):
-    """A copy of the trained and evaluated tournament in this test's project folder
-    (tests rewrite it)."""
-    shutil.copytree(trained_tree, Path.cwd(), dirs_exist_ok=True)
-    return project(**_settings(tiny_encoder))
+def trained(tiny_tournament, project, tiny_encoder, bento_home):
+    """A copy of the session's trained and evaluated tournament in this test's project
+    folder (tests rewrite it)."""
+    shutil.copytree(tiny_tournament, Path.cwd(), dirs_exist_ok=True)
+    return project(**tournament_settings(tiny_encoder))
 
 
 def evaluated(cfg) -> dict:

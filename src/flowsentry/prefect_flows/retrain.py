@@ -187,6 +187,16 @@ def _git(where: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def _code_committed(root: Path) -> None:
+    """A worker that clones the repository trains the committed code: refuse otherwise."""
+    changed = _git(root, "status", "--porcelain", "--", "src", "dvc.yaml")
+    if changed:
+        raise FlowsentryError(
+            f"{root}: commit the code first: the training worker clones the repository "
+            f"and would not see these changes:\n{changed}"
+        )
+
+
 @flow(name="flowsentry-retrain", log_prints=True)
 def retrain(
     project: str = ".",
@@ -210,6 +220,8 @@ def retrain(
     root = Path(project).resolve()
     if not versioning.is_dvc_project(root):
         raise FlowsentryError(f"{root}: not a DVC project (needs dvc.yaml and .dvc/)")
+    if train_deployment and train_repository is not None:
+        _code_committed(root)  # before any stage runs, not after the data stages
     source = str(Path(flowbench_dir).resolve()) if flowbench_dir else None
     cfg = load_config(root / "params.yaml").under(root)
     stages: dict[str, Any] = {}
@@ -272,12 +284,7 @@ def _remote_train(deployment: str, root: Path, repository: str | None = None) ->
     cfg = load_config(root / "params.yaml").under(root)
     parameters: dict[str, Any] = {"project": str(root), "lock_held": str(cfg.paths.lock)}
     if repository is not None:
-        changed = _git(root, "status", "--porcelain", "--", "src", "dvc.yaml")
-        if changed:
-            raise FlowsentryError(
-                f"{root}: commit the code first: the training worker clones the repository "
-                f"and would not see these changes:\n{changed}"
-            )
+        _code_committed(root)  # again: the code may have changed while the data stages ran
         versioning.push(root)  # the worker pulls the training inputs from the remote
         parameters = {
             "repository": repository,
