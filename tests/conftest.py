@@ -28,6 +28,29 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     threadpool_limits(1)  # the libraries a plugin loaded before this file (numpy's BLAS)
 
+# The files that take minutes (pytest's slowest-tests report), longest first: they start
+# first, because pytest-xdist hands whole files to the workers in collection order
+# (--dist loadfile) and a long file started last decides the suite's wall time.
+SLOW_FIRST = (
+    "tests/integration/test_new_workflow.py",
+    "tests/unit/test_dvc_declarations.py",
+    "tests/prefect_flows/test_retrain_flow.py",
+    "tests/pegasus/test_listen.py",
+    "tests/integration/test_model_pipeline.py",
+    "tests/integration/test_container.py",
+    "tests/integration/test_real_traces.py",
+    "tests/unit/test_faults.py",
+    "tests/unit/test_experiments.py",
+    "tests/prefect_flows/test_remote_train.py",
+    "tests/integration/test_dvc_pipeline.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+
+
 TASKS = ("prepare", "compute", "merge")
 # Gate floors every tiny model passes: tests of the tournament's mechanics, not of quality.
 EASY_GATE = {"min_f1": 0.0, "min_roc_auc": 0.0, "max_p99_latency_ms": 10000, "max_bias_gap": 1.0}

@@ -24,7 +24,7 @@ from flowsentry.data.splits import (
     write_record,
 )
 from flowsentry.errors import DataError
-from flowsentry.reports import PrepareReport, SplitRecordCounts
+from flowsentry.reports import PrepareReport, SplitRecordCounts, TokenReport
 
 
 @pytest.fixture
@@ -407,7 +407,8 @@ def test_prepare_again_with_more_runs_moves_no_old_run(
     from flowsentry.io import write_parquet
     from flowsentry.stages import ingest, prepare, validate
 
-    monkeypatch.setattr(prepare, "token_report", lambda *args, **kwargs: {})  # not tested here
+    none = TokenReport(tokenizer="none", jobs=0, lengths={})
+    monkeypatch.setattr(prepare, "token_report", lambda *args, **kwargs: none)  # not tested here
     cfg = project()
     ingest.run(cfg, make_flowbench(n_runs=24), progress=False)
     validate.run(cfg)
