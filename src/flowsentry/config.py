@@ -69,6 +69,10 @@ class Paths(_Section):
     augment_report: Path = Field(
         Path("reports/augment.json"), description="The augmented training set (AugmentReport)."
     )
+    icl_report: Path = Field(
+        Path("reports/icl/metrics.json"),
+        description="The ICL table and the deployed ICL detector (IclReport).",
+    )
     inbox_report: Path = Field(
         Path("reports/inbox.json"), description="The inbox's last sorting (InboxReport)."
     )

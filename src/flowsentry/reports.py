@@ -4,7 +4,8 @@ A stage returns its report and writes it with `write(paths)`; every reader (the 
 CLI, the Prefect flows, the sweep and the studies) loads it with `read(paths)` and reads
 fields, not keys. Where a report lies is named once, in params.yaml's `paths`
 (`ingest_report`, `validation_report`, `prepare_report`, `augment_report`,
-`train_report`, `evaluate_report`, `gate_report`, `package_report`, `inbox_report`). The
+`train_report`, `evaluate_report`, `gate_report`, `package_report`, `icl_report`,
+`inbox_report`). The
 JSON is the DVC metrics file, so `dvc metrics diff` compares the same fields across runs.
 """
 
@@ -387,6 +388,47 @@ class PackageReport(_Report):
     gate_decision: str | None
     path: str
     serve: dict[str, Any]
+
+
+# icl (pipelines/icl/dvc.yaml) ----------------------------------------------------
+
+
+class IclRow(_Model):
+    """One prompt configuration scored on the test sample (category read at 0.5)."""
+
+    fine_tuned: bool
+    examples: str  # none, negative, positive, balanced or nearest
+    n_examples: int
+    examples_kept_mean: float  # examples that fit the context, per prompt
+    accuracy: float
+    f1: float
+    roc_auc: float | None
+    jobs_per_second: float
+
+
+class IclSaved(_Model):
+    """The ICL detector saved for deployment, its threshold chosen on validation."""
+
+    path: str
+    examples: str
+    threshold: float
+    val: Short
+
+
+class IclReport(_Report):
+    """reports/icl/metrics.json: the zero/few-shot table, before and after LoRA."""
+
+    path_key: ClassVar[str] = "icl_report"
+    model: str
+    template: str
+    feature_set: str
+    split: str
+    test_jobs: int
+    workflows: list[str]
+    lora_train_seconds: float | None
+    saved: IclSaved
+    rows: list[IclRow]
+    paper_1000genome: dict[str, dict[str, tuple[float, float, float]]]  # accuracy, F1, AUC
 
 
 # inbox ---------------------------------------------------------------------------

@@ -200,6 +200,7 @@ def test_lora_fine_tuning_runs_and_changes_scores(tiny_decoder, train, tmp_path)
 
 
 def test_icl_stage_writes_the_table(tiny_decoder_folder, make_flowbench, project):
+    from flowsentry.reports import IclReport
     from flowsentry.stages import icl, ingest, prepare, validate
 
     folder = tiny_decoder_folder
@@ -216,10 +217,11 @@ def test_icl_stage_writes_the_table(tiny_decoder_folder, make_flowbench, project
     validate.run(cfg)
     prepare.run(cfg)
     report = icl.run(cfg, progress=False)
-    rows = report["rows"]
+    assert IclReport.read(cfg.paths) == report
+    rows = report.rows
     assert len(rows) == 5 + 1 + 5  # the table, n=2 on the curve, the table after LoRA
-    assert {r["examples"] for r in rows} == {"none", "negative", "positive", "balanced", "nearest"}
-    assert [r["fine_tuned"] for r in rows].count(True) == 5
+    assert {r.examples for r in rows} == {"none", "negative", "positive", "balanced", "nearest"}
+    assert [r.fine_tuned for r in rows].count(True) == 5
     assert (cfg.paths.reports / "icl" / "table.csv").exists()
     assert (cfg.paths.reports / "icl" / "curve.png").stat().st_size > 0
     saved = json.loads((cfg.paths.icl_model / "flowsentry.json").read_text())

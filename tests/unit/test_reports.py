@@ -191,16 +191,18 @@ def test_each_report_lies_where_params_yaml_names_it_and_dvc_tracks_it():
         if isinstance(cls, type) and issubclass(cls, reports._Report) and cls is not reports._Report
     ]
     keys = [cls.path_key for cls in kinds]
-    assert len(set(keys)) == len(keys) == 9
+    assert len(set(keys)) == len(keys) == 10
     for key in keys:
         assert str(getattr(Paths(), key)) == params[key], key
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    stages |= yaml.safe_load((root / "pipelines" / "icl" / "dvc.yaml").read_text())["stages"]
     metrics = {
         name: [next(iter(m)) if isinstance(m, dict) else m for m in stage.get("metrics", [])]
         for name, stage in stages.items()
     }
     written_by = {"ingest": "ingest_report", "validate": "validation_report",
                   "prepare": "prepare_report", "augment": "augment_report",
-                  "train": "train_report", "evaluate": "evaluate_report"}  # fmt: skip
+                  "train": "train_report", "evaluate": "evaluate_report",
+                  "icl": "icl_report"}  # fmt: skip
     for stage, key in written_by.items():
         assert f"${{paths.{key}}}" in metrics[stage], stage

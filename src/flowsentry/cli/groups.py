@@ -31,10 +31,10 @@ def icl_evaluate(cfg: Config) -> None:
     """Zero/few-shot (negative, positive, balanced, nearest) with and without LoRA."""
     from flowsentry.stages import icl as stage
 
-    for row in stage.run(cfg, progress=progress())["rows"]:
+    for row in stage.run(cfg, progress=progress()).rows:
         console.print(
-            f"FT={row['fine_tuned']!s:5s} {row['examples']:9s} n={row['n_examples']:2d}  "
-            f"acc {row['accuracy']:.3f}  F1 {row['f1']:.3f}  ROC-AUC {row['roc_auc']}"
+            f"FT={row.fine_tuned!s:5s} {row.examples:9s} n={row.n_examples:2d}  "
+            f"acc {row.accuracy:.3f}  F1 {row.f1:.3f}  ROC-AUC {row.roc_auc}"
         )
 
 

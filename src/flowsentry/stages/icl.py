@@ -14,10 +14,11 @@ from flowsentry.data.evidence import read_profile
 from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation import plots
 from flowsentry.evaluation.metrics import binary_metrics
-from flowsentry.io import read_table, write_csv, write_json
+from flowsentry.io import read_table, write_csv
 from flowsentry.models.decoder_lora import fine_tune_decoder
 from flowsentry.models.in_context import ICLDetector
 from flowsentry.models.pretrained import load_decoder
+from flowsentry.reports import IclReport, IclSaved
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ PAPER = {
 }
 
 
-def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
-    """Score a stratified test sample under every configuration; write reports/icl/."""
+def run(cfg: Config, progress: bool = True) -> IclReport:
+    """Score a stratified test sample under every configuration; write reports/icl/ (the
+    table, its plot and the IclReport, which it returns)."""
     train = read_table(cfg.paths.split("train"))
     test = stratified_sample(read_table(cfg.paths.split("test")), cfg.icl.sample, cfg.base.seed)
     labels = test["label"].astype(int).to_numpy()
@@ -100,24 +102,24 @@ def run(cfg: Config, progress: bool = True) -> dict[str, Any]:
     deployed = base.with_examples(examples, cfg.icl.n_examples, final)
     deployed.fit(train, val, cfg.train.threshold)
     deployed.save(cfg.paths.icl_model)
-    report = {
-        "model": cfg.icl.model,
-        "template": cfg.icl.template,
-        "feature_set": cfg.icl.feature_set,
-        "split": cfg.split.method,
-        "test_jobs": len(test),
-        "workflows": sorted(set(test["workflow"])),
-        "lora_train_seconds": lora_seconds,
-        "saved": {
-            "path": str(cfg.paths.icl_model),
-            "examples": examples,
-            "threshold": deployed.threshold_,
-            "val": deployed.validation_,
-        },
-        "rows": rows,
-        "paper_1000genome": PAPER,
-    }
-    write_json(report, out / "metrics.json")
-    plots.icl_curve(rows, out / "curve.png", f"{cfg.icl.model} on {', '.join(report['workflows'])}")
+    report = IclReport(
+        model=cfg.icl.model,
+        template=cfg.icl.template,
+        feature_set=cfg.icl.feature_set,
+        split=cfg.split.method,
+        test_jobs=len(test),
+        workflows=sorted(set(test["workflow"])),
+        lora_train_seconds=lora_seconds,
+        saved=IclSaved(
+            path=str(cfg.paths.icl_model),
+            examples=examples,
+            threshold=deployed.threshold_,
+            val=deployed.validation_,
+        ),
+        rows=rows,
+        paper_1000genome=PAPER,
+    )
+    report.write(cfg.paths)
+    plots.icl_curve(rows, out / "curve.png", f"{cfg.icl.model} on {', '.join(report.workflows)}")
     write_csv(DataFrame(rows), out / "table.csv")
     return report
