@@ -21,7 +21,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # One xdist worker a core (`make test`: -n auto): each worker, and the stages and
     # servers it starts, computes on one thread. Two workers' OpenMP and torch pools on
     # two cores otherwise spin against each other (scikit-learn's gradient boosting then
-    # scores one job 4x slower beside a busy neighbour).
+    # scores one job 3x slower at the median and 57x at p99 beside a busy neighbour:
+    # bench/threads.py).
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
     from threadpoolctl import threadpool_limits
