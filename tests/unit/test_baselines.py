@@ -55,6 +55,19 @@ def test_online_prefix_hides_later_features(jobs):
     assert roc_auc_score(jobs["label"], full) > roc_auc_score(jobs["label"], early)
 
 
+@pytest.mark.parametrize("kind", [*KINDS, "ecod", "copod", "hbos"])
+def test_prefixes_in_one_call_equal_one_score_per_prefix(jobs, kind):
+    """The online curve (the row-wise kinds stack every prefix into one call, the random
+    forest on one thread below PARALLEL_ROWS) scores as `score(jobs, k)` does."""
+    detector = FeatureDetector(kind, FEATURES).fit(jobs.iloc[:300], jobs.iloc[300:400])
+    test = jobs.iloc[400:]
+    prefixes = detector.score_prefixes(test)
+    assert len(prefixes) == len(FEATURES) + 1
+    for k, scores in enumerate(prefixes):
+        np.testing.assert_allclose(scores, detector.score(test, k=k), rtol=1e-12)
+    assert not np.allclose(prefixes[0], prefixes[-1])  # the features do reach the model
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip_scores_identically(jobs, tmp_path, kind):
     detector = FeatureDetector(kind, FEATURES).fit(jobs.iloc[:300], jobs.iloc[300:400])

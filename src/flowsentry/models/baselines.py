@@ -30,6 +30,13 @@ MODEL_FILE = "model.skops"
 FEATURE_LIMIT = 1e30  # well inside float32 (3.4e38)
 UNSUPERVISED_LIMIT = 1e12
 WEIGHT_COLUMN = "sample_weight"  # read by the supervised kinds when the training set has it
+# Below this many rows the random forest predicts on one thread: handing 200 trees to a
+# thread pool costs more than the trees (bench/scoring.py measures both).
+PARALLEL_ROWS = 10_000
+# The kinds whose score of a job depends on that job alone: their prefixes are scored in
+# one call. pyod's ECOD and COPOD rank each batch against the training data together
+# with the batch itself, so they keep one call per prefix.
+ROW_WISE = ("gradient_boosting", "random_forest", "isolation_forest")
 
 
 def workflow_weights(jobs: pd.DataFrame, workflow: str | None, share: float) -> pd.DataFrame:
@@ -113,10 +120,7 @@ class FeatureDetector(Detector):
         x = np.column_stack(columns) if columns else np.empty((len(frame), 0))
         # scikit-learn's trees read float32: anything validation lets through (a ratio to a
         # near-zero median included) must stay finite there; NaN stays "unknown".
-        x = np.clip(x, -FEATURE_LIMIT, FEATURE_LIMIT)
-        if k is not None:  # online: features past the k-th are not known yet
-            x[:, k:] = np.nan
-        return x
+        return _known(np.clip(x, -FEATURE_LIMIT, FEATURE_LIMIT), k)
 
     def design(self, train: pd.DataFrame) -> np.ndarray:
         """The training matrix: learns the task codes and workflows from `train` first.
@@ -171,9 +175,22 @@ class FeatureDetector(Detector):
     def score(self, jobs: Jobs, k: int | None = None, *, progress: bool = False) -> np.ndarray:
         """P(anomalous) per job (supervised kinds), else an outlier score; shape (n_jobs,).
         One pass over the matrix: `progress` draws nothing."""
+        return self._predict(self.matrix(jobs, k))
+
+    def score_prefixes(self, jobs: Jobs) -> list[np.ndarray]:
+        """As `score(jobs, k)` for k = 0 .. len(features), the matrix built once; the
+        row-wise kinds score every prefix of every job in one call."""
+        x = self.matrix(jobs)
+        known = [_known(x.copy(), k) for k in range(len(self.features) + 1)]
+        if self.kind in ROW_WISE:
+            return np.split(self._predict(np.vstack(known)), len(known))
+        return [self._predict(prefix) for prefix in known]
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
         if self.model_ is None:
             raise FlowsentryError(f"{self.kind}: not fitted (call fit or load)")
-        x = self.matrix(jobs, k)
+        if self.kind == "random_forest":  # read at each call; the trees are unchanged
+            self.model_.n_jobs = 1 if len(x) < PARALLEL_ROWS else -1
         if self.probabilistic:
             return self.model_.predict_proba(x)[:, 1]
         if self.kind == "isolation_forest":
@@ -212,6 +229,13 @@ def feature_kinds() -> tuple[str, ...]:
     """The registry's kinds this class implements."""
     path = f"{FeatureDetector.__module__}:{FeatureDetector.__name__}"
     return tuple(name for name, kind in kinds.KINDS.items() if kind.detector == path)
+
+
+def _known(x: np.ndarray, k: int | None) -> np.ndarray:
+    """`x` with the features past the k-th unknown (online: not measured yet), in place."""
+    if k is not None:
+        x[:, k:] = np.nan
+    return x
 
 
 def unsupervised_model(kind: str, seed: int) -> Any:

@@ -34,9 +34,13 @@ from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sent
 
 log = logging.getLogger(__name__)
 
+# Jobs the tokens-per-job report reads: 45 templates x feature sets, each sentence built
+# and tokenized, is the longest part of prepare on more jobs than this.
+TOKEN_SAMPLE = 1000
+
 
 def token_report(
-    jobs: pd.DataFrame, tokenizer_name: str, profile: Profile, sample: int = 5000
+    jobs: pd.DataFrame, tokenizer_name: str, profile: Profile, sample: int = TOKEN_SAMPLE
 ) -> TokenReport:
     """Mean and max tokens per job for every template x feature set (on up to `sample` jobs)."""
     from flowsentry.models.pretrained import load_tokenizer
