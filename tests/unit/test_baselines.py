@@ -57,8 +57,8 @@ def test_online_prefix_hides_later_features(jobs):
 
 @pytest.mark.parametrize("kind", [*KINDS, "ecod", "copod", "hbos"])
 def test_prefixes_in_one_call_equal_one_score_per_prefix(jobs, kind):
-    """The online curve (the row-wise kinds stack every prefix into one call, the random
-    forest on one thread below PARALLEL_ROWS) scores as `score(jobs, k)` does."""
+    """The online curve (the kinds that score rows alone stack every prefix into one call,
+    the random forest on one thread below PARALLEL_ROWS) scores as `score(jobs, k)` does."""
     detector = FeatureDetector(kind, FEATURES).fit(jobs.iloc[:300], jobs.iloc[300:400])
     test = jobs.iloc[400:]
     prefixes = detector.score_prefixes(test)

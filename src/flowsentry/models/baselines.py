@@ -33,10 +33,6 @@ WEIGHT_COLUMN = "sample_weight"  # read by the supervised kinds when the trainin
 # Below this many rows the random forest predicts on one thread: handing 200 trees to a
 # thread pool costs more than the trees (bench/scoring.py measures both).
 PARALLEL_ROWS = 10_000
-# The kinds whose score of a job depends on that job alone: their prefixes are scored in
-# one call. pyod's ECOD and COPOD rank each batch against the training data together
-# with the batch itself, so they keep one call per prefix.
-ROW_WISE = ("gradient_boosting", "random_forest", "isolation_forest")
 
 
 def workflow_weights(jobs: pd.DataFrame, workflow: str | None, share: float) -> pd.DataFrame:
@@ -179,10 +175,11 @@ class FeatureDetector(Detector):
 
     def score_prefixes(self, jobs: Jobs) -> list[np.ndarray]:
         """As `score(jobs, k)` for k = 0 .. len(features), the matrix built once; the
-        row-wise kinds score every prefix of every job in one call."""
+        kinds that score rows alone (the registry's `rows_alone`) score every prefix of
+        every job in one call."""
         x = self.matrix(jobs)
         known = [_known(x.copy(), k) for k in range(len(self.features) + 1)]
-        if self.kind in ROW_WISE:
+        if kinds.KINDS[self.kind].rows_alone:
             return np.split(self._predict(np.vstack(known)), len(known))
         return [self._predict(prefix) for prefix in known]
 

@@ -51,6 +51,10 @@ class Kind:
     #: the packages instead of `serving` when the saved model runs on onnxruntime
     #: (its metadata's `runtime.engine`); None: it never does
     serving_onnx: tuple[str, ...] | None = None
+    #: a feature detector whose model scores each row of its matrix alone, so rows can be
+    #: scored in any batch (its online prefixes in one call); pyod's ECOD and COPOD rank
+    #: a batch against the training data together with the batch itself
+    rows_alone: bool = False
 
     def detector_class(self) -> type[Detector]:
         """The class of this kind's detectors (its module imported now)."""
@@ -96,14 +100,14 @@ KINDS: dict[str, Kind] = {
             serving=SERVE_TORCH,
             serving_onnx=SERVE_ONNX,
         ),
-        Kind("gradient_boosting", _FEATURE_DETECTOR, reads_labels=True),
-        Kind("random_forest", _FEATURE_DETECTOR, reads_labels=True),
+        Kind("gradient_boosting", _FEATURE_DETECTOR, reads_labels=True, rows_alone=True),
+        Kind("random_forest", _FEATURE_DETECTOR, reads_labels=True, rows_alone=True),
         # unsupervised: scikit-learn's IsolationForest and pyod's empirical-CDF, copula
         # and histogram outlier scores (no training labels, no tuning)
-        Kind("isolation_forest", _FEATURE_DETECTOR, reads_labels=False),
+        Kind("isolation_forest", _FEATURE_DETECTOR, reads_labels=False, rows_alone=True),
         Kind("ecod", _FEATURE_DETECTOR, reads_labels=False, serving=("pyod",)),
         Kind("copod", _FEATURE_DETECTOR, reads_labels=False, serving=("pyod",)),
-        Kind("hbos", _FEATURE_DETECTOR, reads_labels=False, serving=("pyod",)),
+        Kind("hbos", _FEATURE_DETECTOR, reads_labels=False, serving=("pyod",), rows_alone=True),
     )
 }
 
