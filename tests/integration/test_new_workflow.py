@@ -44,7 +44,7 @@ def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, proj
         ingest={"workflows": [*LABELLED, NEW], "unlabelled": [NEW], "max_runs": 30},
         train={"candidates": ["gradient_boosting", "copod"], "features": "agnostic",
                "profile": "all"},
-        evaluate={"online_max_jobs": 40},  # the real-time replay is per job: keep it short
+        evaluate={"online_max_jobs": 20},  # the real-time replay is per job: keep it short
         gate=EASY_GATE,
     )  # fmt: skip
     summary = ingest.run(cfg, flowbench_dir, progress=False)
