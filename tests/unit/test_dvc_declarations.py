@@ -146,7 +146,7 @@ def observed(make_flowbench, project, bento_home, tiny_encoder, tiny_decoder_fol
             "max_train_samples": 64,
             "max_val_samples": 32,
         },
-        evaluate={"max_jobs": 24, "online_max_jobs": 4},
+        evaluate={"max_jobs": 24, "online_max_jobs": 10},
         icl={
             "model": str(tiny_decoder_folder),
             "sample": 10,
