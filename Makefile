@@ -32,8 +32,8 @@ run: $(STAMP)
 
 # pytest-xdist, a test file per worker: one worker more than the cores (at most 8), as
 # part of the suite waits on servers, brokers, containers and subprocesses, and each
-# worker computes on one thread (tests/conftest.py). On 2 cores, 3 workers kept the CPU
-# 96% busy (docs/tests.md).
+# worker computes on one thread (tests/conftest.py). On 2 cores, 3 workers kept the CPUs
+# 182-192% busy of 200% in the three runs of docs/tests.md.
 TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 8 ? n + 1 : 8 )))
 test: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
