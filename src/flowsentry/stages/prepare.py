@@ -43,16 +43,16 @@ def token_report(
     jobs: pd.DataFrame, tokenizer_name: str, profile: Profile, sample: int = TOKEN_SAMPLE
 ) -> TokenReport:
     """Mean and max tokens per job for every template x feature set (on up to `sample` jobs)."""
-    from flowsentry.models.pretrained import load_tokenizer
+    from flowsentry.models.pretrained import token_counter
 
-    tokenizer = load_tokenizer(tokenizer_name)
+    count = token_counter(tokenizer_name)
     if len(jobs) > sample:
         jobs = jobs.sample(sample, random_state=0)
     lengths: dict[str, TokenLengths] = {}
     for template in TEMPLATES:
         for feature_set in FEATURE_SETS:
             texts = sentences(jobs, template, features_of(feature_set), profile=profile)
-            counts = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
+            counts = count(texts)
             lengths[f"{template}/{feature_set}"] = TokenLengths(
                 mean=round(sum(counts) / max(len(counts), 1), 2), max=max(counts, default=0)
             )
