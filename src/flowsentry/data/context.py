@@ -19,6 +19,7 @@ where the paper's nine features give 0.74.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -111,14 +112,13 @@ def context_as_of_finish(
     is unknown sees the whole run (as after it).
     """
     finished = finish_times(jobs)
-    run_key = [c for c in _RUN if c in jobs.columns]
-    runs = jobs.groupby(run_key, dropna=False).groups if run_key else {None: jobs.index}
-    run_of = {index: key for key, members in runs.items() for index in members}
-    rows = []
+    run_of = {index: members for members in _runs(jobs) for index in members}
+    subsets = []
     for index in targets:
-        members = runs[run_of[index]]
-        seen = members[finished.loc[members].to_numpy() <= finished.loc[index]]
-        rows.append(_as_of(jobs.loc[seen], profile).loc[[index]])
+        members = run_of[index]
+        subsets.append(members[finished.loc[members].to_numpy() <= finished.loc[index]])
+    views = _as_of_each(jobs, subsets, profile)
+    rows = [view.loc[[index]] for view, index in zip(views, targets, strict=True)]
     return pd.concat(rows) if rows else _as_of(jobs.loc[[]], profile)
 
 
@@ -134,18 +134,64 @@ def context_at_moments(
     exactly its real-time context; `AS_OF` holds the moment. Rows of a job repeat across
     moments; one `add_context` a moment, not a job (training-set augmentation)."""
     finished = finish_times(jobs)
-    run_key = [c for c in _RUN if c in jobs.columns]
-    runs = jobs.groupby(run_key, dropna=False).groups if run_key else {None: jobs.index}
-    parts = []
-    for members in runs.values():
+    subsets, at = [], []
+    for members in _runs(jobs):
         ends = finished.loc[members]
         known = np.unique(ends[np.isfinite(ends)].to_numpy())
         if len(known) == 0:
             continue
         for moment in rng.choice(known, size=min(moments, len(known)), replace=False):
-            seen = members[(ends <= moment).to_numpy()]
-            parts.append(_as_of(jobs.loc[seen], profile).assign(**{AS_OF: float(moment)}))
-    return pd.concat(parts) if parts else _as_of(jobs.loc[[]], profile).assign(**{AS_OF: []})
+            subsets.append(members[(ends <= moment).to_numpy()])
+            at.append(float(moment))
+    views = _as_of_each(jobs, subsets, profile)
+    if not views:
+        return _as_of(jobs.loc[[]], profile).assign(**{AS_OF: []})
+    rows = [view.assign(**{AS_OF: moment}) for view, moment in zip(views, at, strict=True)]
+    return pd.concat(rows)
+
+
+def _runs(jobs: pd.DataFrame) -> list[pd.Index]:
+    """The index of each run's jobs (all the jobs, without run columns)."""
+    run_key = [c for c in _RUN if c in jobs.columns]
+    return list(jobs.groupby(run_key, dropna=False).groups.values()) if run_key else [jobs.index]
+
+
+# Rows `_as_of_each` computes in one call: bounds its memory (a view repeats its run's jobs).
+AS_OF_BATCH_ROWS = 200_000
+
+
+def _as_of_each(
+    jobs: pd.DataFrame, subsets: list[pd.Index], profile: Profile | None
+) -> list[pd.DataFrame]:
+    """`_as_of(jobs.loc[subset], profile)` for each subset (each within one run), in a
+    few calls instead of one a subset: the subsets are stacked, each under a run name of
+    its own, so every grouping by run groups one subset, exactly as alone."""
+    views: list[pd.DataFrame] = []
+    for batch in _batches(subsets, AS_OF_BATCH_ROWS):
+        stacked = jobs.loc[np.concatenate([subset.to_numpy() for subset in batch])]
+        index, run = stacked.index, stacked["run"].array if "run" in stacked.columns else None
+        sizes = [len(subset) for subset in batch]
+        part = np.repeat(np.arange(len(batch)), sizes).astype(str)
+        stacked = stacked.reset_index(drop=True).assign(run=pd.array(part, dtype="string"))
+        out = _as_of(stacked, profile).set_axis(index)
+        out = out.drop(columns="run") if run is None else out.assign(run=run)
+        ends = np.cumsum(sizes)
+        views += [out.iloc[end - size : end] for end, size in zip(ends, sizes, strict=True)]
+    return views
+
+
+def _batches(subsets: list[pd.Index], max_rows: int) -> Iterator[list[pd.Index]]:
+    """Consecutive subsets, as many a batch as fit in `max_rows` (at least one)."""
+    batch: list[pd.Index] = []
+    rows = 0
+    for subset in subsets:
+        if batch and rows + len(subset) > max_rows:
+            yield batch
+            batch, rows = [], 0
+        batch.append(subset)
+        rows += len(subset)
+    if batch:
+        yield batch
 
 
 def _as_of(seen: pd.DataFrame, profile: Profile | None) -> pd.DataFrame:
