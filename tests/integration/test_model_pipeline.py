@@ -27,8 +27,11 @@ def test_real_subset_pipeline(flowbench_dir, project):
             # is trained and scored on tiny traces (tests/unit/test_model_stages.py,
             # test_hybrid.py): here the real encoder meets real jobs
             "candidates": ["sft", "gradient_boosting"],
+            # the float32 ONNX file scores here; the int8 choice is tested on the tiny
+            # encoder (tests/unit/test_model_stages.py, test_sft.py)
+            "int8": "off",
         },
-        evaluate={"online_max_jobs": 30},
+        evaluate={"online_max_jobs": 10},
     )
     summary = ingest.run(cfg, flowbench_dir, progress=False)
     assert summary.tables["1000genome"].runs == 20

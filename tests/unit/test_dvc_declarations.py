@@ -80,13 +80,13 @@ class Monitor:
 
     def _start_in_thread(self, frame, event, arg) -> None:
         sys.setprofile(None)
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(builtins=False)
         self._profiles.append(profile)
         profile.enable()
 
     def __enter__(self) -> set[str]:
         self.files = set()
-        self._profiles = [cProfile.Profile()]
+        self._profiles = [cProfile.Profile(builtins=False)]
         threading.setprofile(self._start_in_thread)
         self._profiles[0].enable()
         return self.files
