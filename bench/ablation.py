@@ -21,7 +21,6 @@ the machine) and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -33,6 +32,7 @@ from flowsentry.data.evidence import MEASURES, evidence_columns
 from flowsentry.data.splits import stratified_sample
 from flowsentry.evaluation.metrics import binary_metrics
 from flowsentry.experiments import prepared
+from flowsentry.io import write_json
 from flowsentry.models.baselines import FeatureDetector
 from flowsentry.models.encoder import SentenceClassifier
 from flowsentry.models.pretrained import load_tokenizer
@@ -131,8 +131,7 @@ def main() -> None:
             }
             print(workflow, name, entry[f"MiniLM: {name}"], flush=True)
         result["workflows"][workflow] = entry
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, args.out)
 
     print(f"\n{result['machine']}; by-run split; MiniLM on {args.lm_samples} training jobs\n")
     print("| workflow | detector: input | features/tokens | accuracy | F1 | ROC-AUC |")

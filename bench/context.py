@@ -27,6 +27,7 @@ from flowsentry.data import context
 from flowsentry.data.dag import PARENTS, parents_column
 from flowsentry.data.evidence import Profile
 from flowsentry.data.flowbench import load_dag, locate, read_workflow
+from flowsentry.io import write_json
 from serve import machine  # bench/serve.py: the CPU, its cores, Python
 
 STACKED = context._as_of_each
@@ -103,8 +104,7 @@ def main() -> None:
         "results": results,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(report, args.out)
 
 
 if __name__ == "__main__":

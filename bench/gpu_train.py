@@ -25,6 +25,7 @@ import yaml
 
 from flowsentry.config import load_config
 from flowsentry.evaluation.metrics import binary_metrics
+from flowsentry.io import write_json
 from flowsentry.models.loading import create_detector
 
 
@@ -111,8 +112,7 @@ def main() -> int:
             }
         result["runs"][name] = entry
         print(json.dumps({name: entry["test"] | {"fit_s": entry["fit_seconds"]}}), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")  # after every run
+        write_json(result, args.out)  # after every run
     return 0
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flowsentry.io import write_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve import machine
 
@@ -229,8 +231,7 @@ def main() -> None:
         "measured": time.strftime("%Y-%m-%d"),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

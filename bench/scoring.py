@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flowsentry.io import write_json
 from flowsentry.models import baselines
 from flowsentry.models.baselines import FeatureDetector
 from flowsentry.text.sentences import features_of
@@ -113,8 +114,7 @@ def main() -> None:
         "results": results,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(report, args.out)
 
 
 if __name__ == "__main__":

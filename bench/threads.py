@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from flowsentry.io import write_json
+
 MEASURE = """
 import json, sys, time
 import numpy as np
@@ -79,8 +81,7 @@ def main() -> None:
         "rows": rows,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(report, args.out)
 
 
 def _cpu() -> str:
