@@ -7,6 +7,11 @@ vocabulary logits at every position. flowsentry: the token prefix all prompts sh
 once (its key/value cache reused), one pass per job for one-token categories, the
 vocabulary projection only where read. Same SmolLM2 model, same prompts, side by side;
 reports jobs/s, the ratio, the largest score difference and the machine.
+
+A last row scores the decoder with LoRA adapters attached (PEFT, as a decoder tuned by
+`icl.lora` is loaded) twice with flowsentry's scorer: projecting every position of the
+batch onto the vocabulary, as the scorer did when it read the wrapper's signature, and
+only the positions it reads. Written to bench/results/icl_scoring.json.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=24, help="Test jobs per configuration.")
     args = parser.parse_args()
 
+    from peft import LoraConfig, get_peft_model
+
     from flowsentry.config import load_config
     from flowsentry.data.splits import stratified_sample
-    from flowsentry.io import read_table
+    from flowsentry.io import read_table, write_json
     from flowsentry.models.in_context import ICLDetector
     from flowsentry.models.likelihood import reference_scores
     from flowsentry.models.pretrained import load_decoder
@@ -63,6 +70,27 @@ def main() -> None:
             }
         )
         print(json.dumps(results["rows"][-1]), flush=True)
+
+    tuned = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"])).eval()
+    detector = ICLDetector(tuned, tokenizer, train, params, device, cfg.base.seed)
+    prefixes, suffixes = detector.prompts(test)
+    timed = {}
+    for keeps in (False, True):
+        detector.scorer._keeps_logits = keeps
+        started = time.perf_counter()
+        timed[keeps] = (detector.scorer.score(prefixes, suffixes), time.perf_counter() - started)
+    (every, every_s), (kept, kept_s) = timed[False], timed[True]
+    results["rows"].append(
+        {
+            "examples": "4 nearest, LoRA adapters",
+            "every_position_jobs_per_s": round(len(test) / every_s, 2),
+            "flowsentry_jobs_per_s": round(len(test) / kept_s, 2),
+            "speedup": round(every_s / kept_s, 2),
+            "max_score_difference": float(np.abs(every - kept).max()),
+        }
+    )
+    print(json.dumps(results["rows"][-1]), flush=True)
+    write_json(Path(__file__).resolve().parent / "results" / "icl_scoring.json", results)
     print(json.dumps(results, indent=2))
 
 

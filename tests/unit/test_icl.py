@@ -137,6 +137,33 @@ def test_cached_scores_equal_direct_scores(tiny_decoder, prefixes, one_token_cat
     assert ((scores > 0) & (scores < 1)).all()
 
 
+def test_a_decoder_with_adapters_projects_only_the_positions_it_reads(tiny_decoder):
+    """LoRA-wrapped (PEFT), the decoder still skips the vocabulary projection of every
+    position but the last: the same scores, a fraction of the work."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = tiny_decoder
+    tuned = get_peft_model(
+        model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    ).eval()
+    projected = []
+    hook = tuned.get_base_model().lm_head.register_forward_hook(
+        lambda module, args, out: projected.append(out.shape[1])
+    )
+    prefixes = ["Instruct: classify.\nInstruct: runtime is 1.0\nCategory: Normal"] * 3
+    try:
+        scorer = LikelihoodScorer(tuned, tokenizer, batch_size=3)
+        scores = scorer.score(prefixes, SUFFIXES)
+        # the shared prefix: its last position; the batch: where each job's category is
+        # read (the three suffixes end at three positions), not every position of the batch
+        assert projected == [1, len(SUFFIXES)]
+        direct = reference_scores(tuned, tokenizer, scorer.continuations, prefixes, SUFFIXES)
+        np.testing.assert_allclose(scores, direct, atol=1e-4)
+    finally:
+        hook.remove()
+        tuned.unload()  # the session's tiny decoder, without adapters again
+
+
 def test_parse_category():
     assert parse_category("runtime is high. Category: Abnormal") == "Abnormal"
     assert parse_category("first Category: Normal, then category: abnormal") == "Abnormal"

@@ -31,8 +31,7 @@ class LikelihoodScorer:
         self.continuations = [
             tokenizer(f" {c}", add_special_tokens=False)["input_ids"] for c in CATEGORIES
         ]
-        forward = inspect.signature(model.forward).parameters
-        self._keeps_logits = "logits_to_keep" in forward
+        self._keeps_logits = accepts_logits_to_keep(model)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -137,6 +136,16 @@ class LikelihoodScorer:
         for r, (a, b) in enumerate(rows):
             out[r] = sum(logprobs[r, column[len(a) + t - 1], tok].item() for t, tok in enumerate(b))
         return out
+
+
+def accepts_logits_to_keep(model: Any) -> bool:
+    """Whether the model's forward can project only some positions onto the vocabulary.
+
+    A PEFT-wrapped decoder (LoRA adapters) declares `**kwargs` and hands them to the model
+    it wraps, so the wrapped model's own forward is what says.
+    """
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
 def reference_scores(
