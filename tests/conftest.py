@@ -25,6 +25,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # bench/threads.py).
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the `tokenizers` Rust pool
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # the libraries a plugin loaded before this file (numpy's BLAS)
@@ -160,6 +161,9 @@ def project_config(**sections):
         "ingest": {"workflows": ["tiny"]},
         **sections,
     }
+    # ten jobs scored alone for the latency figures (100 by default): the machinery and
+    # the gate's latency check run the same, at a tenth of the cost
+    raw["evaluate"] = {"latency_calls": 10, **sections.get("evaluate", {})}
     raw["paths"] = {"gx_suite": str(SUITE), **sections.get("paths", {})}
     return config_from_dict(raw)
 
@@ -260,29 +264,33 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory) -> Path:
-    """A tiny random BERT (2 layers, hidden 32) with MiniLM's tokenizer, saved locally."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+def tiny_encoder(shared_folder) -> Path:
+    """A tiny random BERT (2 layers, hidden 32) with MiniLM's tokenizer, saved locally.
+    One folder a test session, whatever the number of workers: a model trained in a
+    shared fixture (tiny_tournament) names it, and a test on another worker must
+    configure the same path to be taken for the same model."""
 
-    from flowsentry.models.pretrained import resolve
+    def build(folder: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve("minilm"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-        num_labels=2,
-    )
-    import torch
+        from flowsentry.models.pretrained import resolve
 
-    torch.manual_seed(0)  # the same tiny model in every session: no flaky test
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+        tokenizer = AutoTokenizer.from_pretrained(resolve("minilm"))
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=256,
+            num_labels=2,
+        )
+        torch.manual_seed(0)  # the same tiny model in every session: no flaky test
+        BertForSequenceClassification(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return shared_folder("tiny-bert", build)
 
 
 @pytest.fixture(scope="session")

@@ -460,6 +460,12 @@ class EvaluateParams(_Section):
         description="Score at most N stratified jobs of val and of test (the same for every "
         "candidate); None: all. For slow kinds (icl) on a CPU.",
     )
+    latency_calls: int = Field(
+        100,
+        ge=1,
+        description="Test jobs scored one at a time, input building included, for the "
+        "latency p50 / p99 the gate checks against gate.max_p99_latency_ms.",
+    )
 
 
 class ICLLoraParams(_Section):

@@ -51,7 +51,7 @@ def setup(harness, make_flowbench, project, tiny_encoder, tmp_path, bento_home):
         max_train_samples=150,
     )
     params["base"]["device"] = "cpu"
-    params["evaluate"]["online_max_jobs"] = 20
+    params["evaluate"].update(online_max_jobs=20, latency_calls=10)
     params["gate"].update(min_f1=0.0, min_roc_auc=0.0, max_bias_gap=1.0, max_p99_latency_ms=10000)
     (home / "params.yaml").write_text(yaml.safe_dump(params))
     Repo.init(str(home), no_scm=True)

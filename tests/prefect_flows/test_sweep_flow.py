@@ -22,7 +22,7 @@ def test_sweep_trains_candidates_on_two_dask_workers_and_gates_the_best(
         "text": {"template": "compact", "feature_set": "context"},
         "base": {"device": "cpu"},
         "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3},
-        "evaluate": {"online_max_jobs": 20},
+        "evaluate": {"online_max_jobs": 20, "latency_calls": 10},
         "gate": {
             "min_f1": 0.0,
             "min_roc_auc": 0.0,
