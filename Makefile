@@ -30,16 +30,13 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
 
-# pytest-xdist, a test file per worker, in collection order (tests/conftest.py puts the
-# longest files first; xdist's default reorders files by their number of tests instead):
-# one worker more than the cores (at most 8), as
+# pytest-xdist, a test file per worker: one worker more than the cores (at most 8), as
 # part of the suite waits on servers, brokers, containers and subprocesses, and each
 # worker computes on one thread (tests/conftest.py). On 2 cores, 3 workers kept the CPUs
 # 182-192% busy of 200% in the three runs of docs/tests.md.
 TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 8 ? n + 1 : 8 )))
 test: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
-		--no-loadscope-reorder
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The service image of the champion `make run` packaged (podman; needs root, and the
 # Debian packages podman, runc and debootstrap). See docs/how-to/container.md.

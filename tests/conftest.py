@@ -30,31 +30,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     threadpool_limits(1)  # the libraries a plugin loaded before this file (numpy's BLAS)
 
-# The files that take minutes, longest first (their wall time in a `make test` as on a
-# fresh machine): they start first, because pytest-xdist hands whole files to the workers
-# in collection order (`--dist loadfile --no-loadscope-reorder`: by default it would
-# order them by their number of tests) and a long file started last decides the suite's
-# wall time.
+# The files that take minutes (pytest's slowest-tests report), longest first: they start
+# first, because pytest-xdist hands whole files to the workers in collection order
+# (--dist loadfile) and a long file started last decides the suite's wall time.
 SLOW_FIRST = (
-    "tests/pegasus/test_listen.py",
-    "tests/unit/test_dvc_declarations.py",
     "tests/integration/test_new_workflow.py",
-    "tests/prefect_flows/test_remote_train.py",
+    "tests/unit/test_dvc_declarations.py",
     "tests/prefect_flows/test_retrain_flow.py",
-    "tests/integration/test_container.py",
-    "tests/unit/test_experiments.py",
-    "tests/unit/test_faults.py",
-    "tests/unit/test_bad_input_fuzz.py",
-    "tests/integration/test_real_traces.py",
-    "tests/prefect_flows/test_sweep_flow.py",
-    "tests/unit/test_icl.py",
+    "tests/pegasus/test_listen.py",
     "tests/integration/test_model_pipeline.py",
-    "tests/unit/test_limits.py",
-    "tests/unit/test_validation.py",
-    "tests/unit/test_inbox.py",
-    "tests/unit/test_lock.py",
-    "tests/unit/test_stages.py",
-    "tests/unit/test_model_stages.py",
+    "tests/integration/test_container.py",
+    "tests/integration/test_real_traces.py",
+    "tests/unit/test_faults.py",
+    "tests/unit/test_experiments.py",
+    "tests/prefect_flows/test_remote_train.py",
     "tests/integration/test_dvc_pipeline.py",
 )
 
