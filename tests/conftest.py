@@ -30,9 +30,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     threadpool_limits(1)  # the libraries a plugin loaded before this file (numpy's BLAS)
 
-# The files that take minutes (pytest's slowest-tests report), longest first: they start
-# first, because pytest-xdist hands whole files to the workers in collection order
-# (--dist loadfile) and a long file started last decides the suite's wall time.
+# The files that take minutes (pytest's slowest-tests report), longest first. pytest-xdist
+# (--dist loadfile) hands out files with more tests first (its default
+# --loadscope-reorder) and, among files with as many tests, in collection order: this
+# order puts the slow one-test and few-test files before the quick ones of their size.
+# (Handing out strictly longest first, --no-loadscope-reorder, ran the heavy files side
+# by side at the start: 18 min 10 s and 2,121 CPU-seconds as on a fresh machine, against
+# 16 min 43 s and 1,777 in this order, 2026-12-01.)
 SLOW_FIRST = (
     "tests/integration/test_new_workflow.py",
     "tests/unit/test_dvc_declarations.py",
