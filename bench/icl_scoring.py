@@ -37,6 +37,7 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
 
     from flowsentry.config import load_config
+    from flowsentry.data.evidence import read_profile
     from flowsentry.data.splits import stratified_sample
     from flowsentry.io import read_table, write_json
     from flowsentry.models.in_context import ICLDetector
@@ -47,10 +48,12 @@ def main() -> None:
     train = read_table(cfg.paths.prepared / "train.parquet")
     test = stratified_sample(read_table(cfg.paths.prepared / "test.parquet"), args.jobs, 42)
     model, tokenizer, device = load_decoder(cfg.icl.model, cfg.base.device)
+    profile = read_profile(cfg.paths.profile)  # the evidence sentences read it
     results = {"machine": machine(), "jobs": len(test), "model": cfg.icl.model, "rows": []}
     for examples in ("balanced", "nearest"):
         params = cfg.icl.model_copy(update={"examples": examples, "n_examples": 4})
         detector = ICLDetector(model, tokenizer, train, params, device, cfg.base.seed)
+        detector.profile = profile
         prefixes, suffixes = detector.prompts(test)
         started = time.perf_counter()
         naive = reference_scores(
@@ -73,6 +76,7 @@ def main() -> None:
 
     tuned = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"])).eval()
     detector = ICLDetector(tuned, tokenizer, train, params, device, cfg.base.seed)
+    detector.profile = profile
     prefixes, suffixes = detector.prompts(test)
     timed = {}
     for keeps in (False, True):
@@ -90,7 +94,7 @@ def main() -> None:
         }
     )
     print(json.dumps(results["rows"][-1]), flush=True)
-    write_json(Path(__file__).resolve().parent / "results" / "icl_scoring.json", results)
+    write_json(results, Path(__file__).resolve().parent / "results" / "icl_scoring.json")
     print(json.dumps(results, indent=2))
 
 
