@@ -61,6 +61,9 @@ def test_evaluate_scores_every_candidate_on_val_and_test(trained):
         assert entry["kind"] == kind
         assert entry["test"]["jobs"] == test_jobs and entry["val"]["jobs"] > 0
         assert set(entry["test"]["recall_by_anomaly_type"]) <= {"cpu_2"}
+        latency = entry["test"]["latency_ms"]  # evaluate.latency_calls jobs, one at a time
+        assert latency["calls"] == min(cfg.evaluate.latency_calls, test_jobs) == 10
+        assert 0 < latency["p50"] <= latency["p99"]
         assert (
             len(report["online"][kind]["accuracy_by_k"])
             == len(report["online"][kind]["features"]) + 1
