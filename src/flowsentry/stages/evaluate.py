@@ -63,8 +63,9 @@ def bias_probe(detector: Detector) -> dict[str, Any] | None:
     return m.bias(detector.uninformative_scores())
 
 
-def latency_ms(detector: Detector, jobs: pd.DataFrame, calls: int = 100) -> dict[str, float]:
-    """p50 / p99 wall time of scoring one job record (input building included)."""
+def latency_ms(detector: Detector, jobs: pd.DataFrame, calls: int) -> dict[str, float]:
+    """p50 / p99 wall time of scoring one job record (input building included), over the
+    first `calls` jobs."""
     records = jobs.head(calls).to_dict("records")
     times = []
     for record in records:
@@ -82,8 +83,8 @@ def evaluate_candidate(
     detector: Detector,
     val: pd.DataFrame,
     test: pd.DataFrame,
+    latency_calls: int,
     progress: bool = False,
-    latency_calls: int = 100,
 ) -> tuple[EvaluatedCandidate, np.ndarray]:
     """Validation and test report of one detector (test: + speed, bias, and latency over
     `latency_calls` jobs scored one at a time)."""
@@ -146,7 +147,7 @@ def run(cfg: Config, progress: bool = True) -> EvaluationReport:
     for kind in cfg.train.candidates:
         detector = load_detector(cfg.paths.models / kind, device=cfg.base.device)
         entry, scores[kind] = evaluate_candidate(
-            detector, val, test, progress, cfg.evaluate.latency_calls
+            detector, val, test, cfg.evaluate.latency_calls, progress
         )
         prefixes = detector.score_prefixes(online_jobs)
         threshold = detector.threshold_
