@@ -57,6 +57,17 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
 
 
+def pytest_collection_finish(session) -> None:
+    """Every test module is imported now (torch, transformers, GX, Prefect: some 700,000
+    objects that live until the end): the garbage collector stops rescanning them. Its
+    full collections then walk only what tests make (GC took 8.4 of 98 CPU-seconds of
+    the validation tests after those imports; 4.8 with this)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 TASKS = ("prepare", "compute", "merge")
 # Gate floors every tiny model passes: tests of the tournament's mechanics, not of quality.
 EASY_GATE = {"min_f1": 0.0, "min_roc_auc": 0.0, "max_p99_latency_ms": 10000, "max_bias_gap": 1.0}
