@@ -23,7 +23,8 @@ class DataError(FlowsentryError):
         self.field = field
         self.reason = reason
         where = f"{self.path}: column '{field}'" if field else self.path
-        super().__init__(f"{where}: {reason}")
+        # One line, whatever a file's name or a quoted value holds.
+        super().__init__(f"{where}: {reason}".replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class ValidationFailed(FlowsentryError):

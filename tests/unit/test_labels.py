@@ -7,7 +7,7 @@ import io
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flowsentry.data import schema
@@ -44,9 +44,12 @@ def test_a_bad_label_is_refused_and_the_file_stays_whole(tmp_path):
         {"workflow": "wf", "run": "r1", "job": "a", "label": "maybe"},
         {"workflow": "", "run": "r1", "job": "a", "label": "normal"},
         {"workflow": "wf", "run": "r\\n1", "job": "a" * 2000, "label": "normal"},
+        {"workflow": "wf", "run": "r\n1", "job": "a", "label": "normal"},
+        {"workflow": "wf", "run": "r1", "job": "a", "label": "nor\nmal"},
     ):
-        with pytest.raises(DataError):
+        with pytest.raises(DataError) as refused:
             add_labels(path, [entry])
+        assert "\n" not in str(refused.value)  # one line, whatever the value holds
     assert path.read_bytes() == before
 
 
@@ -58,6 +61,7 @@ cell = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12
     header=st.one_of(st.just(list(COLUMNS)), st.lists(cell, max_size=7)),
     rows=st.lists(st.lists(cell, min_size=0, max_size=8), max_size=6),
 )
+@example(header=list(COLUMNS), rows=[["0", "0", "0", "\n", "", ""]])  # a quoted newline
 def test_any_labels_file_is_read_or_refused_in_one_line(tmp_path_factory, header, rows):
     path = tmp_path_factory.mktemp("labels") / "labels.csv"
     text = io.StringIO()
@@ -74,3 +78,14 @@ def test_any_labels_file_is_read_or_refused_in_one_line(tmp_path_factory, header
     assert set(labels["label"]) <= {"anomalous", "normal"}
     jobs, _ = apply_labels(_table(), labels)
     assert jobs["label"].isna().eq(jobs["anomaly_type"] == schema.UNKNOWN).all()
+
+
+@given(
+    path=st.text(max_size=20), reason=st.text(max_size=20), field=st.none() | st.text(max_size=8)
+)
+def test_a_data_error_is_one_line_whatever_its_parts_hold(path, reason, field):
+    """A file name or a quoted value may hold a line break: the message stays one line
+    (the CLI prints it as the last line of a failed command)."""
+    message = str(DataError(path, reason, field))
+    assert "\n" not in message and "\r" not in message
+    assert message.startswith(path.replace("\r", "\\r").replace("\n", "\\n"))

@@ -56,7 +56,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
                 raise DataError(path, f"line {line}: empty {name}", field=name)
         if record["label"] not in VALUES:
             raise DataError(
-                path, f"line {line}: label '{record['label']}' is not one of {sorted(VALUES)}",
+                path, f"line {line}: label {record['label'][:40]!r} is not one of {sorted(VALUES)}",
                 field="label",
             )  # fmt: skip
         if any(len(value) > MAX_FIELD for value in record.values()):
@@ -74,11 +74,12 @@ def add_labels(path: str | Path, entries: Iterable[dict[str, str]]) -> int:
     new = []
     for entry in entries:
         if entry["label"] not in VALUES:
-            raise DataError(path, f"label '{entry['label']}' is not one of {sorted(VALUES)}")
+            label = str(entry["label"])[:40]
+            raise DataError(path, f"label {label!r} is not one of {sorted(VALUES)}")
         for name in ("workflow", "run", "job"):
             value = str(entry.get(name) or "").strip()
             if not value or len(value) > MAX_FIELD or "\n" in value:
-                raise DataError(path, f"{name} '{value[:40]}' is empty, too long or multi-line")
+                raise DataError(path, f"{name} {value[:40]!r} is empty, too long or multi-line")
         new.append({**{c: "" for c in COLUMNS}, **entry, "labelled_at": stamp})
     if not new:
         return 0
