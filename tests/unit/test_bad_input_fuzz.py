@@ -101,6 +101,7 @@ def _stored_project(cfg, run_frame, home: Path) -> Path:
     first example, copied by each (the same stored state, at a third of the cost)."""
     if (home / ".complete").exists():
         return home
+    shutil.rmtree(home, ignore_errors=True)  # what an interrupted first example left
     good = home / "good"
     (good / "adjacency_list_dags").mkdir(parents=True)
     dag = {f"{t}_ID{j:07d}": [] for j, t in enumerate(["prepare", "compute", "merge"] * 2)}
