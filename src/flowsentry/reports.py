@@ -218,17 +218,16 @@ class ProfileNote(_Model):
     level_features: int
 
 
-class TokenLengths(_Model):
-    mean: float
-    max: int
-
-
 class TokenReport(_Model):
-    """Tokens per job of every template/feature set on a sample of training jobs."""
+    """Tokens per job of the configured sentence (template, feature set), counted by
+    `text.tokenizer` on a sample of training jobs."""
 
     tokenizer: str
+    template: str
+    feature_set: str
     jobs: int
-    lengths: dict[str, TokenLengths]  # "<template>/<feature set>"
+    mean: float
+    max: int
 
 
 class PrepareReport(_Report):

@@ -407,7 +407,7 @@ def test_prepare_again_with_more_runs_moves_no_old_run(
     from flowsentry.io import write_parquet
     from flowsentry.stages import ingest, prepare, validate
 
-    none = TokenReport(tokenizer="none", jobs=0, lengths={})
+    none = TokenReport(tokenizer="none", template="", feature_set="", jobs=0, mean=0, max=0)
     monkeypatch.setattr(prepare, "token_report", lambda *args, **kwargs: none)  # not tested here
     cfg = project()
     ingest.run(cfg, make_flowbench(n_runs=24), progress=False)

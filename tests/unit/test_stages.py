@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from flowsentry.cli import app
 from flowsentry.errors import ConfigError, DataError, ValidationFailed
+from flowsentry.models.pretrained import load_tokenizer
 from flowsentry.reports import IngestReport, PrepareReport, ValidationReport
 from flowsentry.stages import ingest, prepare, validate
 
@@ -44,10 +45,13 @@ def test_pipeline_on_tiny_traces(make_flowbench, project):
     assert counts == {"train": 96, "val": 12, "test": 12}
     train = pd.read_parquet(cfg.paths.prepared / "train.parquet")
     assert train["sentence"].str.startswith("wms_delay is 5.0 queue_delay is 20.0").all()
-    assert (
-        prepared.tokens_per_job.lengths["compact/paper"].mean
-        < prepared.tokens_per_job.lengths["paper/paper"].mean
-    )
+    # tokens per job of the sentences the encoder reads, as its own tokenizer counts them
+    tokens = prepared.tokens_per_job
+    assert (tokens.template, tokens.feature_set) == (cfg.text.template, cfg.text.feature_set)
+    counted = load_tokenizer(cfg.text.tokenizer)(train["sentence"].tolist())["input_ids"]
+    lengths = [len(ids) for ids in counted]
+    assert tokens.jobs == 96 and tokens.max == max(lengths)
+    assert tokens.mean == pytest.approx(sum(lengths) / len(lengths), abs=0.01)
     manifest = pd.read_csv(cfg.paths.prepared / "split.csv")
     assert len(manifest) == 120 and set(manifest.columns) == {"workflow", "run", "job", "split"}
 

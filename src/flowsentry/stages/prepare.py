@@ -1,4 +1,4 @@
-"""Prepare: validated jobs -> sentences + train/val/test splits + token report."""
+"""Prepare: validated jobs -> sentences + train/val/test splits + tokens per job."""
 
 from __future__ import annotations
 
@@ -26,37 +26,39 @@ from flowsentry.reports import (
     ProfileNote,
     SplitCount,
     SplitRecordCounts,
-    TokenLengths,
     TokenReport,
 )
 from flowsentry.stages.tables import table_refs
-from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sentences
+from flowsentry.text.sentences import features_of, sentences
 
 log = logging.getLogger(__name__)
 
-# Jobs the tokens-per-job report reads: 45 templates x feature sets, each sentence built
-# and tokenized, is the longest part of prepare on more jobs than this.
+# Training jobs whose sentences the tokens-per-job report counts.
 TOKEN_SAMPLE = 1000
 
 
 def token_report(
-    jobs: pd.DataFrame, tokenizer_name: str, profile: Profile, sample: int = TOKEN_SAMPLE
+    texts: pd.Series,
+    tokenizer_name: str,
+    template: str,
+    feature_set: str,
+    sample: int = TOKEN_SAMPLE,
 ) -> TokenReport:
-    """Mean and max tokens per job for every template x feature set (on up to `sample` jobs)."""
+    """Mean and max tokens per job of the sentences the encoder reads (on up to `sample`
+    of them). Every template x feature set side by side: `python bench/tokens.py`."""
     from flowsentry.models.pretrained import token_counter
 
-    count = token_counter(tokenizer_name)
-    if len(jobs) > sample:
-        jobs = jobs.sample(sample, random_state=0)
-    lengths: dict[str, TokenLengths] = {}
-    for template in TEMPLATES:
-        for feature_set in FEATURE_SETS:
-            texts = sentences(jobs, template, features_of(feature_set), profile=profile)
-            counts = count(texts)
-            lengths[f"{template}/{feature_set}"] = TokenLengths(
-                mean=round(sum(counts) / max(len(counts), 1), 2), max=max(counts, default=0)
-            )
-    return TokenReport(tokenizer=tokenizer_name, jobs=len(jobs), lengths=lengths)
+    if len(texts) > sample:
+        texts = texts.sample(sample, random_state=0)
+    counts = token_counter(tokenizer_name)(texts.tolist())
+    return TokenReport(
+        tokenizer=tokenizer_name,
+        template=template,
+        feature_set=feature_set,
+        jobs=len(counts),
+        mean=round(sum(counts) / max(len(counts), 1), 2),
+        max=max(counts, default=0),
+    )
 
 
 def level_features(cfg: Config) -> list[str]:
@@ -169,7 +171,9 @@ def run(cfg: Config) -> PrepareReport:
             tasks=sum(len(tasks) for tasks in profile.normal.values()),
             level_features=len(profile.levels),
         ),
-        tokens_per_job=token_report(train, cfg.text.tokenizer, profile),
+        tokens_per_job=token_report(
+            train["sentence"], cfg.text.tokenizer, cfg.text.template, cfg.text.feature_set
+        ),
     )
     report.write(cfg.paths)
     log.info("prepared %s", {k: v.jobs for k, v in report.splits.items()})
