@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
-from tests.conftest import EASY_GATE
+from tests.conftest import EASY_GATE, project_config
 
 from flowsentry import new_workflow
 from flowsentry.config import AdaptParams
@@ -120,8 +120,22 @@ def test_a_workflow_without_labels_is_served_from_the_others(flowbench_dir, proj
     assert decision.champion.metrics["roc_auc"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_the_study_on_two_small_workflows(flowbench_dir, project):
-    cfg = project(
+@pytest.fixture(scope="module")
+def study_home(tmp_path_factory):
+    """The study's project, shared by its tests as by a user's successive runs: each
+    workflow's data is prepared once by DVC in its workspace (same ingest, text and split
+    settings), up to date for the next (each test alone prepares what it needs)."""
+    return tmp_path_factory.mktemp("study")
+
+
+@pytest.fixture
+def study(study_home, monkeypatch):
+    monkeypatch.chdir(study_home)
+    return project_config
+
+
+def test_the_study_on_two_small_workflows(flowbench_dir, study):
+    cfg = study(
         ingest={"workflows": ["eht_smili"], "max_runs": 24},
         new_workflow={
             "workflows": ["eht_smili", NEW],
@@ -157,10 +171,8 @@ def test_the_study_on_two_small_workflows(flowbench_dir, project):
     assert np.isfinite(table["roc_auc"]).all()
 
 
-def test_the_language_models_in_the_study(
-    flowbench_dir, project, tiny_encoder, tiny_decoder_folder
-):
-    cfg = project(
+def test_the_language_models_in_the_study(flowbench_dir, study, tiny_encoder, tiny_decoder_folder):
+    cfg = study(
         ingest={"workflows": ["eht_smili"], "max_runs": 24},
         train={"model": str(tiny_encoder), "int8": "off"},
         icl={"model": str(tiny_decoder_folder)},

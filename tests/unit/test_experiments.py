@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import pytest
+from tests.conftest import build_flowbench, project_config
 
 from flowsentry import experiments
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One project for the module, as a user's successive experiments share theirs: each
+    workflow's data is prepared once by DVC in its workspace, and found up to date by
+    the next experiment (each test alone prepares what it needs)."""
+    root = tmp_path_factory.mktemp("experiments")
+    build_flowbench(root / "flowbench", "wfa", n_runs=30)
+    build_flowbench(root / "flowbench", "wfb", n_runs=30)
+    return root
+
+
 @pytest.fixture
-def two_workflows(make_flowbench, project, tiny_encoder, tmp_path):
-    root = make_flowbench("wfa", n_runs=30)
-    make_flowbench("wfb", n_runs=30, root=root)
-    cfg = project(
+def two_workflows(home, tiny_encoder, monkeypatch):
+    monkeypatch.chdir(home)
+    cfg = project_config(
         text={"template": "compact", "feature_set": "context"},
         train={
             "model": str(tiny_encoder),
@@ -20,7 +31,7 @@ def two_workflows(make_flowbench, project, tiny_encoder, tmp_path):
             "learning_rate": 1e-3,
         },
     )
-    return cfg, root
+    return cfg, home / "flowbench"
 
 
 def test_forgetting_keeps_the_first_adapter_intact(two_workflows):
@@ -59,7 +70,7 @@ def test_quality_runs_the_pipeline_in_its_own_workspace(two_workflows):
     cfg = cfg.model_copy(
         update={
             "train": cfg.train.model_copy(
-                update={"max_train_samples": 100, "candidates": candidates}
+                update={"max_train_samples": 100, "candidates": tuple(candidates)}
             ),
             "evaluate": cfg.evaluate.model_copy(update={"online_max_jobs": 20}),
         }
