@@ -10,7 +10,9 @@ unpickled.
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -57,15 +59,39 @@ def workflow_weights(jobs: pd.DataFrame, workflow: str | None, share: float) -> 
     return jobs.assign(**{WEIGHT_COLUMN: out})
 
 
-# skops loads scikit-learn estimators and numpy arrays by its own safe defaults; these are
-# the only other types a saved feature detector holds. Anything else is refused.
+# The only types beyond numbers, containers and numpy arrays (skops' safe defaults) a saved
+# feature detector holds: the estimators of the kinds and their parts. Anything else is
+# refused.
 TRUSTED_TYPES = (
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.preprocessing._label.LabelEncoder",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._iforest.IsolationForest",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeRegressor",
     "sklearn.tree._tree.Tree",
     "pyod.models.ecod.ECOD",
     "pyod.models.copod.COPOD",
     "pyod.models.hbos.HBOS",
 )
+
+
+def skops_io() -> Any:
+    """`skops.io`, imported without its default trust list of every scikit-learn
+    estimator: skops builds that list with `all_estimators()`, which imports every
+    scikit-learn module (2-3 s of each process that saves or loads a tree). flowsentry
+    never relies on it: every load names TRUSTED_TYPES."""
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    walk = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *args, **kwargs: []
+    try:
+        return importlib.import_module("skops.io")
+    finally:
+        sklearn.utils.all_estimators = walk
 
 
 class FeatureDetector(Detector):
@@ -197,8 +223,7 @@ class FeatureDetector(Detector):
 
     def save(self, target: str | Path) -> Path:
         """The fitted estimator as skops (no pickle) and the settings as JSON."""
-        import skops.io as sio
-
+        sio = skops_io()
         target = Path(target)
         with atomic_dir(target) as tmp:
             sio.dump(self.model_, tmp / MODEL_FILE)
@@ -250,8 +275,7 @@ def unsupervised_model(kind: str, seed: int) -> Any:
 
 def load_estimator(path: Path) -> Any:
     """A skops file holding only TRUSTED_TYPES; anything else is refused, never loaded."""
-    import skops.io as sio
-
+    sio = skops_io()
     if not path.exists():
         raise FlowsentryError(f"{path}: missing (the model folder is incomplete)")
     try:
