@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
@@ -55,6 +56,18 @@ SLOW_FIRST = (
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+
+
+def pytest_sessionfinish(session) -> None:
+    """The controller (or a run without workers) stops the servers the session's workers
+    started for all of them (`shared_folder`: a `server.pid` of a process group)."""
+    import signal
+
+    if hasattr(session.config, "workerinput"):  # an xdist worker: others may still use it
+        return
+    for pid in session.config._tmp_path_factory.getbasetemp().glob("shared-*/server.pid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pid.read_text()), signal.SIGTERM)
 
 
 def pytest_collection_finish(session) -> None:

@@ -15,13 +15,68 @@ if str(ROOT) not in sys.path:
 
 
 @pytest.fixture(scope="session")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
+def harness(shared_folder):
+    """One Prefect server for the test session, whatever the number of pytest-xdist
+    workers: the first flow test starts it (its own home and SQLite database, in a
+    process group of its own) and the session's end stops it (tests/conftest.py); each
+    worker points its Prefect settings at it, as `prefect_test_harness` does for the
+    server it would start per worker (one start is ~20 CPU-seconds, and each server
+    polls while it waits)."""
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    # The server's first start imports and migrates its database: on a cold CI machine
-    # that has taken longer than Prefect's default 30 seconds.
-    with prefect_test_harness(server_startup_timeout=300):
-        yield
+    url = (shared_folder(SERVER, _start_server) / "url").read_text()
+    with (
+        temporary_settings(updates={PREFECT_API_URL: url}),
+        prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
+    ):
+        yield url
+
+
+SERVER = "prefect-server"
+
+
+def _start_server(folder: Path) -> None:
+    """`prefect server start` on a free loopback port; waits until it answers."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+        "PREFECT_HOME": str(folder / "home"),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{folder / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    }
+    with (folder / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    (folder / "server.pid").write_text(str(server.pid))
+    url = f"http://127.0.0.1:{port}/api"
+    # the first start migrates its database: minutes on a cold CI machine
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the Prefect server exited: {(folder / 'server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                (folder / "url").write_text(url)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"the Prefect server did not answer within 300 s: {folder / 'server.log'}")
 
 
 @pytest.fixture
