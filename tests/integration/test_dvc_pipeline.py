@@ -14,9 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flowsentry.config import load_config
+from flowsentry.data import schema
+from flowsentry.data.flowbench import load_dag
 from flowsentry.reports import IngestReport, PrepareReport, ValidationReport
 
 pytestmark = pytest.mark.integration
@@ -57,6 +60,13 @@ def test_dvc_repro_runs_the_data_stages_and_then_does_nothing(flowbench_dir, tmp
     ingested = IngestReport.read(paths).tables["1000genome"]
     assert (ingested.runs, ingested.jobs, ingested.anomalous) == (350, 47_950, 15_689)
     assert ValidationReport.read(paths).tables["1000genome"].clean == 47_950
+    # what tests/integration/test_real_traces.py asks of every other workflow
+    table = pd.read_parquet(paths.validated / "1000genome.parquet")
+    assert table["label"].notna().all() and 0 < table["label"].mean() < 0.5
+    assert table["task"].notna().all()
+    assert table[list(schema.FLOWBENCH_REQUIRED)].notna().all().all()
+    dag = load_dag(paths.dag("1000genome"))
+    assert (table.groupby("run").size() == len(dag)).all()  # every run holds its whole DAG
     splits = PrepareReport.read(paths).splits
     assert sum(s.jobs for s in splits.values()) == 47_950
     assert splits["test"].jobs == 4_795
