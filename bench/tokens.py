@@ -3,7 +3,8 @@
 For each workflow the pipeline's own stages (ingest, validate, prepare) run in a
 workspace under `reports/experiments/work/<workflow>` (nothing is redone once prepared);
 then up to `--jobs` of its training jobs are written as each template's sentence of each
-feature set (with the profile fitted on its training runs) and counted by params.yaml's
+feature set, as a detector reads them (the profile fitted on its training runs, the peer
+features from each job's siblings in its run), and counted by params.yaml's
 `text.tokenizer`, special tokens included. The `prepare` stage reports the configured
 sentence alone (`reports/prepare.json`, `tokens_per_job`). Writes a JSON (with the
 machine) and prints a Markdown table.
@@ -21,6 +22,7 @@ from pathlib import Path
 from flowsentry.config import load_config
 from flowsentry.experiments import prepared
 from flowsentry.io import write_json
+from flowsentry.models.detector import with_context
 from flowsentry.models.pretrained import token_counter
 from flowsentry.text.sentences import FEATURE_SETS, TEMPLATES, features_of, sentences
 
@@ -41,13 +43,15 @@ def main() -> None:
     }
     for workflow in args.workflows:
         splits = prepared(cfg, workflow, work, os.environ.get("FLOWBENCH_DIR"))
-        jobs = splits.train
-        if len(jobs) > args.jobs:
-            jobs = jobs.sample(args.jobs, random_state=cfg.base.seed)
-        table: dict = {"jobs": len(jobs)}
-        for template in TEMPLATES:
-            for feature_set in FEATURE_SETS:
-                texts = sentences(jobs, template, features_of(feature_set), profile=splits.profile)
+        train = splits.train
+        rows = train.sample(min(args.jobs, len(train)), random_state=cfg.base.seed).index
+        table: dict = {"jobs": len(rows)}
+        for feature_set in FEATURE_SETS:
+            features = features_of(feature_set)
+            # each set as a detector reads it: the run's siblings give the peer features
+            jobs = with_context(train, features, splits.profile).loc[rows]
+            for template in TEMPLATES:
+                texts = sentences(jobs, template, features, profile=splits.profile)
                 counts = count(texts)
                 table[f"{template}/{feature_set}"] = {
                     "mean": round(sum(counts) / len(counts), 2),
